@@ -1,0 +1,309 @@
+"""Scenario files: the YAML schema, validated with pydantic, errors naming file and key.
+
+A scenario is one trace (model, adapters, workload) on one server (serving knobs, hardware)
+run under one or more policies. Sweeps (experiments/) build scenarios by overriding keys.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sim.core.model import ALL_TARGETS, ModelShape
+from sim.errors import ConfigError
+
+MODEL_PRESETS: dict[str, ModelShape] = {
+    "llama-3.1-8b": ModelShape(),
+    "llama-3.1-70b": ModelShape(
+        name="llama-3.1-70b", hidden=8192, intermediate=28672, layers=80, heads=64, kv_heads=8
+    ),
+    "llama-3.2-1b": ModelShape(
+        name="llama-3.2-1b", hidden=2048, intermediate=8192, layers=16, heads=32, kv_heads=8
+    ),
+    # for CPU tests of the GPU harness
+    "tiny": ModelShape(
+        name="tiny", hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=256, dtype_bytes=4
+    ),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelCfg(_Strict):
+    """A preset name plus optional overrides of any shape field."""
+
+    preset: str = "llama-3.1-8b"
+    hidden: int | None = Field(None, gt=0)
+    intermediate: int | None = Field(None, gt=0)
+    layers: int | None = Field(None, gt=0)
+    heads: int | None = Field(None, gt=0)
+    kv_heads: int | None = Field(None, gt=0)
+    vocab: int | None = Field(None, gt=0)
+    dtype_bytes: int | None = Field(None, gt=0)
+
+    @field_validator("preset")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        if v not in MODEL_PRESETS:
+            raise ValueError(f"unknown model preset {v!r}; expected one of {sorted(MODEL_PRESETS)}")
+        return v
+
+    def shape(self) -> ModelShape:
+        base = MODEL_PRESETS[self.preset]
+        over = {k: v for k, v in self.model_dump().items() if k != "preset" and v is not None}
+        if not over:
+            return base
+        return ModelShape(**{**base.__dict__, **over, "name": f"{base.name}*"})
+
+
+class HardwareCfg(_Strict):
+    """Analytic GPU/PCIe spec (defaults: H200, PCIe Gen5 x16, DESIGN §6/§8), or a measured
+    profile YAML written by `lorasim calibrate` (its tables override the analytic model)."""
+
+    preset: Literal["h200", "h100", "a100", "cpu"] = "h200"
+    profile: str | None = None
+    pinned_gbps: float | None = Field(None, gt=0)
+    pageable_gbps: float | None = Field(None, gt=0)
+    copy_overhead_us: float | None = Field(None, ge=0)
+    disk_gbps: float | None = Field(None, gt=0)
+    contention: float = Field(0.0, ge=0, le=1, description="compute slowdown while a side-stream copy runs")
+    pin_cache: Literal["warm", "cold"] = "warm"
+
+
+class AdapterGroup(_Strict):
+    count: int = Field(gt=0)
+    rank: int = Field(64, gt=0)
+    targets: list[str] | Literal["all"] = "all"
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v):
+        if v == "all":
+            return v
+        if not v:
+            raise ValueError("must name at least one module")
+        bad = [t for t in v if t not in ALL_TARGETS]
+        if bad:
+            raise ValueError(f"unknown modules {bad}; expected a subset of {list(ALL_TARGETS)}")
+        return v
+
+    def target_tuple(self) -> tuple[str, ...]:
+        return ALL_TARGETS if self.targets == "all" else tuple(self.targets)
+
+
+class AdaptersCfg(_Strict):
+    """The adapter population: `groups` of (count, rank, targets), or the shorthand
+    count/rank/targets for one group. `peft_dir`: real PEFT adapters (sizes read from files)."""
+
+    count: int | None = Field(None, gt=0)
+    rank: int = Field(64, gt=0)
+    targets: list[str] | Literal["all"] = "all"
+    groups: list[AdapterGroup] | None = None
+    peft_dir: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if self.groups is None and self.count is None and self.peft_dir is None:
+            raise ValueError("give `count` (with rank/targets), `groups`, or `peft_dir`")
+        if self.groups is not None and self.count is not None:
+            raise ValueError("give either `count` or `groups`, not both")
+        return self
+
+    def group_list(self) -> list[AdapterGroup]:
+        if self.groups is not None:
+            return list(self.groups)
+        if self.count is None:
+            return []
+        return [AdapterGroup(count=self.count, rank=self.rank, targets=self.targets)]
+
+
+class ArrivalCfg(_Strict):
+    """poisson(rate) | gamma(rate, cv) | burst (all at t=0) | trace(path)."""
+
+    process: Literal["poisson", "gamma", "burst", "trace"] = "poisson"
+    rate: float = Field(1.0, gt=0, description="requests per second (inf allowed = burst)")
+    cv: float = Field(1.0, gt=0, description="coefficient of variation of gamma inter-arrivals")
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _trace_path(self):
+        if self.process == "trace" and not self.path:
+            raise ValueError("process 'trace' needs `path` to a CSV or parquet trace")
+        return self
+
+
+class Phase(_Strict):
+    requests: int = Field(gt=0)
+    adapters: tuple[int, int] = Field(description="1-based inclusive adapter index range")
+
+    @field_validator("adapters")
+    @classmethod
+    def _range(cls, v):
+        lo, hi = v
+        if lo < 1 or hi < lo:
+            raise ValueError(f"expected [first, last] with 1 <= first <= last, got {list(v)}")
+        return v
+
+
+class ChoiceCfg(_Strict):
+    """Which adapter each request names (DESIGN §3)."""
+
+    dist: Literal["uniform", "distinct", "skewed", "zipf", "phased"] = "uniform"
+    alpha: float = Field(1.5, gt=0, description="skewed: P(i) ∝ alpha^-i (alpha > 1)")
+    s: float = Field(1.1, gt=0, description="zipf exponent: P(i) ∝ i^-s")
+    phases: list[Phase] | None = None
+    base_fraction: float = Field(0.0, ge=0, lt=1, description="share of requests for the base model")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.dist == "skewed" and self.alpha <= 1:
+            raise ValueError(f"skewed needs alpha > 1 (P(i) ∝ alpha^-i), got {self.alpha}")
+        if self.dist == "phased" and not self.phases:
+            raise ValueError("phased needs `phases`: [{requests: N, adapters: [first, last]}, ...]")
+        return self
+
+
+class LengthCfg(_Strict):
+    """random: uniform integer in [max(floor(len*range_ratio), 1), len] (SGLang bench); fixed."""
+
+    dist: Literal["random", "fixed"] = "fixed"
+    len: int = Field(512, gt=0)
+    range_ratio: float = Field(1.0, gt=0, le=1)
+
+
+class WorkloadCfg(_Strict):
+    num_requests: int = Field(100, gt=0)
+    arrival: ArrivalCfg = ArrivalCfg()
+    adapter_choice: ChoiceCfg = ChoiceCfg()
+    input_len: LengthCfg = LengthCfg()
+    output_len: LengthCfg = LengthCfg()
+
+
+class ServingCfg(_Strict):
+    """SGLang-like server knobs. GPU adapter memory = (batch + prefetch slots) x slot size."""
+
+    max_loras_per_batch: int = Field(8, gt=0, description="GPU batch slots; base model takes one")
+    max_loras_prefetch: int = Field(0, ge=0, description="extra GPU slots for prefetch (slora)")
+    max_loaded_loras: int | None = Field(None, gt=0, description="host (CPU) tier capacity; None = all")
+    max_running_requests: int = Field(256, gt=0)
+    max_prefill_tokens: int = Field(16384, gt=0)
+    chunked_prefill_size: int = Field(8192, gt=0)
+    kv_cache_tokens: int = Field(400_000, gt=0)
+    copy_mode: Literal["flat", "per_module"] = "per_module"
+    host_mode: Literal["pinned", "pageable", "pin_per_load"] = "pin_per_load"
+    eviction: Literal["lru", "fifo"] = "lru"
+
+    @model_validator(mode="after")
+    def _host(self):
+        if self.max_loaded_loras is not None and self.max_loaded_loras < self.max_loras_per_batch:
+            raise ValueError(
+                f"max_loaded_loras ({self.max_loaded_loras}) must be >= max_loras_per_batch "
+                f"({self.max_loras_per_batch}), as in SGLang"
+            )
+        return self
+
+
+POLICY_NAMES = ("lru", "fifo", "slora", "overlap", "history", "resident")
+
+
+class Scenario(_Strict):
+    name: str = "scenario"
+    seed: int = 0
+    model: ModelCfg = ModelCfg()
+    hardware: HardwareCfg = HardwareCfg()
+    adapters: AdaptersCfg
+    workload: WorkloadCfg = WorkloadCfg()
+    serving: ServingCfg = ServingCfg()
+    policies: list[str] = Field(default_factory=lambda: ["lru", "slora", "overlap", "history", "resident"])
+    policy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("policies")
+    @classmethod
+    def _policies(cls, v):
+        from sim.policies import registry
+
+        if not v:
+            raise ValueError("name at least one policy")
+        for p in v:
+            registry.check_name(p)
+        return v
+
+
+def _fmt_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def validation_error(source: str, err: ValidationError) -> ConfigError:
+    """First pydantic error as a one-line ConfigError (file, dotted key, expected value)."""
+    e = err.errors()[0]
+    loc = _fmt_loc(tuple(p for p in e["loc"] if not str(p).startswith("function-")))
+    msg = e["msg"].removeprefix("Value error, ")
+    got = e.get("input")
+    if e["type"] not in ("missing",) and not isinstance(got, dict):
+        msg += f" (got {got!r})"
+    extra = len(err.errors()) - 1
+    if extra:
+        msg += f" [+{extra} more error{'s' if extra > 1 else ''}]"
+    return ConfigError(source, loc, msg)
+
+
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", f"expected a mapping of scenario keys, got {type(data).__name__}")
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise validation_error(source, err) from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(str(p), "", "file not found")
+    try:
+        return yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise ConfigError(str(p), where, f"not valid YAML: {getattr(e, 'problem', e)}") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML; relative paths inside it resolve against its folder."""
+    data = read_yaml(path)
+    sc = parse_scenario(data, str(path))
+    return resolve_paths(sc, Path(path).parent)
+
+
+def resolve_paths(sc: Scenario, base: Path) -> Scenario:
+    def fix(p: str | None) -> str | None:
+        if p is None or Path(p).is_absolute() or Path(p).exists():
+            return p
+        cand = base / p
+        return str(cand) if cand.exists() else p
+
+    upd: dict[str, Any] = {}
+    if sc.workload.arrival.path:
+        arr = sc.workload.arrival.model_copy(update={"path": fix(sc.workload.arrival.path)})
+        upd["workload"] = sc.workload.model_copy(update={"arrival": arr})
+    if sc.hardware.profile:
+        upd["hardware"] = sc.hardware.model_copy(update={"profile": fix(sc.hardware.profile)})
+    if sc.adapters.peft_dir:
+        upd["adapters"] = sc.adapters.model_copy(update={"peft_dir": fix(sc.adapters.peft_dir)})
+    return sc.model_copy(update=upd) if upd else sc
+
+
+def is_burst(rate: float) -> bool:
+    return math.isinf(rate)

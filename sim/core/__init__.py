@@ -1,0 +1,1 @@
+"""Serving core: pure Python, no simpy, no torch. Drivers execute the effects it yields."""

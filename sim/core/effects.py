@@ -1,0 +1,154 @@
+"""Effects: the only way the serving core touches time, copies and compute.
+
+The engine is a generator that yields these objects; a driver executes each one and sends
+the result back. The SimPy driver answers on simulated time, the CUDA driver for real.
+Policies and the scheduler never read a clock or a stream directly, which is what makes
+both drivers run exactly the same decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from sim.core.model import AdapterSpec
+
+Stream = Literal["compute", "load"]
+CopyMode = Literal["flat", "per_module"]
+HostMode = Literal["pinned", "pageable", "pin_per_load"]
+LoadKind = Literal["blocking", "prefetch", "overlap"]
+
+
+@dataclass(frozen=True)
+class LoadJob:
+    """Copy one adapter host->device into a GPU slot.
+
+    stream "compute": the copy runs on the compute stream (blocks forwards queued after it);
+    stream "load": a dedicated load stream, FIFO, concurrent with compute.
+    from_disk: the adapter is not in the host tier; read it from disk first.
+    host_evicted: adapter dropped from the host tier to make room (driver frees it).
+    """
+
+    lid: int
+    adapter: AdapterSpec
+    slot: int
+    stream: Stream
+    kind: LoadKind
+    copy_mode: CopyMode = "per_module"
+    host_mode: HostMode = "pinned"
+    from_disk: bool = False
+    evicted: str | None = None  # adapter previously in the slot (GPU side)
+    host_evicted: str | None = None
+
+    @property
+    def n_copies(self) -> int:
+        return self.adapter.n_tensors if self.copy_mode == "per_module" else 1
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One request's share of a forward: `new_tokens` on top of `context` cached tokens."""
+
+    rid: int
+    adapter: str | None
+    slot: int  # GPU slot of its adapter (-1 for the base model)
+    rank: int  # adapter rank (0 for the base model)
+    new_tokens: int
+    context: int
+
+
+@dataclass(frozen=True)
+class Batch:
+    kind: Literal["prefill", "decode"]
+    items: tuple[BatchItem, ...]
+
+    @property
+    def tokens(self) -> int:
+        return sum(i.new_tokens for i in self.items)
+
+    @property
+    def adapters(self) -> frozenset[str | None]:
+        return frozenset(i.adapter for i in self.items)
+
+
+@dataclass(frozen=True)
+class ForwardResult:
+    """When the forward ran. A decode forward may cover several steps (fast-forward):
+    `step_ends[j]` is when step j finished; every running request got one token per step."""
+
+    start: float
+    end: float
+    step_ends: tuple[float, ...] = ()
+
+
+# ---- effects ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Now:
+    """-> float: the driver's current time (seconds from trace start)."""
+
+
+@dataclass(frozen=True)
+class StartLoad:
+    """-> None. Enqueue `job` on its stream; returns at once for the load stream.
+    On the compute stream the copy is ordered before any later Forward."""
+
+    job: LoadJob
+
+
+@dataclass(frozen=True)
+class WaitLoad:
+    """-> float: block until load `lid` has finished; returns the finish time."""
+
+    lid: int
+
+
+@dataclass(frozen=True)
+class PollLoads:
+    """-> tuple[int, ...]: load ids finished since the last poll (iteration granularity,
+    as SGLang's overlap loader sees them via event.query())."""
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Run a batch on the compute stream.
+
+    wait=True -> ForwardResult when it is done. wait=False -> int ticket at once (the CPU
+    launches ahead of the GPU); redeem it with WaitForward.
+    Decode only: run up to `max_steps` steps, stopping early once time reaches `until` or,
+    with `stop_on_load`, once any load-stream copy finishes (the scheduler must look again).
+    """
+
+    batch: Batch
+    max_steps: int = 1
+    until: float | None = None
+    stop_on_load: bool = False
+    wait: bool = True
+
+
+@dataclass(frozen=True)
+class WaitForward:
+    """-> ForwardResult of a Forward launched with wait=False."""
+
+    ticket: int
+
+
+@dataclass(frozen=True)
+class Idle:
+    """-> float now. Sleep until `until`, or until any load or launched forward finishes,
+    whichever is first. until=None with nothing in flight is a deadlock (driver raises)."""
+
+    until: float | None = None
+
+
+Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | Idle
+
+
+@dataclass
+class LoadStats:
+    """What the drivers report back about copies, for metrics (filled by drivers)."""
+
+    bytes_moved: int = 0
+    loads: int = 0
+    per_kind: dict[str, int] = field(default_factory=dict)

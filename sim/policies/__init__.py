@@ -1,0 +1,1 @@
+"""Loading policies, chosen by name from `registry`."""

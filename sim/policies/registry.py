@@ -1,0 +1,38 @@
+"""Policies by name, so configs, sweeps and both drivers pick them the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+_REGISTRY: dict[str, Callable[..., Any]] = {}
+
+
+def register(name: str):
+    def deco(factory):
+        _REGISTRY[name] = factory
+        return factory
+
+    return deco
+
+
+def _load_builtins() -> None:
+    if _REGISTRY:
+        return
+    import sim.policies.builtin  # noqa: F401  (registers on import)
+
+
+def names() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def check_name(name: str) -> None:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown policy {name!r}; expected one of {names()}")
+
+
+def create(name: str, **options: Any):
+    check_name(name)
+    return _REGISTRY[name](**options)
