@@ -195,8 +195,13 @@ class ServingCfg(_Strict):
     max_prefill_tokens: int = Field(16384, gt=0)
     chunked_prefill_size: int = Field(8192, gt=0)
     kv_cache_tokens: int = Field(400_000, gt=0)
-    copy_mode: Literal["flat", "per_module"] = "per_module"
-    host_mode: Literal["pinned", "pageable", "pin_per_load"] = "pin_per_load"
+    copy_mode: Literal["flat", "per_module"] = Field(
+        "per_module", description="per_module: one copy per A/B tensor (SGLang); flat: one copy"
+    )
+    host_mode: Literal["auto", "pinned", "pageable", "pin_per_load"] = Field(
+        "auto",
+        description="auto: overlap keeps host copies pinned, blocking paths pin per load (SGLang)",
+    )
     eviction: Literal["lru", "fifo"] = "lru"
 
     @model_validator(mode="after")

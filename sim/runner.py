@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from sim.config import Scenario
+from sim.core.model import Trace
+from sim.errors import ScenarioError
+
+TIMELINE_COLUMNS = ["lane", "start", "end", "kind", "label"]
 
 
 @dataclass
@@ -14,8 +22,8 @@ class RunResult:
     records:  one row per request (metrics.RECORD_COLUMNS): arrival, first_token, finish,
               ttft, e2e, tpot, adapter, hit, adapter_wait, input_len, output_len, policy.
     summary:  flat dict of scalars (metrics.summarize): ttft_mean_ms, ttft_p50_ms, ...
-    timeline: one row per interval on a lane: lane ("pcie"|"compute"), start, end, kind
-              ("prefill"|"decode"|"blocking"|"prefetch"|"overlap"), label.
+    timeline: one row per interval on a lane: lane ("pcie"|"compute"|"host"|"disk"), start,
+              end, kind ("prefill"|"decode"|"blocking"|"prefetch"|"overlap"|"pin"), label.
     itl:      all inter-token latencies in seconds (numpy array), for ITL summaries/plots.
     """
 
@@ -23,5 +31,75 @@ class RunResult:
     records: pd.DataFrame
     summary: dict
     timeline: pd.DataFrame
-    itl: object = None
+    itl: Any = None
     meta: dict = field(default_factory=dict)
+
+
+def finish_run(engine, timeline_rows: list, counters: dict, policy: str, meta: dict | None = None) -> RunResult:
+    """Metrics from a finished engine; shared by the SimPy and the CUDA driver."""
+    from sim import metrics
+
+    records = metrics.build_records(engine.states, engine.step_ends, policy)
+    itl = metrics.itl_array(engine.states, engine.step_ends)
+    timeline = pd.DataFrame(timeline_rows, columns=TIMELINE_COLUMNS)
+    summary = metrics.summarize(records, itl, counters, timeline)
+    summary["policy"] = policy
+    return RunResult(policy, records, summary, timeline, np.asarray(itl), dict(meta or {}))
+
+
+def check_feasible(sc: Scenario, trace: Trace) -> None:
+    """Reject scenarios that could never finish, before simulating them."""
+    kv = sc.serving.kv_cache_tokens
+    for r in trace.requests:
+        if r.input_len + r.output_len > kv:
+            raise ScenarioError(
+                f"request {r.rid} needs {r.input_len}+{r.output_len} KV tokens but "
+                f"serving.kv_cache_tokens is {kv}: it could never be scheduled"
+            )
+    names = {a.name for a in trace.adapters}
+    missing = {r.adapter for r in trace.requests if r.adapter is not None and r.adapter not in names}
+    if missing:
+        raise ScenarioError(f"trace names adapters not in the population: {sorted(missing)[:5]}")
+
+
+def simulate(
+    sc: Scenario,
+    policy: str,
+    *,
+    trace: Trace | None = None,
+    hardware: Any = None,
+    check: bool = False,
+) -> RunResult:
+    """Run `policy` on the scenario's trace in the SimPy driver.
+
+    `trace`/`hardware` may be given to share them across policies or to inject test models;
+    `check=True` runs the invariant checker after every iteration.
+    """
+    from sim.core.engine import Engine
+    from sim.hw import load_hardware
+    from sim.policies import registry
+    from sim.simpy_driver import SimPyDriver
+    from sim.workload import generate_trace
+
+    if trace is None:
+        trace = generate_trace(sc)
+    if hardware is None:
+        hardware = load_hardware(sc.hardware, sc.model.shape())
+    check_feasible(sc, trace)
+    try:
+        pol = registry.create(policy, **sc.policy_options.get(policy, {}))
+    except (TypeError, ValueError) as e:
+        raise ScenarioError(f"policy_options.{policy}: {e}") from None
+    engine = Engine(trace, sc.serving, pol)
+    if check:
+        from sim.core.invariants import InvariantChecker
+
+        engine.check = InvariantChecker()
+    driver = SimPyDriver(hardware)
+    driver.run(engine)
+    counters = dict(engine.counters)
+    counters["stall_s"] = engine.counters["stall_s"] + driver.counters["stall_s"]
+    counters["pin_s"] = driver.counters["pin_s"]
+    counters["disk_s"] = driver.counters["disk_s"]
+    meta = {"scenario": sc.name, "seed": sc.seed, "requests": len(trace.requests)}
+    return finish_run(engine, driver.timeline, counters, policy, meta)

@@ -135,6 +135,12 @@ class WaitForward:
 
 
 @dataclass(frozen=True)
+class PollForwards:
+    """-> tuple[int, ...]: tickets of forwards launched with wait=False that have finished
+    and were not yet redeemed with WaitForward (which then returns at once)."""
+
+
+@dataclass(frozen=True)
 class Idle:
     """-> float now. Sleep until `until`, or until any load or launched forward finishes,
     whichever is first. until=None with nothing in flight is a deadlock (driver raises)."""
@@ -142,7 +148,7 @@ class Idle:
     until: float | None = None
 
 
-Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | Idle
+Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | PollForwards | Idle
 
 
 @dataclass

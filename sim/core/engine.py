@@ -1,0 +1,280 @@
+"""The engine loop: scheduler + policy, written once, yielding effects to a driver.
+
+    gen = Engine(trace, serving, policy).run()
+    result = None
+    while True:
+        effect = gen.send(result)      # StopIteration when every request has finished
+        result = driver.handle(effect)
+
+Each iteration: see arrivals, poll finished async loads, let the policy form a prefill batch
+(it may start or plan loads while the queue is scanned), run it (blocking loads first, on the
+compute stream), else one or more decode steps of all running requests, else sleep until
+something can change. Decode runs are fast-forwarded up to the first finish, the next
+arrival, or (when a load could unblock a waiting request) the next load completion, which
+is exactly when the scheduler's answer could differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+from sim.config import ServingCfg
+from sim.core.effects import (
+    Batch,
+    BatchItem,
+    Effect,
+    Forward,
+    ForwardResult,
+    Idle,
+    LoadJob,
+    Now,
+    PollForwards,
+    PollLoads,
+    StartLoad,
+    WaitForward,
+    WaitLoad,
+)
+from sim.core.host import HostTier
+from sim.core.model import RequestState, Trace
+from sim.core.scheduler import PrefillPlan, Scheduler
+from sim.core.slots import SlotPool
+from sim.errors import DeadlockError
+
+Key = str | None
+
+
+class Engine:
+    def __init__(self, trace: Trace, serving: ServingCfg, policy: Any):
+        self.trace = trace
+        self.cfg = serving
+        self.policy = policy
+        self.adapters = trace.adapter_map()
+        self.sched = Scheduler(trace.requests, serving)
+        capacity = policy.slot_capacity(serving)
+        self.pool = SlotPool(capacity, order=getattr(policy, "eviction", serving.eviction))
+        self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras)
+        self.host_mode = policy.host_mode(serving)
+        self.pending_jobs: list[LoadJob] = []
+        self.inflight: dict[int, Key] = {}  # async load id -> adapter
+        self.blocking_in_batch: set[Key] = set()  # loaded on the compute stream for this batch
+        self.wait_lids: set[int] = set()  # async loads the next forward must wait for
+        self.step_ends: list[float] = []
+        self.counters: dict[str, float] = {
+            "loads": 0,
+            "bytes_moved": 0,
+            "prefetch_wasted": 0,
+            "disk_reads": 0,
+            "evictions": 0,
+            "stall_s": 0.0,
+            "iterations": 0,
+        }
+        self.load_log: list[tuple[int, Key, str, int]] = []  # lid, adapter, kind, bytes
+        self._next_lid = 0
+        self.ready_seen: dict[Key, float] = {}  # when the scheduler saw an async load finish
+        self.now = 0.0
+        self.check = None  # optional invariant checker: callable(engine)
+        policy.bind(self)
+
+    @property
+    def states(self) -> list[RequestState]:
+        return self.sched.states
+
+    # -- services for policies -------------------------------------------------------------
+    def protected(self, batch_adapters: set[Key]) -> set[Key]:
+        """Adapters that may not be evicted now: used by running requests or this batch."""
+        return self.sched.adapters_in_use() | batch_adapters
+
+    def new_load(self, adapter: Key, batch_adapters: set[Key], stream: str, kind: str) -> bool:
+        """Give `adapter` a slot (evicting per the pool's order) and plan its copy.
+
+        The base model (None) needs a slot but no copy. Returns False if no slot can be had.
+        """
+        prot = self.protected(batch_adapters) | self.pool.loading()
+        if not self.pool.can_place(prot):
+            return False
+        state = "ready" if adapter is None or stream == "compute" else "loading"
+        slot, evicted, did_evict = self.pool.place(adapter, prot, state)
+        if did_evict:
+            self.counters["evictions"] += 1
+            self.policy.on_evict(evicted)
+        if adapter is None:
+            return True
+        spec = self.adapters[adapter]
+        from_disk, host_dropped = self.host.access(adapter)
+        lid = self._next_lid
+        self._next_lid += 1
+        job = LoadJob(
+            lid=lid,
+            adapter=spec,
+            slot=slot,
+            stream=stream,  # type: ignore[arg-type]
+            kind=kind,  # type: ignore[arg-type]
+            copy_mode=self.cfg.copy_mode,
+            host_mode=self.host_mode,
+            from_disk=from_disk,
+            evicted=evicted if did_evict else None,
+            host_evicted=host_dropped,
+        )
+        self.pending_jobs.append(job)
+        self.counters["loads"] += 1
+        self.counters["bytes_moved"] += spec.nbytes
+        self.counters["disk_reads"] += int(from_disk)
+        self.load_log.append((lid, adapter, kind, spec.nbytes))
+        if stream == "load":
+            self.inflight[lid] = adapter
+        else:
+            self.blocking_in_batch.add(adapter)
+        return True
+
+    def lid_of(self, adapter: Key) -> int | None:
+        for lid, a in self.inflight.items():
+            if a == adapter:
+                return lid
+        return None
+
+    # -- the loop --------------------------------------------------------------------------
+    def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        """Scan callback: note hit/miss on first look, then ask the policy."""
+        if st.adapter_hit is None:
+            st.adapter_hit = self.policy.is_hit(st.adapter)
+        return self.policy.admit(st, batch_adapters)
+
+    def run(self) -> Generator[Effect, Any, None]:
+        sched, policy = self.sched, self.policy
+        launched: list[tuple[int, PrefillPlan]] = []  # prefills launched ahead (wait=False)
+        while not sched.all_done():
+            self.counters["iterations"] += 1
+            self.now = yield Now()
+            for st in sched.admit_arrivals(self.now):
+                policy.on_arrival(st, self.now)
+            done = yield PollLoads()
+            for lid in done:
+                a = self.inflight.pop(lid)
+                self.pool.mark_ready(a)
+                self.ready_seen[a] = self.now
+                policy.on_load_done(a, self.now)
+            if launched:
+                for ticket in (yield PollForwards()):
+                    idx = next(i for i, (t, _) in enumerate(launched) if t == ticket)
+                    _, lplan = launched.pop(idx)
+                    res = yield WaitForward(ticket)
+                    sched.finish_prefill(lplan, res.end, len(self.step_ends))
+            if self.check is not None:
+                self.check(self)
+
+            plan = sched.form_prefill(self.admit, policy.order)
+            if plan is not None:
+                sched.start_prefill(plan, self.now)
+                policy.on_batch(plan, self.now)
+            policy.after_schedule(plan, self.now)  # prefetch planning
+            jobs, self.pending_jobs = self.pending_jobs, []
+            for job in jobs:
+                yield StartLoad(job)
+
+            if plan is not None:
+                batch = self._batch(plan)
+                for lid in sorted(self.wait_lids):
+                    t0 = self.now
+                    t1 = yield WaitLoad(lid)
+                    self.counters["stall_s"] += max(0.0, t1 - t0)
+                    self.now = max(self.now, t1)
+                self.wait_lids.clear()
+                if len(launched) + 1 < policy.launch_ahead:
+                    ticket = yield Forward(batch, wait=False)
+                    launched.append((ticket, plan))
+                    self._note_adapter_wait(plan, self.now)
+                else:
+                    res = yield Forward(batch)
+                    self._note_adapter_wait(plan, res.start)
+                    sched.finish_prefill(plan, res.end, len(self.step_ends))
+                self.blocking_in_batch.clear()
+                continue
+
+            if launched:
+                if policy.load_completion_unblocks and self.inflight and sched.waiting:
+                    # a load finishing may let another prefill launch before these end
+                    self.now = yield Idle(sched.next_arrival())
+                    continue
+                ticket, lplan = launched.pop(0)
+                res = yield WaitForward(ticket)
+                sched.finish_prefill(lplan, res.end, len(self.step_ends))
+                continue
+
+            if sched.running:
+                stop_on_load = bool(policy.load_completion_unblocks and self.inflight and sched.waiting)
+                res = yield Forward(
+                    self._decode_batch(),
+                    max_steps=sched.decode_horizon(),
+                    until=sched.next_arrival(),
+                    stop_on_load=stop_on_load,
+                )
+                self.step_ends.extend(res.step_ends)
+                sched.finish_decode(res.step_ends)
+                continue
+
+            # nothing runnable: sleep until an arrival or a load finishes
+            nxt = sched.next_arrival()
+            if nxt is None and not self.inflight:
+                raise DeadlockError(self._diagnose())
+            self.now = yield Idle(nxt)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _slot(self, a: Key) -> int:
+        return self.pool.slot_of.get(a, -1) if a is not None else self.pool.slot_of.get(None, -1)
+
+    def _rank(self, a: Key) -> int:
+        return self.adapters[a].rank if a is not None else 0
+
+    def _batch(self, plan: PrefillPlan) -> Batch:
+        return Batch(
+            "prefill",
+            tuple(
+                BatchItem(st.rid, st.adapter, self._slot(st.adapter), self._rank(st.adapter), n, st.prefilled - n)
+                for st, n in plan.items
+            ),
+        )
+
+    def _decode_batch(self) -> Batch:
+        return Batch(
+            "decode",
+            tuple(
+                BatchItem(
+                    st.rid,
+                    st.adapter,
+                    self._slot(st.adapter),
+                    self._rank(st.adapter),
+                    1,
+                    st.req.input_len + st.decoded - 1,
+                )
+                for st in self.sched.running
+            ),
+        )
+
+    def _note_adapter_wait(self, plan: PrefillPlan, start: float) -> None:
+        """When each newly scheduled request's adapter became usable for it (metrics)."""
+        for st, _ in plan.items:
+            if st.adapter_ready_at is not None:
+                continue
+            arr = st.req.arrival
+            if st.adapter_hit:
+                ready = arr
+            elif st.adapter in self.blocking_in_batch:
+                ready = start  # copied on the compute stream just before this forward
+            else:
+                ready = max(arr, self.ready_seen.get(st.adapter, arr))
+            st.adapter_ready_at = ready
+            st.waited_on_adapter = max(0.0, ready - arr)
+
+    def _diagnose(self) -> str:
+        stuck = self.sched.waiting[:5]
+        parts = [
+            f"request {st.rid} (adapter {st.adapter!r}, {st.req.input_len}+{st.req.output_len} tokens)"
+            for st in stuck
+        ]
+        return (
+            f"no progress possible at t={self.now:.3f}s: {len(self.sched.waiting)} waiting request(s) "
+            f"can never be scheduled, e.g. {', '.join(parts)}; slots in use: "
+            f"{sorted(map(str, self.pool.slot_of))} of {self.pool.capacity}; "
+            f"KV used {self.sched.kv_used}/{self.cfg.kv_cache_tokens}"
+        )

@@ -1,0 +1,176 @@
+"""The serving scheduler, modelled on SGLang's (DESIGN §2).
+
+Per iteration: arrivals join the waiting queue; the queue (FCFS unless the policy orders it)
+is scanned; a request whose adapter cannot join the batch is skipped (`continue`); the scan
+stops when a budget is full: `max_running_requests`, `max_prefill_tokens`, KV-cache tokens.
+A prompt longer than the remaining budget or `chunked_prefill_size` is chunked; the
+unfinished chunk goes first in the next prefill. Prefill-first: if a prefill batch forms it
+runs, else one decode step of every running request.
+
+KV cache: a request reserves input+output tokens when first scheduled and frees them when it
+finishes (no retraction), so the KV budget only changes at finishes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sim.config import ServingCfg
+from sim.core.model import Request, RequestState
+
+Key = str | None
+
+
+@dataclass
+class PrefillPlan:
+    """A formed prefill batch: (request, new tokens) pairs and the adapters it adds."""
+
+    items: list[tuple[RequestState, int]]
+    final: frozenset[int] = frozenset()  # rids whose prompt this batch completes (set at start)
+
+    @property
+    def tokens(self) -> int:
+        return sum(n for _, n in self.items)
+
+    @property
+    def adapters(self) -> set[Key]:
+        return {st.adapter for st, _ in self.items}
+
+
+# admit(state, batch_adapters) -> True if the request's adapter can join this batch now.
+AdmitFn = Callable[[RequestState, set], bool]
+
+
+class Scheduler:
+    def __init__(self, requests: Sequence[Request], serving: ServingCfg):
+        self.cfg = serving
+        self.states = [RequestState(r) for r in sorted(requests, key=lambda r: (r.arrival, r.rid))]
+        self.pending: deque[RequestState] = deque(self.states)
+        self.waiting: list[RequestState] = []
+        self.running: list[RequestState] = []  # decoding, plus prefills launched ahead
+        self.chunked: RequestState | None = None  # partially prefilled, goes first next time
+        self.prefilling: set[int] = set()  # admitted, prompt not finished (incl. launched ahead)
+        self.kv_used = 0
+        self.finished = 0
+        # adapters referenced by running/chunked requests: these may not be evicted
+        self.in_use: Counter[Key] = Counter()
+
+    # -- queue -----------------------------------------------------------------------------
+    def admit_arrivals(self, now: float) -> list[RequestState]:
+        new = []
+        while self.pending and self.pending[0].req.arrival <= now:
+            st = self.pending.popleft()
+            self.waiting.append(st)
+            new.append(st)
+        return new
+
+    def next_arrival(self) -> float | None:
+        return self.pending[0].req.arrival if self.pending else None
+
+    def all_done(self) -> bool:
+        return self.finished == len(self.states)
+
+    def adapters_in_use(self) -> set[Key]:
+        return {a for a, c in self.in_use.items() if c > 0}
+
+    def kv_need(self, st: RequestState) -> int:
+        return st.req.input_len + st.req.output_len
+
+    # -- batch formation -------------------------------------------------------------------
+    def form_prefill(
+        self, admit: AdmitFn, order: Callable[[list[RequestState]], list[RequestState]]
+    ) -> PrefillPlan | None:
+        cfg = self.cfg
+        budget = cfg.max_prefill_tokens
+        items: list[tuple[RequestState, int]] = []
+        batch_adapters: set[Key] = set()
+        if self.chunked is not None:
+            st = self.chunked
+            n = min(st.prefill_remaining, cfg.chunked_prefill_size, budget)
+            items.append((st, n))
+            batch_adapters.add(st.adapter)
+            budget -= n
+            if n < st.prefill_remaining:  # still chunked: nothing else fits
+                return PrefillPlan(items)
+        n_active = len(self.running) + len(self.prefilling)
+        n_new = 0
+        for st in order(self.waiting):
+            if budget <= 0 or n_active + n_new >= cfg.max_running_requests:
+                break
+            if self.kv_used + self.kv_need(st) > cfg.kv_cache_tokens:
+                break  # SGLang stops adding when memory runs out
+            if not admit(st, batch_adapters):
+                st.skipped += 1
+                continue
+            n = min(st.prefill_remaining, cfg.chunked_prefill_size, budget)
+            items.append((st, n))
+            n_new += 1
+            batch_adapters.add(st.adapter)
+            budget -= n
+            if n < st.prefill_remaining:
+                break  # this one becomes the chunked request
+        if not items:
+            return None
+        return PrefillPlan(items)
+
+    def start_prefill(self, plan: PrefillPlan, now: float) -> None:
+        """Commit a formed batch: reserve KV, move requests out of the waiting queue.
+
+        Prompt tokens count as scheduled here (not when the forward ends) so that a prefill
+        launched ahead is never scheduled twice."""
+        plan.final = frozenset(st.rid for st, n in plan.items if n == st.prefill_remaining)
+        newly = {id(st) for st, _ in plan.items if st is not self.chunked}
+        if newly:
+            self.waiting = [st for st in self.waiting if id(st) not in newly]
+        for st, n in plan.items:
+            if st.rid not in self.prefilling:
+                self.prefilling.add(st.rid)
+                self.kv_used += self.kv_need(st)
+                self.in_use[st.adapter] += 1
+                st.admitted_at = now
+            if n < st.prefill_remaining:
+                self.chunked = st
+            elif st is self.chunked:
+                self.chunked = None
+            st.prefilled += n
+
+    def finish_prefill(self, plan: PrefillPlan, end: float, next_step: int) -> None:
+        """A prefill forward finished at `end`; complete prompts produce their first token."""
+        for st, _ in plan.items:
+            if st.rid not in plan.final:
+                continue
+            self.prefilling.discard(st.rid)
+            st.first_token_at = end
+            st.decoded = 1
+            if st.decoded >= st.req.output_len:
+                self._finish(st, end)
+            else:
+                st.first_decode_step = next_step
+                self.running.append(st)
+
+    # -- decode ----------------------------------------------------------------------------
+    def decode_horizon(self) -> int:
+        """Steps until the first running request finishes: nothing changes before then."""
+        return min(st.req.output_len - st.decoded for st in self.running)
+
+    def finish_decode(self, step_ends: Sequence[float]) -> None:
+        k = len(step_ends)
+        still = []
+        for st in self.running:
+            st.decoded += k
+            st.decode_steps += k
+            if st.decoded >= st.req.output_len:
+                self._finish(st, step_ends[-1])
+            else:
+                still.append(st)
+        self.running = still
+
+    def _finish(self, st: RequestState, t: float) -> None:
+        st.finished_at = t
+        self.kv_used -= self.kv_need(st)
+        self.in_use[st.adapter] -= 1
+        if self.in_use[st.adapter] == 0:
+            del self.in_use[st.adapter]
+        self.finished += 1

@@ -1,0 +1,108 @@
+"""GPU adapter slot pool: which adapter sits in which slot, and in what state.
+
+Mirrors SGLang's LoRA memory pool: a fixed number of slots padded to the largest rank,
+lazily evicted. The base model (adapter None) also occupies a slot but needs no copy.
+Eviction order (lru/fifo) is the pool's; *which* adapters may not be evicted is the caller's
+(running, in the batch being formed, in flight) and is always passed in explicitly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+Key = str | None
+SlotState = Literal["loading", "ready"]
+
+
+class SlotPool:
+    def __init__(self, capacity: int, order: Literal["lru", "fifo"] = "lru"):
+        if capacity < 1:
+            raise ValueError("slot pool needs at least one slot")
+        self.capacity = capacity
+        self.order = order
+        self.slot_of: dict[Key, int] = {}
+        self.state: dict[Key, SlotState] = {}
+        self._free: list[int] = list(range(capacity - 1, -1, -1))
+        self._last_used: dict[Key, int] = {}
+        self._loaded_seq: dict[Key, int] = {}
+        self._clock = 0
+        self.pinned: set[Key] = set()  # never evicted (SGLang's pinned adapters)
+
+    # -- queries ---------------------------------------------------------------------------
+    def is_ready(self, a: Key) -> bool:
+        return self.state.get(a) == "ready"
+
+    def is_loading(self, a: Key) -> bool:
+        return self.state.get(a) == "loading"
+
+    def is_resident(self, a: Key) -> bool:
+        return a in self.slot_of
+
+    def loading(self) -> set[Key]:
+        return {a for a, s in self.state.items() if s == "loading"}
+
+    @property
+    def used(self) -> int:
+        return len(self.slot_of)
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    # -- updates ---------------------------------------------------------------------------
+    def touch(self, a: Key) -> None:
+        """Record a use, for LRU."""
+        self._clock += 1
+        self._last_used[a] = self._clock
+
+    def victims(self, protected: Iterable[Key]) -> list[Key]:
+        """Evictable adapters, next victim first; never protected, pinned or loading ones.
+        (A list, because the base model's key is None.)"""
+        prot = set(protected) | self.pinned
+        cands = [a for a, s in self.state.items() if s == "ready" and a not in prot]
+        rank = self._last_used if self.order == "lru" else self._loaded_seq
+        return sorted(cands, key=lambda a: rank.get(a, 0))
+
+    def can_place(self, protected: Iterable[Key]) -> bool:
+        return bool(self._free) or bool(self.victims(protected))
+
+    def place(
+        self, a: Key, protected: Iterable[Key], state: SlotState
+    ) -> tuple[int, Key | None, bool]:
+        """Give `a` a slot (free one first, else evict a victim).
+
+        Returns (slot, evicted adapter, evicted_anything). Raises if nothing can be placed:
+        callers check `can_place` first, so this is a bug, not user input.
+        """
+        if a in self.slot_of:
+            raise RuntimeError(f"adapter {a!r} already has a slot")
+        evicted: Key | None = None
+        did_evict = False
+        if self._free:
+            slot = self._free.pop()
+        else:
+            cands = self.victims(protected)
+            if not cands:
+                raise RuntimeError(f"no slot for {a!r}: every slot is protected")
+            evicted = cands[0]
+            slot = self.slot_of.pop(evicted)
+            del self.state[evicted]
+            did_evict = True
+        self.slot_of[a] = slot
+        self.state[a] = state
+        self._clock += 1
+        self._loaded_seq[a] = self._clock
+        self._last_used[a] = self._clock
+        return slot, evicted, did_evict
+
+    def mark_ready(self, a: Key) -> None:
+        if self.state.get(a) != "loading":
+            raise RuntimeError(f"adapter {a!r} is not loading")
+        self.state[a] = "ready"
+
+    def evict(self, a: Key) -> int:
+        slot = self.slot_of.pop(a)
+        del self.state[a]
+        self._free.append(slot)
+        return slot

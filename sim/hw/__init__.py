@@ -1,0 +1,98 @@
+"""Hardware cost models the SimPy driver uses: PCIe copies and GPU compute.
+
+`load_hardware` builds them from a scenario's `hardware:` section: a measured profile YAML
+when `profile` is set (its tables replace the analytic formulas), else an analytic preset.
+Explicit HardwareCfg keys override either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from sim.config import HardwareCfg
+from sim.core.model import ModelShape
+from sim.errors import ConfigError
+from sim.hw.compute import ComputeModel, ProfileCompute, RooflineCompute
+from sim.hw.pcie import CopyModel, LoadCost
+from sim.hw.presets import PRESETS, GpuSpec, preset
+from sim.hw.profile import HardwareProfile
+
+__all__ = [
+    "PRESETS",
+    "ComputeModel",
+    "CopyModel",
+    "GpuSpec",
+    "Hardware",
+    "HardwareProfile",
+    "LoadCost",
+    "ProfileCompute",
+    "RooflineCompute",
+    "load_hardware",
+    "preset",
+]
+
+
+@dataclass(frozen=True)
+class Hardware:
+    copy: CopyModel
+    compute: ComputeModel
+    contention: float = 0.0  # fractional compute slowdown while a side-stream copy runs
+
+
+def _spec(cfg: HardwareCfg) -> GpuSpec:
+    return preset(
+        cfg.preset,
+        pinned_gbps=cfg.pinned_gbps,
+        pageable_gbps=cfg.pageable_gbps,
+        copy_overhead_us=cfg.copy_overhead_us,
+        disk_gbps=cfg.disk_gbps,
+    )
+
+
+def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
+    if not cfg.profile:
+        spec = _spec(cfg)
+        return Hardware(CopyModel.from_spec(spec, cfg.pin_cache), RooflineCompute(shape, spec), cfg.contention)
+    return _from_profile(cfg, shape)
+
+
+def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
+    path = Path(cfg.profile)
+    if not path.is_file():
+        raise ConfigError(str(path), "hardware.profile", "file not found; expected a profile YAML written by `lorasim calibrate`")
+    try:
+        prof = HardwareProfile.from_yaml(path)
+    except OSError as e:
+        raise ConfigError(str(path), "hardware.profile", f"cannot read hardware profile: {e}") from None
+    if prof.model != shape.name:
+        raise ConfigError(
+            str(path), "model",
+            f"profile was measured for model {prof.model!r} but the scenario's model is {shape.name!r}; "
+            "calibrate for this model or drop hardware.profile",
+        )
+    p = prof.pcie
+    copy = CopyModel(
+        pinned_gbps=p.pinned.x[-1] / p.pinned.y[-1] / 1e9,
+        pageable_gbps=p.pageable.x[-1] / p.pageable.y[-1] / 1e9,
+        copy_overhead_us=p.copy_overhead_us,
+        pin_warm_gbps=p.pin_warm_gbps,
+        pin_cold_gbps=p.pin_cold_gbps,
+        disk_gbps=cfg.disk_gbps or p.disk_gbps,
+        pin_cache=cfg.pin_cache,
+        pinned_table=p.pinned,
+        pageable_table=p.pageable,
+    )
+    # Explicit bandwidth/overhead keys mean "what if": switch to the analytic formula,
+    # keeping the profile's values for whatever was not overridden.
+    if cfg.pinned_gbps or cfg.pageable_gbps or cfg.copy_overhead_us is not None:
+        copy = replace(
+            copy,
+            pinned_gbps=cfg.pinned_gbps or copy.pinned_gbps,
+            pageable_gbps=cfg.pageable_gbps or copy.pageable_gbps,
+            copy_overhead_us=p.copy_overhead_us if cfg.copy_overhead_us is None else cfg.copy_overhead_us,
+            pinned_table=None,
+            pageable_table=None,
+        )
+    contention = cfg.contention if "contention" in cfg.model_fields_set else p.contention
+    return Hardware(copy, ProfileCompute(prof.compute), contention)

@@ -1,0 +1,128 @@
+"""GPU compute cost models: how long one forward (prefill or decode step) takes.
+
+Two implementations behind one protocol:
+- RooflineCompute: analytic, from the model shape and a GPU spec. Each part of the
+  forward (base linear layers, attention, LoRA, LM head) costs max(FLOPs / attained FLOP/s,
+  bytes / attained HBM bandwidth); a fixed per-forward overhead is added.
+- ProfileCompute: measured tables from `lorasim calibrate`, interpolated.
+`decode_times` returns many consecutive decode steps at once (contexts grow by one token
+per step) so the SimPy driver can fast-forward a long decode in one call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from sim.core.effects import Batch
+from sim.core.model import ALL_TARGETS, ModelShape
+from sim.hw.interp import interp_bilinear, interp_linear
+from sim.hw.presets import GpuSpec
+from sim.hw.profile import ComputeProfile
+
+
+class ComputeModel(Protocol):
+    def forward_time(self, batch: Batch) -> float:
+        """Seconds for one forward of `batch` (for decode: one step)."""
+        ...
+
+    def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
+        """Durations of `steps` consecutive decode steps of `batch`; step j sees every
+        item's context grown by j tokens."""
+        ...
+
+
+def _lora_ranks(batch: Batch) -> dict[str, int]:
+    """Distinct adapters of the batch and their ranks (the base model costs nothing)."""
+    return {i.adapter: i.rank for i in batch.items if i.adapter is not None and i.rank > 0}
+
+
+class RooflineCompute:
+    """Analytic roofline. LoRA adapters are assumed to target all seven projections
+    (BatchItem carries only the rank), which is the common and the costliest case."""
+
+    def __init__(self, shape: ModelShape, spec: GpuSpec):
+        self.shape, self.spec = shape, spec
+        s = shape
+        self.F = spec.eff_flops
+        self.B = spec.eff_hbm
+        self.layer_params = sum(a * b for a, b in (s.proj_dims(t) for t in ALL_TARGETS)) * s.layers
+        self.lora_io = sum(a + b for a, b in (s.proj_dims(t) for t in ALL_TARGETS)) * s.layers
+        self.kv_bytes_per_token = 2 * s.kv_heads * s.head_dim * s.dtype_bytes * s.layers
+        self.attn_flops_per_key = 4 * s.heads * s.head_dim * s.layers  # QK^T and PV, 2 flops/MAC
+        self.lm_params = s.vocab * s.hidden
+        self.overhead = spec.forward_overhead_us * 1e-6
+        self.lora_launch = 2 * len(ALL_TARGETS) * s.layers * spec.lora_kernel_us * 1e-6
+
+    def _roof(self, flops, nbytes):
+        return np.maximum(np.asarray(flops, dtype=float) / self.F, np.asarray(nbytes, dtype=float) / self.B)
+
+    def linear_time(self, tokens: int) -> float:
+        """Base-model projections of the whole layer stack for `tokens` new tokens
+        (the GEMMs-only figure DESIGN §6 quotes)."""
+        d = self.shape.dtype_bytes
+        return float(self._roof(2 * tokens * self.layer_params, self.layer_params * d))
+
+    def _fixed_time(self, batch: Batch) -> float:
+        """Everything except attention: independent of context, so constant across steps."""
+        d = self.shape.dtype_bytes
+        t = self.linear_time(batch.tokens) + self.overhead
+        n_out = len(batch.items)  # logits for the last token of each item
+        t += float(self._roof(2 * n_out * self.lm_params, self.lm_params * d))
+        ranks = _lora_ranks(batch)
+        if ranks:
+            flops = sum(2 * i.new_tokens * i.rank * self.lora_io for i in batch.items if i.adapter in ranks)
+            nbytes = sum(r * self.lora_io * d for r in ranks.values())
+            t += float(self._roof(flops, nbytes)) + self.lora_launch
+        return t
+
+    def _attention_time(self, batch: Batch, grow: np.ndarray) -> np.ndarray:
+        """Attention with every item's context grown by `grow` tokens (vector)."""
+        n = np.array([i.new_tokens for i in batch.items], dtype=float)
+        c = np.array([i.context for i in batch.items], dtype=float)
+        # keys attended: each new token sees the context plus the new tokens before it
+        keys = float(np.sum(n * c + n * (n + 1) / 2)) + grow * float(n.sum())
+        kv_tokens = float(np.sum(c + n)) + grow * len(n)
+        return self._roof(self.attn_flops_per_key * keys, self.kv_bytes_per_token * kv_tokens)
+
+    def forward_time(self, batch: Batch) -> float:
+        if not batch.items:
+            return 0.0
+        return self._fixed_time(batch) + float(self._attention_time(batch, np.zeros(1))[0])
+
+    def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
+        if not batch.items or steps <= 0:
+            return np.zeros(max(steps, 0))
+        return self._fixed_time(batch) + self._attention_time(batch, np.arange(steps, dtype=float))
+
+
+class ProfileCompute:
+    """Measured tables: prefill by total new tokens, decode step by (batch size, mean
+    context) bilinear, plus LoRA extra by distinct adapters scaled by mean rank / table rank.
+    Linear extrapolation beyond the measured range."""
+
+    def __init__(self, profile: ComputeProfile):
+        self.p = profile
+
+    def _lora_time(self, batch: Batch) -> float:
+        ranks = _lora_ranks(batch)
+        if not ranks or self.p.lora is None:
+            return 0.0
+        t = float(interp_linear(len(ranks), self.p.lora.x, self.p.lora.y))
+        return t * (sum(ranks.values()) / len(ranks)) / self.p.lora_rank
+
+    def forward_time(self, batch: Batch) -> float:
+        if not batch.items:
+            return 0.0
+        if batch.kind == "decode":
+            return float(self.decode_times(batch, 1)[0])
+        return float(interp_linear(batch.tokens, self.p.prefill.x, self.p.prefill.y)) + self._lora_time(batch)
+
+    def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
+        if not batch.items or steps <= 0:
+            return np.zeros(max(steps, 0))
+        d = self.p.decode
+        ctx = float(np.mean([i.context for i in batch.items])) + np.arange(steps, dtype=float)
+        base = interp_bilinear(len(batch.items), ctx, d.batch, d.context, d.seconds)
+        return base + self._lora_time(batch)

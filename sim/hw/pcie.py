@@ -1,0 +1,85 @@
+"""Cost of one adapter load (LoadJob) host->device, split into the parts that matter.
+
+pin_s:  host CPU time pinning a temporary copy before the DMA (host_mode "pin_per_load",
+        SGLang's blocking path): bytes / pin bandwidth, warm or cold allocator.
+disk_s: reading the adapter from disk when it is not in the host tier.
+dma_s:  the copies themselves: n_copies copies of nbytes / n_copies each. Either analytic,
+        n * (overhead + size / peak), or interpolated from a measured one-copy-time curve.
+The driver decides which parts occupy the PCIe channel (dma_s) and which only delay it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from sim.core.effects import HostMode, LoadJob
+from sim.hw.interp import interp_copy_time
+from sim.hw.presets import GpuSpec
+from sim.hw.profile import Table
+
+
+@dataclass(frozen=True)
+class LoadCost:
+    pin_s: float
+    disk_s: float
+    dma_s: float
+    total: float
+
+
+@dataclass(frozen=True)
+class CopyModel:
+    """PCIe + host-side cost model. Tables, when given, replace the analytic DMA formula."""
+
+    pinned_gbps: float
+    pageable_gbps: float
+    copy_overhead_us: float
+    pin_warm_gbps: float
+    pin_cold_gbps: float
+    disk_gbps: float
+    pin_cache: Literal["warm", "cold"] = "warm"
+    pinned_table: Table | None = None  # measured seconds of ONE copy vs bytes
+    pageable_table: Table | None = None
+
+    @staticmethod
+    def from_spec(spec: GpuSpec, pin_cache: Literal["warm", "cold"] = "warm") -> CopyModel:
+        return CopyModel(
+            pinned_gbps=spec.pinned_gbps,
+            pageable_gbps=spec.pageable_gbps,
+            copy_overhead_us=spec.copy_overhead_us,
+            pin_warm_gbps=spec.pin_warm_gbps,
+            pin_cold_gbps=spec.pin_cold_gbps,
+            disk_gbps=spec.disk_gbps,
+            pin_cache=pin_cache,
+        )
+
+    @property
+    def pin_gbps(self) -> float:
+        return self.pin_warm_gbps if self.pin_cache == "warm" else self.pin_cold_gbps
+
+    def dma_time(self, nbytes: int, n_copies: int = 1, source: Literal["pinned", "pageable"] = "pinned") -> float:
+        """n_copies equal copies that together move nbytes, back to back on one stream."""
+        if nbytes <= 0 or n_copies <= 0:
+            return 0.0
+        size = nbytes / n_copies
+        table = self.pinned_table if source == "pinned" else self.pageable_table
+        if table is not None:
+            return n_copies * float(interp_copy_time(size, table.x, table.y))
+        peak = self.pinned_gbps if source == "pinned" else self.pageable_gbps
+        return n_copies * (self.copy_overhead_us * 1e-6 + size / (peak * 1e9))
+
+    def pin_time(self, nbytes: int) -> float:
+        return nbytes / (self.pin_gbps * 1e9)
+
+    def disk_time(self, nbytes: int) -> float:
+        return nbytes / (self.disk_gbps * 1e9)
+
+    def cost(self, nbytes: int, n_copies: int, host_mode: HostMode, from_disk: bool = False) -> LoadCost:
+        pin_s = self.pin_time(nbytes) if host_mode == "pin_per_load" else 0.0
+        disk_s = self.disk_time(nbytes) if from_disk else 0.0
+        source = "pageable" if host_mode == "pageable" else "pinned"
+        dma_s = self.dma_time(nbytes, n_copies, source)
+        return LoadCost(pin_s, disk_s, dma_s, pin_s + disk_s + dma_s)
+
+    def load_time(self, job: LoadJob) -> LoadCost:
+        return self.cost(job.adapter.nbytes, job.n_copies, job.host_mode, job.from_disk)

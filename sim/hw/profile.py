@@ -1,0 +1,246 @@
+"""Measured hardware profile: the YAML `lorasim calibrate` writes and the simulator reads.
+
+A profile replaces the analytic cost models with tables measured on one GPU: copy time
+over copy size (pinned and pageable), pin/disk bandwidths, and forward times for one model
+shape. The format is documented in docs/hardware_profile.md.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sim.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Table:
+    """y measured at strictly increasing x (one axis of a profile table)."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class PcieProfile:
+    pinned: Table  # x: bytes of ONE H2D copy, y: seconds it took (overhead included)
+    pageable: Table
+    copy_overhead_us: float
+    pin_warm_gbps: float  # re-pinning with torch's caching host allocator warm
+    pin_cold_gbps: float  # fresh pinned allocations
+    disk_gbps: float
+    contention: float = 0.0  # fractional compute slowdown while a side-stream copy runs
+
+
+@dataclass(frozen=True)
+class Grid:
+    """seconds[i][j] measured at (batch[i], context[j])."""
+
+    batch: tuple[float, ...]
+    context: tuple[float, ...]
+    seconds: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
+class ComputeProfile:
+    prefill: Table  # x: total new tokens of one prefill forward
+    decode: Grid  # one decode step over batch size x mean context
+    lora: Table | None = None  # x: distinct adapters in the batch, y: extra seconds per forward
+    lora_rank: int = 64  # rank the lora table was measured at
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    device: str
+    model: str  # model shape name the compute tables were measured for
+    command: str  # provenance: how the profile was produced
+    pcie: PcieProfile
+    compute: ComputeProfile
+
+    def to_dict(self) -> dict[str, Any]:
+        p, c = self.pcie, self.compute
+        compute: dict[str, Any] = {
+            "prefill": {"tokens": _ints(c.prefill.x), "seconds": _floats(c.prefill.y)},
+            "decode": {
+                "batch": _ints(c.decode.batch),
+                "context": _ints(c.decode.context),
+                "seconds": [_floats(row) for row in c.decode.seconds],
+            },
+        }
+        if c.lora is not None:
+            compute["lora"] = {
+                "adapters": _ints(c.lora.x),
+                "seconds": _floats(c.lora.y),
+                "rank": int(c.lora_rank),
+            }
+        return {
+            "name": self.name,
+            "device": self.device,
+            "model": self.model,
+            "command": self.command,
+            "pcie": {
+                "pinned": {"sizes_bytes": _ints(p.pinned.x), "seconds": _floats(p.pinned.y)},
+                "pageable": {"sizes_bytes": _ints(p.pageable.x), "seconds": _floats(p.pageable.y)},
+                "copy_overhead_us": float(p.copy_overhead_us),
+                "pin_warm_gbps": float(p.pin_warm_gbps),
+                "pin_cold_gbps": float(p.pin_cold_gbps),
+                "disk_gbps": float(p.disk_gbps),
+                "contention": float(p.contention),
+            },
+            "compute": compute,
+        }
+
+    def to_yaml(self, path: str | Path) -> None:
+        """Write atomically (temp file in the same folder, then rename)."""
+        text = "# lorasim hardware profile (format: docs/hardware_profile.md)\n"
+        text += yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None, width=100)
+        atomic_write_text(Path(path), text)
+
+    @staticmethod
+    def from_yaml(path: str | Path) -> HardwareProfile:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(str(p), "", "hardware profile file not found")
+        try:
+            data = yaml.safe_load(p.read_text())
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}" if mark else ""
+            raise ConfigError(str(p), where, f"not valid YAML: {getattr(e, 'problem', e)}") from None
+        return HardwareProfile.from_dict(data, str(p))
+
+    @staticmethod
+    def from_dict(data: Any, source: str = "<profile>") -> HardwareProfile:
+        r = _Reader(source)
+        top = r.mapping(data, "")
+        pcie = r.mapping(r.get(top, "", "pcie"), "pcie")
+        comp = r.mapping(r.get(top, "", "compute"), "compute")
+        lora = None
+        lora_rank = 64
+        if comp.get("lora") is not None:
+            lora = r.table(comp, "compute.lora", "adapters")
+            lora_m = r.mapping(comp["lora"], "compute.lora")
+            lora_rank = int(r.number(lora_m.get("rank", 64), "compute.lora.rank", positive=True))
+        return HardwareProfile(
+            name=r.string(top, "", "name"),
+            device=r.string(top, "", "device"),
+            model=r.string(top, "", "model"),
+            command=str(top.get("command") or ""),
+            pcie=PcieProfile(
+                pinned=r.table(pcie, "pcie.pinned", "sizes_bytes", positive_x=True),
+                pageable=r.table(pcie, "pcie.pageable", "sizes_bytes", positive_x=True),
+                copy_overhead_us=r.number(r.get(pcie, "pcie", "copy_overhead_us"), "pcie.copy_overhead_us"),
+                pin_warm_gbps=r.number(r.get(pcie, "pcie", "pin_warm_gbps"), "pcie.pin_warm_gbps", positive=True),
+                pin_cold_gbps=r.number(r.get(pcie, "pcie", "pin_cold_gbps"), "pcie.pin_cold_gbps", positive=True),
+                disk_gbps=r.number(r.get(pcie, "pcie", "disk_gbps"), "pcie.disk_gbps", positive=True),
+                contention=r.fraction(pcie.get("contention", 0.0), "pcie.contention"),
+            ),
+            compute=ComputeProfile(
+                prefill=r.table(comp, "compute.prefill", "tokens", positive_x=True),
+                decode=r.grid(comp, "compute.decode"),
+                lora=lora,
+                lora_rank=lora_rank,
+            ),
+        )
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Readers never see a half-written file: write a temp file beside it, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _ints(xs) -> list[int]:
+    return [int(round(x)) for x in xs]
+
+
+def _floats(xs) -> list[float]:
+    """Six significant digits: beyond measurement precision, and keeps the YAML readable."""
+    return [float(f"{x:.6g}") for x in xs]
+
+
+class _Reader:
+    """Validates raw YAML data, raising ConfigError(file, dotted key, expectation)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(self.source, key or "(top level)", msg)
+
+    def mapping(self, v: Any, key: str) -> dict:
+        if not isinstance(v, dict):
+            raise self.fail(key, f"expected a mapping, got {type(v).__name__}")
+        return v
+
+    def get(self, m: dict, prefix: str, name: str) -> Any:
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in m or m[name] is None:
+            raise self.fail(key, "missing; see docs/hardware_profile.md")
+        return m[name]
+
+    def string(self, m: dict, prefix: str, name: str) -> str:
+        v = self.get(m, prefix, name)
+        if not isinstance(v, str) or not v:
+            raise self.fail(f"{prefix}.{name}" if prefix else name, f"expected a non-empty string, got {v!r}")
+        return v
+
+    def number(self, v: Any, key: str, positive: bool = False) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise self.fail(key, f"expected a number, got {v!r}")
+        if v < 0 or (positive and v == 0):
+            raise self.fail(key, f"expected a {'positive' if positive else 'non-negative'} number, got {v!r}")
+        return float(v)
+
+    def fraction(self, v: Any, key: str) -> float:
+        x = self.number(v, key)
+        if x > 1:
+            raise self.fail(key, f"expected a fraction in [0, 1], got {v!r}")
+        return x
+
+    def numbers(self, v: Any, key: str, positive: bool = False) -> tuple[float, ...]:
+        if not isinstance(v, list) or not v:
+            raise self.fail(key, f"expected a non-empty list of numbers, got {v!r}")
+        return tuple(self.number(x, f"{key}[{i}]", positive) for i, x in enumerate(v))
+
+    def axis(self, m: dict, prefix: str, name: str, positive: bool) -> tuple[float, ...]:
+        xs = self.numbers(self.get(m, prefix, name), f"{prefix}.{name}", positive)
+        if len(xs) < 2 or any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+            raise self.fail(f"{prefix}.{name}", f"expected at least 2 strictly increasing values, got {list(xs)}")
+        return xs
+
+    def table(self, parent: dict, key: str, xname: str, positive_x: bool = False) -> Table:
+        m = self.mapping(self.get(parent, *key.rsplit(".", 1)), key)
+        xs = self.axis(m, key, xname, positive_x)
+        ys = self.numbers(self.get(m, key, "seconds"), f"{key}.seconds")
+        if len(ys) != len(xs):
+            raise self.fail(f"{key}.seconds", f"expected {len(xs)} values (one per {xname}), got {len(ys)}")
+        return Table(xs, ys)
+
+    def grid(self, parent: dict, key: str) -> Grid:
+        m = self.mapping(self.get(parent, *key.rsplit(".", 1)), key)
+        bs = self.axis(m, key, "batch", True)
+        cs = self.axis(m, key, "context", False)
+        rows = self.get(m, key, "seconds")
+        if not isinstance(rows, list) or len(rows) != len(bs):
+            raise self.fail(f"{key}.seconds", f"expected {len(bs)} rows (one per batch), each of {len(cs)} numbers (one per context)")
+        grid = []
+        for i, row in enumerate(rows):
+            vals = self.numbers(row, f"{key}.seconds[{i}]")
+            if len(vals) != len(cs):
+                raise self.fail(f"{key}.seconds[{i}]", f"expected {len(cs)} values (one per context), got {len(vals)}")
+            grid.append(vals)
+        return Grid(bs, cs, tuple(grid))

@@ -1,0 +1,187 @@
+"""Per-request records and summaries with SGLang bench_serving's definitions (DESIGN §4).
+
+TTFT = first token - arrival; E2E = finish - arrival; TPOT = (E2E - TTFT) / (output - 1)
+(only for output > 1); ITL = every gap between consecutive output tokens. Percentiles use
+numpy's default (linear) definition, as bench_serving does. Summaries are derived from the
+records, so a saved parquet reproduces them exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim.core.model import RequestState
+
+RECORD_COLUMNS: tuple[str, ...] = (
+    "rid",
+    "policy",
+    "adapter",
+    "arrival",
+    "admitted",
+    "first_token",
+    "finish",
+    "input_len",
+    "output_len",
+    "ttft",
+    "e2e",
+    "tpot",
+    "adapter_hit",
+    "adapter_wait",
+    "skipped",
+)
+
+
+def _t(x: float | None) -> float:
+    return np.nan if x is None else float(x)
+
+
+def build_records(states: list[RequestState], step_ends: Sequence[float], policy: str) -> pd.DataFrame:
+    """One row per request (seconds). Unfinished requests keep NaN finish/e2e/tpot.
+
+    `step_ends` is accepted for symmetry with itl_array; token times come from it there."""
+    del step_ends  # finish times are already on the states
+    arrival = np.array([s.req.arrival for s in states], dtype=float)
+    first = np.array([_t(s.first_token_at) for s in states], dtype=float)
+    finish = np.array([_t(s.finished_at) for s in states], dtype=float)
+    out_len = np.array([s.req.output_len for s in states], dtype=np.int64)
+    ttft = first - arrival
+    e2e = finish - arrival
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tpot = np.where(out_len > 1, (e2e - ttft) / (out_len - 1), np.nan)
+    df = pd.DataFrame(
+        {
+            "rid": np.array([s.rid for s in states], dtype=np.int64),
+            "policy": pd.Series([policy] * len(states), dtype=object),
+            "adapter": pd.Series([s.adapter for s in states], dtype=object),
+            "arrival": arrival,
+            "admitted": np.array([_t(s.admitted_at) for s in states], dtype=float),
+            "first_token": first,
+            "finish": finish,
+            "input_len": np.array([s.req.input_len for s in states], dtype=np.int64),
+            "output_len": out_len,
+            "ttft": ttft,
+            "e2e": e2e,
+            "tpot": tpot,
+            "adapter_hit": pd.array([s.adapter_hit for s in states], dtype="boolean"),
+            "adapter_wait": np.array([s.waited_on_adapter for s in states], dtype=float),
+            "skipped": np.array([s.skipped for s in states], dtype=np.int64),
+        },
+        columns=list(RECORD_COLUMNS),
+    )
+    return df
+
+
+def itl_array(states: list[RequestState], step_ends: Sequence[float]) -> np.ndarray:
+    """All inter-token gaps, request by request. Token 1 is at first_token_at, token j+2 at
+    step_ends[first_decode_step + j] for j < decode_steps."""
+    ends = np.asarray(step_ends, dtype=float)
+    live = [s for s in states if s.first_token_at is not None and s.decode_steps > 0]
+    if not live:
+        return np.zeros(0)
+    first_step = np.array([s.first_decode_step for s in live], dtype=np.int64)
+    n = np.array([s.decode_steps for s in live], dtype=np.int64)
+    t1 = np.array([s.first_token_at for s in live], dtype=float)
+    if first_step.min() < 0 or (first_step + n).max() > len(ends):
+        raise ValueError("a request's decode steps fall outside step_ends")
+    starts = np.cumsum(n) - n  # position of each request's first gap in the output
+    offset = np.arange(int(n.sum())) - np.repeat(starts, n)  # j within its request
+    idx = np.repeat(first_step, n) + offset
+    prev = np.where(offset == 0, np.repeat(t1, n), ends[np.maximum(idx - 1, 0)])
+    return ends[idx] - prev
+
+
+def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
+    """Total length covered by a set of intervals (overlaps counted once)."""
+    if len(starts) == 0:
+        return 0.0
+    order = np.argsort(starts, kind="stable")
+    s, e = starts[order], ends[order]
+    reach = np.maximum.accumulate(e)
+    # a new disjoint block starts where an interval begins after everything before it ended
+    new_block = np.r_[True, s[1:] > reach[:-1]]
+    b_start = s[new_block]
+    b_end = np.maximum.reduceat(e, np.flatnonzero(new_block))
+    return float(np.sum(b_end - b_start))
+
+
+def _stats(prefix: str, values: np.ndarray, median_key: str = "median") -> dict[str, float]:
+    v = np.asarray(values, dtype=float)
+    v = v[~np.isnan(v)]
+    if len(v) == 0:
+        return {f"{prefix}_mean_ms": np.nan, f"{prefix}_{median_key}_ms": np.nan, f"{prefix}_p99_ms": np.nan}
+    return {
+        f"{prefix}_mean_ms": float(np.mean(v)) * 1e3,
+        f"{prefix}_{median_key}_ms": float(np.median(v)) * 1e3,
+        f"{prefix}_p99_ms": float(np.percentile(v, 99)) * 1e3,
+    }
+
+
+def summarize(
+    records: pd.DataFrame,
+    itl: np.ndarray | None,
+    counters: dict | None = None,
+    timeline: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Flat scalars over completed requests, plus loading metrics.
+
+    duration_s runs from the first arrival to the last finish; pcie_busy_frac is the union
+    of "pcie" lane intervals, clipped to that window, over duration_s."""
+    counters = counters or {}
+    done = records[records["finish"].notna()]
+    t0 = float(records["arrival"].min()) if len(records) else np.nan
+    t1 = float(done["finish"].max()) if len(done) else np.nan
+    duration = t1 - t0 if len(done) else np.nan
+    has_dur = bool(duration > 0)
+    out: dict[str, float] = {
+        "completed": int(len(done)),
+        "duration_s": duration,
+        "request_throughput": len(done) / duration if has_dur else np.nan,
+        "output_throughput": float(done["output_len"].sum()) / duration if has_dur else np.nan,
+    }
+    out |= _stats("ttft", done["ttft"].to_numpy())
+    out |= _stats("e2e", done["e2e"].to_numpy())
+    out |= _stats("tpot", done["tpot"].to_numpy())
+    out |= _stats("itl", np.zeros(0) if itl is None else np.asarray(itl))
+    hits = records["adapter_hit"].dropna()
+    out["hit_rate"] = float(hits.astype(bool).mean()) if len(hits) else np.nan
+    out["loads"] = int(counters.get("loads", 0))
+    out["bytes_moved"] = int(counters.get("bytes_moved", 0))
+
+    busy = 0.0
+    blocking = 0.0
+    if timeline is not None and len(timeline):
+        pcie = timeline[timeline["lane"] == "pcie"]
+        if len(pcie) and has_dur:
+            s = np.clip(pcie["start"].to_numpy(float), t0, t1)
+            e = np.clip(pcie["end"].to_numpy(float), t0, t1)
+            busy = _union_length(s, e) / duration
+        comp = timeline[(timeline["lane"] == "compute") & (timeline["kind"] == "blocking")]
+        blocking = float((comp["end"] - comp["start"]).sum())
+    out["pcie_busy_frac"] = busy
+    out["gpu_stall_ms"] = (blocking + float(counters.get("stall_s", 0.0))) * 1e3
+    out["prefetch_wasted"] = int(counters.get("prefetch_wasted", 0))
+    return out
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    """Atomic: readers see the old file or the new one, never a partial write."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    return pd.read_parquet(path)

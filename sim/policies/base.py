@@ -1,0 +1,79 @@
+"""The policy interface: the hooks the engine calls, and defaults that do nothing.
+
+A policy decides three things and nothing else: whether a request's adapter can join the
+batch being formed (and what to load for it), what to load ahead of need, and which adapter
+to evict (via the pool's lru/fifo order). Time, streams and copies belong to the driver.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sim.config import ServingCfg
+from sim.core.model import RequestState
+
+if TYPE_CHECKING:
+    from sim.core.engine import Engine
+    from sim.core.scheduler import PrefillPlan
+
+Key = str | None
+
+
+class Policy:
+    name = "base"
+    #: uses GPU slots beyond max_loras_per_batch (slora's prefetch slots)
+    uses_prefetch_slots = False
+    #: a finished async load can make a waiting request schedulable (overlap)
+    load_completion_unblocks = False
+    #: how many prefill forwards may be in flight at once (1 = no launching ahead)
+    launch_ahead = 1
+
+    def __init__(self, **options):
+        if options:
+            raise ValueError(f"policy {self.name!r} takes no options {sorted(options)}")
+
+    def bind(self, engine: Engine) -> None:
+        self.e = engine
+
+    # -- capacity and host memory ------------------------------------------------------------
+    def slot_capacity(self, serving: ServingCfg) -> int:
+        return serving.max_loras_per_batch + (
+            serving.max_loras_prefetch if self.uses_prefetch_slots else 0
+        )
+
+    def host_mode(self, serving: ServingCfg) -> str:
+        """SGLang pins weights afresh for each blocking load; `auto` follows that."""
+        return "pin_per_load" if serving.host_mode == "auto" else serving.host_mode
+
+    # -- scan -----------------------------------------------------------------------------------
+    def order(self, waiting: list[RequestState]) -> list[RequestState]:
+        return waiting  # FCFS
+
+    def is_hit(self, adapter: Key) -> bool:
+        return self.e.pool.is_ready(adapter)
+
+    def fits_batch(self, adapter: Key, batch_adapters: set[Key], extra: set[Key] = frozenset()) -> bool:
+        """SGLang's validate_lora_batch: distinct adapters of running + batch (+ extra)
+        must not exceed max_loras_per_batch."""
+        s = self.e.sched.adapters_in_use() | batch_adapters | extra | {adapter}
+        return len(s) <= self.e.cfg.max_loras_per_batch
+
+    def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        raise NotImplementedError
+
+    # -- events -------------------------------------------------------------------------------
+    def on_arrival(self, st: RequestState, now: float) -> None:
+        pass
+
+    def on_load_done(self, adapter: Key, now: float) -> None:
+        pass
+
+    def on_batch(self, plan: PrefillPlan, now: float) -> None:
+        for a in plan.adapters:
+            self.e.pool.touch(a)
+
+    def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
+        pass
+
+    def on_evict(self, adapter: Key) -> None:
+        pass

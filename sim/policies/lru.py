@@ -1,0 +1,34 @@
+"""`lru` / `fifo`: SGLang's default blocking load.
+
+A request whose adapter is missing joins the batch if a slot can be freed; the batch's
+missing adapters are copied synchronously on the compute stream right before its forward.
+An adapter still being prefetched (slora) is waited for.
+"""
+
+from __future__ import annotations
+
+from sim.core.model import RequestState
+from sim.policies.base import Key, Policy
+
+
+class BlockingLRU(Policy):
+    name = "lru"
+    eviction = "lru"
+
+    def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        a, e = st.adapter, self.e
+        if not self.fits_batch(a, batch_adapters):
+            return False
+        if e.pool.is_ready(a):
+            return True
+        if e.pool.is_loading(a):  # prefetch in flight: the forward waits for it
+            lid = e.lid_of(a)
+            if lid is not None:
+                e.wait_lids.add(lid)
+            return True
+        return e.new_load(a, batch_adapters, stream="compute", kind="blocking")
+
+
+class BlockingFIFO(BlockingLRU):
+    name = "fifo"
+    eviction = "fifo"

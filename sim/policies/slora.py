@@ -1,0 +1,52 @@
+"""`slora`: S-LoRA-style queue-based prefetch (SGLang PR #14190).
+
+Batches form as with blocking LRU over `max_loras_per_batch` batch slots. After each batch is
+formed, the head of the waiting queue is examined and the adapters it will need are copied
+asynchronously (load stream) into `max_loras_prefetch` extra slots; a prefetched adapter is
+promoted (used in place) when its request is scheduled, and waited for if still in flight.
+"""
+
+from __future__ import annotations
+
+from sim.core.scheduler import PrefillPlan
+from sim.policies.base import Key
+from sim.policies.lru import BlockingLRU
+
+
+class SLoRAPrefetch(BlockingLRU):
+    name = "slora"
+    uses_prefetch_slots = True
+
+    def __init__(self, lookahead: int = 32, **options):
+        super().__init__(**options)
+        self.lookahead = lookahead  # waiting-queue entries examined per iteration
+        self.unused: set[Key] = set()  # prefetched, not yet used by a batch
+
+    def on_batch(self, plan: PrefillPlan, now: float) -> None:
+        super().on_batch(plan, now)
+        self.unused -= plan.adapters
+
+    def on_evict(self, adapter: Key) -> None:
+        if adapter in self.unused:
+            self.unused.discard(adapter)
+            self.e.counters["prefetch_wasted"] += 1
+
+    def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
+        e = self.e
+        budget = e.cfg.max_loras_prefetch - len(self.unused)
+        if budget <= 0:
+            return
+        batch = plan.adapters if plan is not None else set()
+        # never evict what the queue head is about to use
+        keep = batch | self.unused | {st.adapter for st in e.sched.waiting[: self.lookahead]}
+        for st in e.sched.waiting[: self.lookahead]:
+            a = st.adapter
+            if budget <= 0:
+                break
+            if a is None or e.pool.is_resident(a):
+                continue
+            if not e.pool.can_place(e.protected(keep) | e.pool.loading()):
+                break
+            if e.new_load(a, keep, stream="load", kind="prefetch"):
+                self.unused.add(a)
+                budget -= 1

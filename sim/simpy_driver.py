@@ -1,0 +1,212 @@
+"""SimPy driver: executes the engine's effects on simulated time.
+
+PCIe is one FIFO copy channel shared by every stream (`Resource(capacity=1)`); the compute
+stream and the load stream are FIFO queues too, so a blocking copy delays the forwards queued
+behind it while a load-stream copy only competes for PCIe. A pin-per-load copy first spends
+host CPU time pinning (outside PCIe); a disk miss first reads the file. Decode runs are
+fast-forwarded: one SimPy timeout covers many steps, cut short at `until` or, when asked, at
+the first load completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import simpy
+
+from sim.core.effects import (
+    Forward,
+    ForwardResult,
+    Idle,
+    LoadJob,
+    Now,
+    PollForwards,
+    PollLoads,
+    StartLoad,
+    WaitForward,
+    WaitLoad,
+)
+from sim.errors import DeadlockError
+
+# timeline row: lane, start, end, kind, label
+Row = tuple[str, float, float, str, str]
+
+
+class SimPyDriver:
+    def __init__(self, hardware: Any):
+        self.hw = hardware
+        self.env = simpy.Environment()
+        self.pcie = simpy.Resource(self.env, capacity=1)
+        self.compute = simpy.Resource(self.env, capacity=1)
+        self.load_stream = simpy.Resource(self.env, capacity=1)
+        self.load_done: dict[int, simpy.Event] = {}
+        self.unpolled: list[int] = []
+        self.fwd_done: dict[int, simpy.Event] = {}
+        self.fwd_result: dict[int, ForwardResult] = {}
+        self.fwd_unpolled: list[int] = []
+        self._ticket = 0
+        self._wake = self.env.event()
+        self._side_copies = 0  # load-stream copies on PCIe now (for contention)
+        self.timeline: list[Row] = []
+        self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
+        self.error: BaseException | None = None
+
+    # -- public ------------------------------------------------------------------------------
+    def run(self, engine) -> None:
+        proc = self.env.process(self._main(engine.run()))
+        self.env.run(until=proc)
+        if self.error is not None:
+            raise self.error
+
+    # -- internals ---------------------------------------------------------------------------
+    def _main(self, gen: Generator) -> Generator:
+        result: Any = None
+        while True:
+            try:
+                eff = gen.send(result)
+            except StopIteration:
+                return
+            except BaseException as e:  # surface engine errors after SimPy unwinds
+                self.error = e
+                return
+            result = yield from self._handle(eff)
+
+    def _kick(self) -> None:
+        if not self._wake.triggered:
+            self._wake.succeed()
+
+    def _handle(self, eff: Any) -> Generator:
+        env = self.env
+        if isinstance(eff, Now):
+            return env.now
+        if isinstance(eff, PollLoads):
+            out, self.unpolled = tuple(self.unpolled), []
+            return out
+        if isinstance(eff, PollForwards):
+            out, self.fwd_unpolled = tuple(self.fwd_unpolled), []
+            return out
+        if isinstance(eff, StartLoad):
+            job = eff.job
+            ev = env.event()
+            self.load_done[job.lid] = ev
+            env.process(self._load(job, ev))
+            return None
+        if isinstance(eff, WaitLoad):
+            ev = self.load_done[eff.lid]
+            if not ev.processed:
+                yield ev
+            return ev.value
+        if isinstance(eff, Forward):
+            t = self._ticket
+            self._ticket += 1
+            ev = env.event()
+            self.fwd_done[t] = ev
+            env.process(self._forward(eff, t, ev))
+            if not eff.wait:
+                return t
+            yield ev
+            self.fwd_unpolled.remove(t)
+            return self.fwd_result.pop(t)
+        if isinstance(eff, WaitForward):
+            ev = self.fwd_done[eff.ticket]
+            if not ev.processed:
+                yield ev
+            if eff.ticket in self.fwd_unpolled:
+                self.fwd_unpolled.remove(eff.ticket)
+            return self.fwd_result.pop(eff.ticket)
+        if isinstance(eff, Idle):
+            if self.unpolled or self.fwd_unpolled:
+                return env.now
+            self._wake = env.event()  # anything finished earlier is already in unpolled
+            events = [self._wake] if self._pending_work() else []
+            if eff.until is not None:
+                events.append(env.timeout(max(0.0, eff.until - env.now)))
+            if not events:
+                raise DeadlockError(
+                    f"idle at t={env.now:.3f}s with nothing in flight and no arrivals to come"
+                )
+            yield env.any_of(events)
+            return env.now
+        raise TypeError(f"unknown effect {eff!r}")
+
+    def _pending_work(self) -> bool:
+        return any(not e.triggered for e in self.load_done.values()) or any(
+            not e.triggered for e in self.fwd_done.values()
+        )
+
+    def _load(self, job: LoadJob, done: simpy.Event) -> Generator:
+        env = self.env
+        cost = self.hw.copy.load_time(job)
+        stream = self.compute if job.stream == "compute" else self.load_stream
+        with stream.request() as s:
+            yield s
+            t_stream = env.now
+            if cost.disk_s > 0:
+                yield env.timeout(cost.disk_s)
+                self.timeline.append(("disk", env.now - cost.disk_s, env.now, job.kind, str(job.adapter.name)))
+                self.counters["disk_s"] += cost.disk_s
+            if cost.pin_s > 0:
+                yield env.timeout(cost.pin_s)
+                self.timeline.append(("host", env.now - cost.pin_s, env.now, "pin", str(job.adapter.name)))
+                self.counters["pin_s"] += cost.pin_s
+            with self.pcie.request() as p:
+                yield p
+                t0 = env.now
+                side = job.stream == "load"
+                self._side_copies += side
+                yield env.timeout(cost.dma_s)
+                self._side_copies -= side
+                self.timeline.append(("pcie", t0, env.now, job.kind, str(job.adapter.name)))
+            if job.stream == "compute":
+                self.counters["stall_s"] += env.now - t_stream
+                self.timeline.append(("compute", t_stream, env.now, "blocking", str(job.adapter.name)))
+        self.unpolled.append(job.lid)
+        done.succeed(env.now)
+        self._kick()
+
+    def _forward(self, eff: Forward, ticket: int, done: simpy.Event) -> Generator:
+        env = self.env
+        batch = eff.batch
+        with self.compute.request() as c:
+            yield c
+            start = env.now
+            slow = 1.0 + (self.hw.contention if self._side_copies else 0.0)
+            if batch.kind == "prefill":
+                yield env.timeout(self.hw.compute.forward_time(batch) * slow)
+                steps: tuple[float, ...] = ()
+            else:
+                durs = np.asarray(self.hw.compute.decode_times(batch, max(1, eff.max_steps))) * slow
+                ends = start + np.cumsum(durs)
+                k = len(ends)
+                if eff.until is not None and eff.until > start:
+                    # steps that *start* before `until` run; the scheduler looks again after
+                    k = min(k, int(np.searchsorted(ends, eff.until, side="left")) + 1)
+                elif eff.until is not None:
+                    k = 1
+                if eff.stop_on_load and k > 1:
+                    pending = [e for e in self.load_done.values() if not e.triggered]
+                    if pending:
+                        deadline = env.timeout(float(ends[k - 1] - start))
+                        yield env.any_of([deadline, *pending])
+                        if not deadline.triggered:
+                            k = min(k, int(np.searchsorted(ends, env.now, side="left")) + 1)
+                            k = max(k, 1)
+                        remaining = float(ends[k - 1]) - env.now
+                        if remaining > 0:
+                            yield env.timeout(remaining)
+                        steps = tuple(float(x) for x in ends[:k])
+                        self._finish_fwd(batch.kind, start, steps, ticket, done)
+                        return
+                yield env.timeout(float(ends[k - 1]) - start)
+                steps = tuple(float(x) for x in ends[:k])
+            self._finish_fwd(batch.kind, start, steps, ticket, done)
+
+    def _finish_fwd(self, kind: str, start: float, steps: tuple[float, ...], ticket: int, done) -> None:
+        env = self.env
+        self.timeline.append(("compute", start, env.now, kind, f"{kind} x{len(steps) or 1}"))
+        self.fwd_result[ticket] = ForwardResult(start, env.now, steps)
+        self.fwd_unpolled.append(ticket)
+        done.succeed(env.now)
+        self._kick()

@@ -1,0 +1,77 @@
+"""Shared fixtures: hand-made traces and a fixed-cost hardware model for exact timings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from sim.config import AdaptersCfg, Scenario, ServingCfg
+from sim.core.model import AdapterSpec, Request, Trace
+
+
+@dataclass
+class Cost:
+    pin_s: float
+    disk_s: float
+    dma_s: float
+
+    @property
+    def total(self) -> float:
+        return self.pin_s + self.disk_s + self.dma_s
+
+
+class FixedCopy:
+    """Every load costs `load_s` of PCIe time (plus optional pin/disk)."""
+
+    def __init__(self, load_s: float, pin_s: float = 0.0, disk_s: float = 0.0):
+        self.load_s, self.pin_s, self.disk_s = load_s, pin_s, disk_s
+
+    def load_time(self, job) -> Cost:
+        return Cost(
+            self.pin_s if job.host_mode == "pin_per_load" else 0.0,
+            self.disk_s if job.from_disk else 0.0,
+            self.load_s,
+        )
+
+
+class FixedCompute:
+    """A prefill forward costs `prefill_s` whatever its size; a decode step `decode_s`."""
+
+    def __init__(self, prefill_s: float, decode_s: float = 0.001):
+        self.prefill_s, self.decode_s = prefill_s, decode_s
+
+    def forward_time(self, batch) -> float:
+        return self.prefill_s if batch.kind == "prefill" else self.decode_s
+
+    def decode_times(self, batch, steps: int) -> np.ndarray:
+        return np.full(steps, self.decode_s)
+
+
+@dataclass
+class FixedHardware:
+    copy: FixedCopy
+    compute: FixedCompute
+    contention: float = 0.0
+
+
+def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.0) -> FixedHardware:
+    return FixedHardware(FixedCopy(load_s, pin_s, disk_s), FixedCompute(prefill_s, decode_s))
+
+
+def make_trace(reqs: list[tuple[float, str | None, int, int]], n_adapters: int, nbytes: int = 1 << 20) -> Trace:
+    adapters = tuple(
+        AdapterSpec(f"a{i}", rank=8, targets=("q_proj",), nbytes=nbytes, n_tensors=2) for i in range(n_adapters)
+    )
+    requests = tuple(Request(i, t, a, inp, out) for i, (t, a, inp, out) in enumerate(reqs))
+    return Trace(adapters, requests)
+
+
+def scenario(**serving) -> Scenario:
+    return Scenario(adapters=AdaptersCfg(count=1), serving=ServingCfg(**serving))
+
+
+@pytest.fixture
+def hw():
+    return fixed_hw()

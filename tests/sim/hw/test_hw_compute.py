@@ -1,0 +1,127 @@
+"""Compute models: H200 roofline vs DESIGN §6 anchors, vectorised decode, profile tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sim.core.effects import Batch, BatchItem
+from sim.core.model import ModelShape
+from sim.hw.compute import ProfileCompute, RooflineCompute
+from sim.hw.presets import preset
+from sim.hw.profile import ComputeProfile, Grid, Table
+
+H200 = RooflineCompute(ModelShape(), preset("h200"))
+
+
+def prefill(tokens: int, context: int = 0, adapter: str | None = None, rank: int = 0) -> Batch:
+    return Batch("prefill", (BatchItem(0, adapter, 0 if adapter else -1, rank, tokens, context),))
+
+
+def decode(n: int, context: int, adapters: int = 0, rank: int = 64) -> Batch:
+    return Batch(
+        "decode",
+        tuple(
+            BatchItem(k, f"a{k % adapters}" if adapters else None, k % adapters if adapters else -1,
+                      rank if adapters else 0, 1, context + k)
+            for k in range(n)
+        ),
+    )
+
+
+@pytest.mark.parametrize(("tokens", "ms"), [(1, 6.6), (32, 6.6), (128, 6.6), (1024, 20.0), (2048, 40.0)])
+def test_h200_layer_stack_matches_design_anchors(tokens, ms):
+    assert abs(H200.linear_time(tokens) * 1e3 - ms) <= 0.2 * ms
+    # the whole forward (attention, LM head, overhead on top) stays within the same band
+    assert abs(H200.forward_time(prefill(tokens)) * 1e3 - ms) <= 0.2 * ms
+
+
+def test_forward_time_monotone_in_tokens_context_adapters():
+    ts = [H200.forward_time(prefill(t)) for t in (1, 256, 512, 1024, 4096)]
+    assert ts == sorted(ts)
+    cs = [H200.forward_time(decode(32, c)) for c in (0, 1000, 10_000)]
+    assert cs[0] < cs[1] < cs[2]
+    la = [H200.forward_time(decode(32, 100, a)) for a in (0, 1, 4, 16)]
+    assert la[0] < la[1] < la[2] < la[3]
+    ranks = [H200.forward_time(decode(32, 100, 4, r)) for r in (8, 64, 256)]
+    assert ranks[0] < ranks[1] < ranks[2]
+
+
+def test_memory_bound_decode_step_grows_with_kv_bytes_exactly():
+    """Deep in the memory-bound regime one more context token per item costs exactly its KV
+    bytes at the attained HBM bandwidth."""
+    spec = preset("h200")
+    s = ModelShape()
+    kv = 2 * s.kv_heads * s.head_dim * s.dtype_bytes * s.layers
+    b = decode(64, 4000)
+    t = H200.decode_times(b, 3)
+    assert np.diff(t) == pytest.approx(np.full(2, 64 * kv / spec.eff_hbm), rel=1e-9)
+
+
+def test_decode_times_equals_forward_time_of_grown_batch():
+    b = decode(16, 500, adapters=3)
+    steps = H200.decode_times(b, 50)
+    assert steps.shape == (50,)
+    for j in (0, 1, 17, 49):
+        grown = Batch("decode", tuple(BatchItem(i.rid, i.adapter, i.slot, i.rank, 1, i.context + j) for i in b.items))
+        assert steps[j] == pytest.approx(H200.forward_time(grown), rel=1e-12)
+
+
+def test_base_model_items_cost_no_lora():
+    base = decode(8, 100)
+    assert H200.forward_time(base) < H200.forward_time(decode(8, 100, adapters=1))
+
+
+def test_empty_batch_and_zero_steps():
+    assert H200.forward_time(Batch("decode", ())) == 0.0
+    assert H200.decode_times(decode(4, 0), 0).shape == (0,)
+
+
+# ---- ProfileCompute --------------------------------------------------------------------
+
+PROF = ComputeProfile(
+    prefill=Table((100.0, 1000.0), (0.01, 0.05)),
+    decode=Grid((1.0, 11.0), (0.0, 1000.0), ((0.006, 0.008), (0.010, 0.020))),
+    lora=Table((0.0, 1.0, 5.0), (0.0, 0.001, 0.003)),
+    lora_rank=64,
+)
+PC = ProfileCompute(PROF)
+
+
+def test_profile_hits_table_points_exactly():
+    assert PC.forward_time(prefill(100)) == pytest.approx(0.01)
+    assert PC.forward_time(prefill(1000)) == pytest.approx(0.05)
+    for i, b in enumerate((1, 11)):
+        for j, c in enumerate((0, 1000)):
+            batch = Batch("decode", tuple(BatchItem(k, None, -1, 0, 1, c) for k in range(b)))
+            assert PC.forward_time(batch) == pytest.approx(PROF.decode.seconds[i][j])
+
+
+def test_profile_interpolates_and_extrapolates_linearly():
+    assert PC.forward_time(prefill(550)) == pytest.approx(0.03)
+    assert PC.forward_time(prefill(1900)) == pytest.approx(0.05 + 900 * 0.04 / 900)
+    # bilinear centre of the decode grid: mean of the four corners
+    mid = Batch("decode", tuple(BatchItem(k, None, -1, 0, 1, 500) for k in range(6)))
+    assert PC.forward_time(mid) == pytest.approx((0.006 + 0.008 + 0.010 + 0.020) / 4)
+    # beyond the batch axis: linear continuation
+    big = Batch("decode", tuple(BatchItem(k, None, -1, 0, 1, 0) for k in range(21)))
+    assert PC.forward_time(big) == pytest.approx(0.014)
+
+
+def test_profile_decode_uses_mean_context_growing_per_step():
+    b = Batch("decode", (BatchItem(0, None, -1, 0, 1, 0), BatchItem(1, None, -1, 0, 1, 200)))  # mean 100
+    t = PC.decode_times(b, 3)
+    slope = (0.0062 - 0.006) / 1000 + (0.0122 - 0.010) / 1000  # not used; compute from grid below
+    del slope
+    expect = [0.006 * 0.9 + 0.010 * 0.1 + ((0.008 * 0.9 + 0.020 * 0.1) - (0.006 * 0.9 + 0.010 * 0.1)) * (100 + j) / 1000 for j in range(3)]
+    assert t == pytest.approx(expect)
+
+
+def test_profile_lora_extra_by_distinct_adapters_and_rank():
+    base = prefill(100)
+    one = prefill(100, adapter="x", rank=64)
+    assert PC.forward_time(one) - PC.forward_time(base) == pytest.approx(0.001)
+    half = prefill(100, adapter="x", rank=32)
+    assert PC.forward_time(half) - PC.forward_time(base) == pytest.approx(0.0005)
+    three = Batch("prefill", tuple(BatchItem(k, f"a{k}", k, 64, 30, 0) for k in range(3)))
+    assert PC.forward_time(three) - PC.forward_time(Batch("prefill", (BatchItem(0, None, -1, 0, 90, 0),))) == pytest.approx(0.002)
