@@ -94,6 +94,7 @@ class Sweep:
     repeats: int
     equal_memory: dict[str, Any] | None
     runs: list[RunSpec] = field(default_factory=list)
+    label_keys: list[str] = field(default_factory=list)  # axis keys that make up group labels
 
     def manifest(self) -> dict[str, Any]:
         """JSON-safe description kept next to the results (report header, plot axes)."""
@@ -105,6 +106,7 @@ class Sweep:
             "policies": self.policies,
             "repeats": self.repeats,
             "equal_memory": self.equal_memory,
+            "label_keys": self.label_keys,
             "runs": [
                 {"run_id": r.run_id, "policy": r.policy, "group": r.group, "repeat": r.repeat,
                  "params": {k: _jsonable(v) for k, v in r.params.items()}}
@@ -194,6 +196,7 @@ def build_sweep(data: dict[str, Any], source: str = "<sweep>", root: Path | None
         repeats=sf.repeats,
         equal_memory=em,
         runs=runs,
+        label_keys=label_keys,
     )
 
 

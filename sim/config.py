@@ -174,7 +174,7 @@ class LengthCfg(_Strict):
 
     dist: Literal["random", "fixed"] = "fixed"
     len: int = Field(512, gt=0)
-    range_ratio: float = Field(1.0, gt=0, le=1)
+    range_ratio: float = Field(1.0, ge=0, le=1)
 
 
 class WorkloadCfg(_Strict):

@@ -57,8 +57,9 @@ def build_records(states: list[RequestState], step_ends: Sequence[float], policy
     df = pd.DataFrame(
         {
             "rid": np.array([s.rid for s in states], dtype=np.int64),
-            "policy": pd.Series([policy] * len(states), dtype=object),
-            "adapter": pd.Series([s.adapter for s in states], dtype=object),
+            "policy": pd.Series([policy] * len(states)),
+            # inferred string dtype: the base model (None) is a missing value
+            "adapter": pd.Series([s.adapter for s in states]),
             "arrival": arrival,
             "admitted": np.array([_t(s.admitted_at) for s in states], dtype=float),
             "first_token": first,

@@ -150,6 +150,8 @@ class Engine:
                 policy.on_arrival(st, self.now)
             done = yield PollLoads()
             for lid in done:
+                if lid not in self.inflight:
+                    continue  # a blocking copy: already usable
                 a = self.inflight.pop(lid)
                 self.pool.mark_ready(a)
                 self.ready_seen[a] = self.now

@@ -16,10 +16,10 @@ import csv
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -69,10 +69,15 @@ def generate_requests(
 def _requests(
     times: np.ndarray, adapters: list[str | None], inp: np.ndarray, out: np.ndarray
 ) -> tuple[Request, ...]:
+    """Requests in stable arrival order, rid = position; plain Python numbers, not numpy."""
     order = np.argsort(times, kind="stable")
+    ts = times[order].astype(np.float64).tolist()
+    ins = inp[order].astype(np.int64).tolist()
+    outs = out[order].astype(np.int64).tolist()
+    names = [adapters[j] for j in order.tolist()]
     return tuple(
-        Request(rid, float(times[j]), adapters[j], int(inp[j]), int(out[j]))
-        for rid, j in enumerate(order)
+        Request(rid, t, a, i, o)
+        for rid, (t, a, i, o) in enumerate(zip(ts, names, ins, outs, strict=True))
     )
 
 
@@ -139,6 +144,19 @@ def _suffix(p: Path) -> str:
 
 # ---------------------------------------------------------------- loading
 
+RowLabel = Callable[[int], str]
+
+
+@dataclass
+class _Columns:
+    """The four trace columns as read, before validation. Numbers are float64, NaN = empty."""
+
+    times: np.ndarray
+    names: list[str | None]
+    inp: np.ndarray
+    out: np.ndarray
+    row: RowLabel  # how an error names row i (0-based) of this file
+
 
 def load_trace(path: str | Path, adapters: tuple[AdapterSpec, ...]) -> Trace:
     """Read and validate a trace file for replay; rows are sorted by timestamp (stable)
@@ -150,64 +168,71 @@ def load_trace(path: str | Path, adapters: tuple[AdapterSpec, ...]) -> Trace:
         raise TraceError(src, "", "file not found")
     if p.stat().st_size == 0:
         raise TraceError(
-            src, "", f"empty file; expected columns {','.join(COLUMNS)} and one row per request"
+            src, "", f"empty file; expected a header {','.join(COLUMNS)} and one row per request"
         )
-    if suffix == ".parquet":
-        cols, row = _read_parquet(p), (lambda i: f"row {i + 1}")
-    else:
-        cols, row = _read_csv(p), (lambda i: f"row {i + 1} (line {i + 2})")
-    times, names, inp, out = cols
-    if len(times) == 0:
+    cols = _read_parquet(p) if suffix == ".parquet" else _read_csv(p)
+    if len(cols.times) == 0:
         raise TraceError(src, "", "no requests (the file has a header but no rows)")
-    _check(src, row, times, names, inp, out, adapters)
-    resorted = bool(np.any(np.diff(times) < 0))
-    reqs = _requests(times, names, inp, out)
+    _check(src, cols, adapters)
+    reqs = _requests(cols.times, cols.names, cols.inp, cols.out)
     meta = {
         "source": src,
         "num_requests": len(reqs),
         "n_adapters": len(adapters),
-        "resorted": resorted,
+        "resorted": bool(np.any(np.diff(cols.times) < 0)),
+        "base_requests": sum(r.adapter is None for r in reqs),
+        "duration_s": reqs[-1].arrival,
     }
-    meta["base_requests"] = sum(r.adapter is None for r in reqs)
-    meta["duration_s"] = reqs[-1].arrival
     return Trace(tuple(adapters), reqs, meta)
 
 
-_Cols = tuple[np.ndarray, list, np.ndarray, np.ndarray]
-
-
-def _read_csv(p: Path) -> _Cols:
+def _read_csv(p: Path) -> _Columns:
+    """Plain csv module: exact float parsing, a field-count check per row, real line numbers."""
     src = str(p)
     try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise TraceError(src, "", f"empty file; expected columns {','.join(COLUMNS)}") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        raise TraceError(src, "", f"not a readable CSV: {_first_line(e)}") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    _require_columns(src, list(df.columns))
-
-    def numbers(col: str) -> np.ndarray:
-        vals = [v if isinstance(v, str) else "" for v in df[col]]  # short rows give NaN
-        try:
-            return np.array([float(v) if v.strip() else np.nan for v in vals], dtype=np.float64)
-        except ValueError:
-            for i, v in enumerate(vals):
-                try:
-                    float(v)
-                except ValueError:
+        with p.open(newline="", encoding="utf-8") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            header = [c.strip() for c in next(reader, [])]
+            _require_columns(src, header)
+            rows, lines = [], []
+            for fields in reader:
+                if not fields:
+                    continue  # blank line
+                if len(fields) != len(header):
                     raise TraceError(
                         src,
-                        f"row {i + 1} (line {i + 2}), column {col}",
-                        f"expected a number, got {v!r}",
-                    ) from None
-            raise
+                        f"row {len(rows) + 1} (line {reader.line_num})",
+                        f"expected {len(header)} fields like the header, got {len(fields)}",
+                    )
+                rows.append(fields)
+                lines.append(reader.line_num)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise TraceError(src, "", f"not a readable CSV: {_first_line(e)}") from None
 
-    names = [v if isinstance(v, str) and v.strip() else None for v in df["adapter"]]
-    return numbers("timestamp"), names, numbers("input_len"), numbers("output_len")
+    def row(i: int) -> str:
+        return f"row {i + 1} (line {lines[i]})"
+
+    def numbers(col: str) -> np.ndarray:
+        k = header.index(col)
+        out = np.empty(len(rows), dtype=np.float64)
+        for i, fields in enumerate(rows):
+            v = fields[k].strip()
+            if not v:
+                raise TraceError(src, f"{row(i)}, column {col}", "empty cell; expected a number")
+            try:
+                out[i] = float(v)
+            except ValueError:
+                raise TraceError(
+                    src, f"{row(i)}, column {col}", f"expected a number, got {v!r}"
+                ) from None
+        return out
+
+    ka = header.index("adapter")
+    names = [fields[ka].strip() or None for fields in rows]
+    return _Columns(numbers("timestamp"), names, numbers("input_len"), numbers("output_len"), row)
 
 
-def _read_parquet(p: Path) -> _Cols:
+def _read_parquet(p: Path) -> _Columns:
     src = str(p)
     try:
         table = pq.read_table(p)
@@ -217,6 +242,9 @@ def _read_parquet(p: Path) -> _Cols:
         ) from None
     _require_columns(src, table.column_names)
 
+    def row(i: int) -> str:
+        return f"row {i + 1}"
+
     def numbers(col: str) -> np.ndarray:
         arr = table.column(col)
         if not (
@@ -225,7 +253,11 @@ def _read_parquet(p: Path) -> _Cols:
             or pa.types.is_null(arr.type)
         ):
             raise TraceError(src, f"column {col}", f"expected numbers, got type {arr.type}")
-        return np.array(arr.to_pylist(), dtype=np.float64)  # None -> nan
+        vals = arr.to_pylist()
+        if arr.null_count:
+            i = vals.index(None)
+            raise TraceError(src, f"{row(i)}, column {col}", "null; expected a number")
+        return np.array(vals, dtype=np.float64)
 
     col = table.column("adapter")
     t = col.type.value_type if pa.types.is_dictionary(col.type) else col.type
@@ -235,53 +267,48 @@ def _read_parquet(p: Path) -> _Cols:
             "column adapter",
             f"expected adapter names (strings, null = base model), got type {col.type}",
         )
-    names = [v if v else None for v in col.to_pylist()]
-    return numbers("timestamp"), names, numbers("input_len"), numbers("output_len")
+    names = [v.strip() or None if v is not None else None for v in col.to_pylist()]
+    return _Columns(numbers("timestamp"), names, numbers("input_len"), numbers("output_len"), row)
 
 
 def _require_columns(src: str, have: list[str]) -> None:
     for c in COLUMNS:
         if c not in have:
+            found = ",".join(have) or "nothing"
             raise TraceError(
-                src,
-                f"column {c}",
-                f"missing; expected columns {','.join(COLUMNS)}, found {','.join(have)}",
+                src, f"column {c}", f"missing; expected columns {','.join(COLUMNS)}, found {found}"
             )
 
 
-def _check(
-    src: str,
-    row: Callable[[int], str],
-    times: np.ndarray,
-    names: list[str | None],
-    inp: np.ndarray,
-    out: np.ndarray,
-    adapters: Sequence[AdapterSpec],
-) -> None:
+def _check(src: str, cols: _Columns, adapters: Sequence[AdapterSpec]) -> None:
     def fail(mask: np.ndarray, col: str, what: str, vals: np.ndarray) -> None:
         bad = np.flatnonzero(mask)
         if bad.size:
             i = int(bad[0])
-            more = f" ({bad.size - 1} more rows)" if bad.size > 1 else ""
+            more = f" ({bad.size - 1} more such rows)" if bad.size > 1 else ""
             raise TraceError(
-                src, f"{row(i)}, column {col}", f"expected {what}, got {vals[i]!r}{more}"
+                src, f"{cols.row(i)}, column {col}", f"expected {what}, got {_show(vals[i])}{more}"
             )
 
-    fail(~np.isfinite(times), "timestamp", "a finite number of seconds", times)
-    fail(times < 0, "timestamp", "a non-negative number of seconds", times)
-    for col, v in (("input_len", inp), ("output_len", out)):
+    fail(~np.isfinite(cols.times), "timestamp", "a finite number of seconds", cols.times)
+    fail(cols.times < 0, "timestamp", "a non-negative number of seconds", cols.times)
+    for col, v in (("input_len", cols.inp), ("output_len", cols.out)):
         fail(~np.isfinite(v) | (v != np.floor(v)), col, "an integer", v)
         fail(v <= 0, col, "a positive integer", v)
-        fail(v >= 2**62, col, "a plausible token count", v)
+        fail(v >= 2**53, col, "a plausible token count", v)
     known = {a.name for a in adapters}
-    for i, name in enumerate(names):
+    for i, name in enumerate(cols.names):
         if name is not None and name not in known:
-            listing = _listing(adapters)
             raise TraceError(
                 src,
-                f"{row(i)}, column adapter",
-                f"unknown adapter {name!r}; the population has {listing}",
+                f"{cols.row(i)}, column adapter",
+                f"unknown adapter {name!r}; the population has {_listing(adapters)}",
             )
+
+
+def _show(v: float) -> str:
+    x = float(v)
+    return str(int(x)) if x.is_integer() else repr(x)
 
 
 def _listing(adapters: Sequence[AdapterSpec]) -> str:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import matplotlib
 
 matplotlib.use("Agg")
+# the fake run functions live next to the tests and must be importable by name (they pickle)
+sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 

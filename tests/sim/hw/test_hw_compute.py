@@ -111,9 +111,9 @@ def test_profile_interpolates_and_extrapolates_linearly():
 def test_profile_decode_uses_mean_context_growing_per_step():
     b = Batch("decode", (BatchItem(0, None, -1, 0, 1, 0), BatchItem(1, None, -1, 0, 1, 200)))  # mean 100
     t = PC.decode_times(b, 3)
-    slope = (0.0062 - 0.006) / 1000 + (0.0122 - 0.010) / 1000  # not used; compute from grid below
-    del slope
-    expect = [0.006 * 0.9 + 0.010 * 0.1 + ((0.008 * 0.9 + 0.020 * 0.1) - (0.006 * 0.9 + 0.010 * 0.1)) * (100 + j) / 1000 for j in range(3)]
+    # batch 2 is 10% of the way from batch 1 to 11; context 100 + j along 0..1000
+    at_c0, at_c1000 = 0.006 * 0.9 + 0.010 * 0.1, 0.008 * 0.9 + 0.020 * 0.1
+    expect = [at_c0 + (at_c1000 - at_c0) * (100 + j) / 1000 for j in range(3)]
     assert t == pytest.approx(expect)
 
 

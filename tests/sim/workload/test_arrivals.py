@@ -61,7 +61,9 @@ def test_times_are_non_decreasing_and_float():
     assert t[-1] / (N - 1) == pytest.approx(0.01, rel=0.1)
 
 
-@pytest.mark.parametrize("cfg", [ArrivalCfg(process="burst"), ArrivalCfg(process="poisson", rate=math.inf)])
+@pytest.mark.parametrize(
+    "cfg", [ArrivalCfg(process="burst"), ArrivalCfg(process="poisson", rate=math.inf)]
+)
 def test_burst_and_infinite_rate_put_everything_at_zero(cfg):
     t = arrival_times(make_process(cfg), 50, np.random.default_rng(0))
     assert t.shape == (50,)

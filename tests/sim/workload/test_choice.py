@@ -28,8 +28,12 @@ def test_distinct_is_exact_round_robin():
 
 
 def test_skewed_and_zipf_probabilities_follow_the_formulas():
-    np.testing.assert_allclose(probabilities(ChoiceCfg(dist="skewed", alpha=2.0), 3), [4 / 7, 2 / 7, 1 / 7])
-    np.testing.assert_allclose(probabilities(ChoiceCfg(dist="zipf", s=1.0), 3), [6 / 11, 3 / 11, 2 / 11])
+    np.testing.assert_allclose(
+        probabilities(ChoiceCfg(dist="skewed", alpha=2.0), 3), [4 / 7, 2 / 7, 1 / 7]
+    )
+    np.testing.assert_allclose(
+        probabilities(ChoiceCfg(dist="zipf", s=1.0), 3), [6 / 11, 3 / 11, 2 / 11]
+    )
     np.testing.assert_allclose(probabilities(ChoiceCfg(dist="uniform"), 4), [0.25] * 4)
 
 
@@ -39,7 +43,9 @@ def test_skewed_over_many_adapters_does_not_underflow_to_nan():
     assert p[0] == pytest.approx(1 / 3)  # 1.5^-1 / sum 1.5^-i = (2/3) / 2
 
 
-@pytest.mark.parametrize("cfg", [ChoiceCfg(dist="skewed", alpha=1.5), ChoiceCfg(dist="zipf", s=1.1)])
+@pytest.mark.parametrize(
+    "cfg", [ChoiceCfg(dist="skewed", alpha=1.5), ChoiceCfg(dist="zipf", s=1.1)]
+)
 def test_weighted_frequencies_decrease_and_match_the_formula(cfg):
     n_adapters, n = 8, 50_000
     x = draw(cfg, n, n_adapters, seed=4)

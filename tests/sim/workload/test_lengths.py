@@ -21,7 +21,13 @@ def test_random_lengths_stay_in_bounds_and_hit_both_ends():
 
 @pytest.mark.parametrize(
     ("length", "ratio", "bounds"),
-    [(100, 0.5, (50, 100)), (512, 1.0, (512, 512)), (3, 0.1, (1, 3)), (10, 0.25, (2, 10)), (7, 0.999, (6, 7))],
+    [
+        (100, 0.5, (50, 100)),
+        (512, 1.0, (512, 512)),
+        (3, 0.1, (1, 3)),
+        (10, 0.25, (2, 10)),
+        (7, 0.999, (6, 7)),
+    ],
 )
 def test_random_bounds_are_floor_of_len_times_ratio_at_least_one(length, ratio, bounds):
     assert length_bounds(LengthCfg(dist="random", len=length, range_ratio=ratio)) == bounds

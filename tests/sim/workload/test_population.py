@@ -44,7 +44,9 @@ def test_groups_are_named_in_order_with_their_rank_and_targets():
     assert pop[2].nbytes == 335_544_320
 
 
-def write_peft(folder: Path, rank: int, targets: list[str], shape: ModelShape, regex: bool = False) -> int:
+def write_peft(
+    folder: Path, rank: int, targets: list[str], shape: ModelShape, regex: bool = False
+) -> int:
     """A PEFT adapter with fp16 tensors; returns the bytes of its tensors."""
     folder.mkdir(parents=True)
     tensors = {}
@@ -57,7 +59,12 @@ def write_peft(folder: Path, rank: int, targets: list[str], shape: ModelShape, r
             tensors[f"{key}.lora_B.weight"] = np.ones((fan_out, rank), np.float16)
     save_file(tensors, str(folder / "adapter_model.safetensors"), metadata={"format": "pt"})
     target_modules = "|".join(targets) if regex else targets
-    conf = {"r": rank, "lora_alpha": 2 * rank, "target_modules": target_modules, "peft_type": "LORA"}
+    conf = {
+        "r": rank,
+        "lora_alpha": 2 * rank,
+        "target_modules": target_modules,
+        "peft_type": "LORA",
+    }
     (folder / "adapter_config.json").write_text(json.dumps(conf))
     return sum(a.nbytes for a in tensors.values())
 

@@ -15,7 +15,7 @@ from sim.core.model import AdapterSpec, Request, Trace
 from sim.errors import ConfigError, TraceError
 from sim.workload import build_population, generate_trace, load_trace, save_trace
 
-from .conftest import make_scenario
+from .scenarios import make_scenario
 
 RICH = WorkloadCfg(
     num_requests=300,
@@ -47,8 +47,16 @@ def test_generated_trace_is_sorted_numbered_and_uses_the_population():
     assert {r.adapter for r in tr.requests} - {None} <= names
     assert sum(r.adapter is None for r in tr.requests) == 60
     assert all(256 <= r.input_len <= 1024 and 128 <= r.output_len <= 256 for r in tr.requests)
-    assert tr.meta["seed"] == 3 and tr.meta["num_requests"] == 300 and tr.meta["base_requests"] == 60
+    assert (
+        tr.meta["seed"] == 3 and tr.meta["num_requests"] == 300 and tr.meta["base_requests"] == 60
+    )
     assert tr.meta["adapter_choice"]["dist"] == "zipf"
+    r = tr.requests[1]
+    assert (type(r.arrival), type(r.input_len), type(r.output_len)) == (
+        float,
+        int,
+        int,
+    )  # not numpy
 
 
 def test_same_seed_same_trace_other_seed_other_trace():
@@ -70,7 +78,8 @@ def test_streams_are_independent_changing_output_length_keeps_arrivals_and_adapt
 
 def test_phase_beyond_population_is_a_config_error_from_generate_trace():
     wl = WorkloadCfg(
-        num_requests=10, adapter_choice=ChoiceCfg(dist="phased", phases=[Phase(requests=5, adapters=(1, 9))])
+        num_requests=10,
+        adapter_choice=ChoiceCfg(dist="phased", phases=[Phase(requests=5, adapters=(1, 9))]),
     )
     with pytest.raises(ConfigError, match=r"workload\.adapter_choice\.phases\[0\]\.adapters"):
         generate_trace(make_scenario(AdaptersCfg(count=4), wl))
@@ -98,9 +107,9 @@ def test_save_then_load_round_trips_exactly(tmp_path, suffix):
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_awkward_values_round_trip(tmp_path, suffix):
-    pop = (AdapterSpec("a,b \"q\"", 8, ("q_proj",), 1, 2), AdapterSpec("123", 8, ("q_proj",), 1, 2))
+    pop = (AdapterSpec('a,b "q"', 8, ("q_proj",), 1, 2), AdapterSpec("123", 8, ("q_proj",), 1, 2))
     reqs = (
-        Request(0, 0.1 + 0.2, "a,b \"q\"", 1, 1),
+        Request(0, 0.1 + 0.2, 'a,b "q"', 1, 1),
         Request(1, 1e-300 + 1.0, "123", 2**40, 3),
         Request(2, 12345.678901234567, None, 7, 9),
     )
@@ -129,7 +138,9 @@ def test_replay_via_arrival_process_trace(tmp_path):
 
 def test_unsorted_file_is_sorted_stably_and_renumbered(tmp_path):
     p = tmp_path / "u.csv"
-    p.write_text("timestamp,adapter,input_len,output_len\n2.0,lora-0001,5,5\n1.0,,6,6\n1.0,lora-0002,7,7\n")
+    p.write_text(
+        "timestamp,adapter,input_len,output_len\n2.0,lora-0001,5,5\n1.0,,6,6\n1.0,lora-0002,7,7\n"
+    )
     tr = load_trace(p, population())
     assert [(r.rid, r.arrival, r.adapter, r.input_len) for r in tr.requests] == [
         (0, 1.0, None, 6),
@@ -163,11 +174,22 @@ def write_csv(tmp_path, body: str, header: str = HEADER):
         ("0.0,lora-0001,5,5\n1.0,lora-0001,-3,5\n", "row 2 (line 3), column input_len", "positive"),
         ("0.0,lora-0001,5,0\n", "row 1 (line 2), column output_len", "positive"),
         ("0.0,lora-0001,5.5,3\n", "row 1 (line 2), column input_len", "integer"),
-        ("0.0,lora-0001,,3\n", "row 1 (line 2), column input_len", "integer"),
+        ("0.0,lora-0001,,3\n", "row 1 (line 2), column input_len", "empty cell"),
+        ("0.0,lora-0001,3\n", "row 1 (line 2)", "expected 4 fields"),
+        ("0.0,lora-0001,1,2,3,4\n", "row 1 (line 2)", "expected 4 fields"),
+        (
+            "0.0,lora-0001,5,5\n\n0.5,lora-0002,5,x\n",
+            "row 2 (line 4), column output_len",
+            "got 'x'",
+        ),
         ("0.0,lora-0001,5,5\nsoon,lora-0001,5,5\n", "row 2 (line 3), column timestamp", "number"),
         ("-1.0,lora-0001,5,5\n", "row 1 (line 2), column timestamp", "non-negative"),
         ("nan,lora-0001,5,5\n", "row 1 (line 2), column timestamp", "finite"),
-        ("0.0,lora-0001,5,5\n0.1,lora-0009,5,5\n", "row 2 (line 3), column adapter", "unknown adapter 'lora-0009'"),
+        (
+            "0.0,lora-0001,5,5\n0.1,lora-0009,5,5\n",
+            "row 2 (line 3), column adapter",
+            "unknown adapter 'lora-0009'",
+        ),
     ],
 )
 def test_bad_csv_rows_name_file_row_and_column(tmp_path, body, where, what):
@@ -195,17 +217,31 @@ def test_missing_column_in_parquet_is_named(tmp_path):
 
 def test_wrong_parquet_types_are_named(tmp_path):
     p = tmp_path / "bad.parquet"
-    pq.write_table(pa.table({"timestamp": ["x"], "adapter": ["lora-0001"], "input_len": [3], "output_len": [3]}), p)
+    pq.write_table(
+        pa.table(
+            {"timestamp": ["x"], "adapter": ["lora-0001"], "input_len": [3], "output_len": [3]}
+        ),
+        p,
+    )
     with pytest.raises(TraceError, match=r"column timestamp: expected numbers"):
         load_trace(p, population())
-    pq.write_table(pa.table({"timestamp": [0.0], "adapter": [1], "input_len": [3], "output_len": [3]}), p)
+    pq.write_table(
+        pa.table({"timestamp": [0.0], "adapter": [1], "input_len": [3], "output_len": [3]}), p
+    )
     with pytest.raises(TraceError, match=r"column adapter: expected adapter names"):
         load_trace(p, population())
 
 
 def test_bad_parquet_row_is_named(tmp_path):
     p = tmp_path / "bad.parquet"
-    df = pd.DataFrame({"timestamp": [0.0, 1.0], "adapter": [None, "ghost"], "input_len": [1, 2], "output_len": [1, 2]})
+    df = pd.DataFrame(
+        {
+            "timestamp": [0.0, 1.0],
+            "adapter": [None, "ghost"],
+            "input_len": [1, 2],
+            "output_len": [1, 2],
+        }
+    )
     df.to_parquet(p)
     with pytest.raises(TraceError) as e:
         load_trace(p, population())
@@ -256,3 +292,33 @@ def test_garbage_csv_and_missing_file_and_unknown_suffix(tmp_path):
 def test_trace_equality_ignores_meta():
     tr = rich_trace()
     assert dataclasses.replace(tr, meta={"other": 1}) == tr
+
+
+def test_null_length_in_parquet_is_named(tmp_path):
+    p = tmp_path / "bad.parquet"
+    t = pa.table(
+        {
+            "timestamp": [0.0, 1.0, 2.0],
+            "adapter": [None, None, None],
+            "input_len": pa.array([1, 2, None], pa.int64()),
+            "output_len": [1, 2, 3],
+        }
+    )
+    pq.write_table(t, p)
+    with pytest.raises(TraceError, match=r"bad\.parquet: row 3, column input_len: null"):
+        load_trace(p, population())
+
+
+def test_all_base_model_parquet_with_null_typed_adapter_column_loads(tmp_path):
+    p = tmp_path / "base.parquet"
+    t = pa.table(
+        {
+            "timestamp": [0.5, 0.0],
+            "adapter": [None, None],
+            "input_len": [4, 5],
+            "output_len": [6, 7],
+        }
+    )
+    pq.write_table(t, p)
+    tr = load_trace(p, population())
+    assert tr.requests == (Request(0, 0.0, None, 5, 7), Request(1, 0.5, None, 4, 6))

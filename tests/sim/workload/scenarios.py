@@ -6,8 +6,6 @@ the policy package); the nested configs are built, and so validated, normally.
 
 from __future__ import annotations
 
-import pytest
-
 from sim.config import AdaptersCfg, ModelCfg, Scenario, WorkloadCfg
 
 
@@ -24,8 +22,3 @@ def make_scenario(
         adapters=adapters or AdaptersCfg(count=20, rank=16),
         workload=workload or WorkloadCfg(),
     )
-
-
-@pytest.fixture
-def scenario():
-    return make_scenario

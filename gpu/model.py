@@ -1,0 +1,213 @@
+"""A Llama-shaped decoder with random weights: real GEMMs, attention and KV cache.
+
+Only timing matters (weights are random), but the computation is a faithful Llama forward
+so that forward times match a real server's: RMSNorm, RoPE, GQA attention (torch SDPA),
+SwiGLU MLP, LM head on each item's last position, and batched multi-adapter LoRA on every
+targeted projection.
+
+Batches are packed: all new tokens of all items in one `[T, hidden]` tensor for the linear
+layers; attention pads items to the longest (queries) and reads each item's cached keys from
+a per-request KV slab. Prefill and decode are the same call (decode = one new token each).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from gpu.lora import LoraBatch, LoraSlots
+from sim.core.model import ModelShape
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cuda" else torch.float32
+
+
+class KVPool:
+    """KV cache: one row (slab of `max_ctx` positions) per running request, all layers.
+
+    Rows go to the lowest free index so a decode batch covers a near-contiguous row range,
+    which attention reads as a view instead of a gathered copy.
+    """
+
+    def __init__(self, shape: ModelShape, rows: int, max_ctx: int, device, dtype):
+        kvh, hd = shape.kv_heads, shape.head_dim
+        self.rows, self.max_ctx = rows, max_ctx
+        self.k = [torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype) for _ in range(shape.layers)]
+        self.v = [torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype) for _ in range(shape.layers)]
+        self.last_tok = torch.zeros(rows, dtype=torch.long, device=device)  # greedy next token
+        self.row_of: dict[int, int] = {}
+        self._free = list(range(rows))
+
+    @staticmethod
+    def bytes_per_token(shape: ModelShape) -> int:
+        return 2 * shape.layers * shape.kv_heads * shape.head_dim * shape.dtype_bytes
+
+    def row(self, rid: int) -> int:
+        if rid not in self.row_of:
+            if not self._free:
+                raise RuntimeError(f"KV pool full ({self.rows} rows): cannot place request {rid}")
+            self._free.sort()
+            self.row_of[rid] = self._free.pop(0)
+        return self.row_of[rid]
+
+    def release(self, rid: int) -> None:
+        r = self.row_of.pop(rid, None)
+        if r is not None:
+            self._free.append(r)
+
+
+@dataclass
+class StepInput:
+    """One packed forward. Per item: its KV row, cached context and new-token count."""
+
+    tokens: torch.Tensor  # [T] long
+    rows: list[int]
+    ctx: list[int]
+    new: list[int]
+    lora: LoraBatch | None = None
+
+
+class LlamaModel:
+    """Random-weight Llama decoder; `forward` returns last-position logits per item."""
+
+    def __init__(
+        self,
+        shape: ModelShape,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        seed: int = 0,
+        lora: LoraSlots | None = None,
+        rope_theta: float = 500000.0,
+        max_pos: int = 8192,
+    ):
+        self.shape = shape
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype or default_dtype(self.device)
+        self.lora = lora
+        g = torch.Generator(device=self.device).manual_seed(seed)
+        h, hd = shape.hidden, shape.head_dim
+        kv = shape.kv_heads * hd
+
+        def w(out: int, inp: int) -> torch.Tensor:
+            t = torch.empty(out, inp, device=self.device, dtype=self.dtype)
+            return t.normal_(0.0, inp**-0.5, generator=g)
+
+        self.embed = torch.empty(shape.vocab, h, device=self.device, dtype=self.dtype).normal_(0, 1, generator=g)
+        self.layers = []
+        for _ in range(shape.layers):
+            self.layers.append(
+                {
+                    "attn_norm": torch.ones(h, device=self.device, dtype=self.dtype),
+                    "q_proj": w(h, h),
+                    "k_proj": w(kv, h),
+                    "v_proj": w(kv, h),
+                    "o_proj": w(h, h),
+                    "mlp_norm": torch.ones(h, device=self.device, dtype=self.dtype),
+                    "gate_proj": w(shape.intermediate, h),
+                    "up_proj": w(shape.intermediate, h),
+                    "down_proj": w(h, shape.intermediate),
+                }
+            )
+        self.norm = torch.ones(h, device=self.device, dtype=self.dtype)
+        self.lm_head = w(shape.vocab, h)
+        inv = 1.0 / (rope_theta ** (torch.arange(0, hd, 2, device=self.device, dtype=torch.float32) / hd))
+        freqs = torch.outer(torch.arange(max_pos, device=self.device, dtype=torch.float32), inv)
+        self.cos, self.sin = freqs.cos().to(self.dtype), freqs.sin().to(self.dtype)
+
+    # ---- pieces -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _rms(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype) * w
+
+    def _rope(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """x [T, heads, hd]; rotate-half convention (HF Llama)."""
+        cos = self.cos[pos].unsqueeze(1)
+        sin = self.sin[pos].unsqueeze(1)
+        x1, x2 = x.chunk(2, dim=-1)
+        return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+    def _proj(self, x, xs, lw, layer: int, module: str, lb: LoraBatch | None) -> torch.Tensor:
+        y = x @ lw[module].t()
+        if lb is not None and xs is not None and self.lora is not None and self.lora.has(module):
+            y = self.lora.apply(y, xs, layer, module, lb)
+        return y
+
+    def _shrink(self, x, lb: LoraBatch | None):
+        if lb is None or self.lora is None:
+            return None
+        return self.lora.shrink_input(x, lb)
+
+    # ---- forward ----------------------------------------------------------------------------
+
+    def forward(self, inp: StepInput, kv: KVPool) -> torch.Tensor:
+        """Run the packed batch, writing its keys/values into `kv`. -> logits [items, vocab]."""
+        s = self.shape
+        dev = self.device
+        n_items = len(inp.rows)
+        lq = max(inp.new)
+        lk = max(c + n for c, n in zip(inp.ctx, inp.new, strict=True))
+        if lk > kv.max_ctx:
+            raise RuntimeError(f"context {lk} exceeds the KV pool's {kv.max_ctx} positions")
+        # host-built index tensors (one small H2D copy each)
+        pos_l, row_l, pad_l, last_l = [], [], [], []
+        t = 0
+        for i, (r, c, n) in enumerate(zip(inp.rows, inp.ctx, inp.new, strict=True)):
+            pos_l.extend(range(c, c + n))
+            row_l.extend([r] * n)
+            pad_l.extend(range(i * lq, i * lq + n))
+            t += n
+            last_l.append(t - 1)
+        pos = torch.tensor(pos_l, device=dev)
+        tok_rows = torch.tensor(row_l, device=dev)
+        pad_idx = torch.tensor(pad_l, device=dev)
+        last = torch.tensor(last_l, device=dev)
+        rows = torch.tensor(inp.rows, device=dev)
+        ctx = torch.tensor(inp.ctx, device=dev)
+        new = torch.tensor(inp.new, device=dev)
+        # mask [items, 1, lq, lk]: key j visible to query q iff j <= ctx + min(q, new-1)
+        qpos = ctx[:, None] + torch.minimum(torch.arange(lq, device=dev)[None, :], new[:, None] - 1)
+        mask = (torch.arange(lk, device=dev)[None, None, :] <= qpos[:, :, None]).unsqueeze(1)
+
+        lb = inp.lora
+        x = self.embed[inp.tokens]
+        nh, kvh, hd = s.heads, s.kv_heads, s.head_dim
+        for li, lw in enumerate(self.layers):
+            hn = self._rms(x, lw["attn_norm"])
+            xs = self._shrink(hn, lb)
+            q = self._proj(hn, xs, lw, li, "q_proj", lb).view(-1, nh, hd)
+            k = self._proj(hn, xs, lw, li, "k_proj", lb).view(-1, kvh, hd)
+            v = self._proj(hn, xs, lw, li, "v_proj", lb).view(-1, kvh, hd)
+            q, k = self._rope(q, pos), self._rope(k, pos)
+            kv.k[li][tok_rows, pos] = k
+            kv.v[li][tok_rows, pos] = v
+            qp = torch.zeros(n_items * lq, nh, hd, device=dev, dtype=self.dtype)
+            qp[pad_idx] = q
+            qp = qp.view(n_items, lq, nh, hd).transpose(1, 2)
+            kk = kv.k[li][rows, :lk].transpose(1, 2)  # [items, kvh, lk, hd]
+            vv = kv.v[li][rows, :lk].transpose(1, 2)
+            if kvh != nh:
+                kk = kk.repeat_interleave(nh // kvh, dim=1)
+                vv = vv.repeat_interleave(nh // kvh, dim=1)
+            att = F.scaled_dot_product_attention(qp, kk, vv, attn_mask=mask)
+            att = att.transpose(1, 2).reshape(n_items * lq, nh * hd)[pad_idx]
+            xs = self._shrink(att, lb)
+            x = x + self._proj(att, xs, lw, li, "o_proj", lb)
+            hn = self._rms(x, lw["mlp_norm"])
+            xs = self._shrink(hn, lb)
+            gate = self._proj(hn, xs, lw, li, "gate_proj", lb)
+            up = self._proj(hn, xs, lw, li, "up_proj", lb)
+            act = F.silu(gate) * up
+            xs = self._shrink(act, lb)
+            x = x + self._proj(act, xs, lw, li, "down_proj", lb)
+        x = self._rms(x[last], self.norm)
+        return x @ self.lm_head.t()

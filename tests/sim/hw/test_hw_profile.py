@@ -1,0 +1,135 @@
+"""Profile YAML: round trip, ConfigError naming file and key, the shipped analytic profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from sim.config import HardwareCfg
+from sim.core.effects import Batch, BatchItem, LoadJob
+from sim.core.model import ALL_TARGETS, AdapterSpec, ModelShape
+from sim.errors import ConfigError
+from sim.hw import Hardware, ProfileCompute, RooflineCompute, load_hardware
+from sim.hw.export import analytic_profile
+from sim.hw.profile import HardwareProfile
+
+REPO = Path(__file__).resolve().parents[3]
+SHIPPED = REPO / "configs" / "hardware" / "h200-analytic.yaml"
+SHAPE = ModelShape()
+
+
+@pytest.fixture(scope="module")
+def prof() -> HardwareProfile:
+    return analytic_profile("h200", SHAPE, "test")
+
+
+def test_round_trip(tmp_path, prof):
+    p = tmp_path / "hw.yaml"
+    prof.to_yaml(p)
+    back = HardwareProfile.from_yaml(p)
+    assert back.to_dict() == prof.to_dict()
+    assert not [f for f in tmp_path.iterdir() if f.name != "hw.yaml"]  # no temp file left
+
+
+def test_shipped_profile_parses_and_matches_the_analytic_model(prof):
+    shipped = HardwareProfile.from_yaml(SHIPPED)
+    assert shipped.model == SHAPE.name and "sim.hw.export" in shipped.command
+    # regenerate with `command` when the analytic model changes
+    assert shipped.to_dict()["compute"] == prof.to_dict()["compute"]
+    assert shipped.to_dict()["pcie"] == prof.to_dict()["pcie"]
+
+
+def _write(tmp_path, data) -> Path:
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key"),
+    [
+        (lambda d: d.pop("pcie"), "pcie"),
+        (lambda d: d["pcie"].update(disk_gbps="fast"), "pcie.disk_gbps"),
+        (lambda d: d["pcie"].update(pin_warm_gbps=0), "pcie.pin_warm_gbps"),
+        (lambda d: d["pcie"].update(contention=2), "pcie.contention"),
+        (lambda d: d["pcie"]["pinned"].update(sizes_bytes=[10, 5]), "pcie.pinned.sizes_bytes"),
+        (lambda d: d["pcie"]["pageable"]["seconds"].pop(), "pcie.pageable.seconds"),
+        (lambda d: d["compute"]["decode"]["seconds"].pop(), "compute.decode.seconds"),
+        (lambda d: d["compute"]["decode"]["seconds"][1].pop(), "compute.decode.seconds[1]"),
+        (lambda d: d["compute"]["prefill"]["seconds"].__setitem__(0, -1), "compute.prefill.seconds[0]"),
+        (lambda d: d.update(name=""), "name"),
+    ],
+)
+def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
+    data = prof.to_dict()
+    mutate(data)
+    p = _write(tmp_path, data)
+    with pytest.raises(ConfigError) as e:
+        HardwareProfile.from_yaml(p)
+    assert e.value.key == key and e.value.source == str(p)
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path):
+    p = tmp_path / "x.yaml"
+    p.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        HardwareProfile.from_yaml(p)
+    p.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        HardwareProfile.from_yaml(p)
+
+
+def test_lora_table_optional(tmp_path, prof):
+    data = prof.to_dict()
+    del data["compute"]["lora"]
+    back = HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert back.compute.lora is None
+
+
+# ---- load_hardware ---------------------------------------------------------------------
+
+
+def test_analytic_preset_with_overrides():
+    hw = load_hardware(HardwareCfg(pinned_gbps=10, copy_overhead_us=0, contention=0.1), SHAPE)
+    assert isinstance(hw, Hardware) and isinstance(hw.compute, RooflineCompute)
+    assert hw.copy.dma_time(10**9, 1) == pytest.approx(0.1)
+    assert hw.copy.pageable_gbps == 9.0  # untouched preset value
+    assert hw.contention == 0.1
+    assert load_hardware(HardwareCfg(pin_cache="cold"), SHAPE).copy.pin_gbps == 1.0
+
+
+def test_profile_reproduces_roofline_at_table_points():
+    hw = load_hardware(HardwareCfg(profile=str(SHIPPED)), SHAPE)
+    roof = load_hardware(HardwareCfg(), SHAPE)
+    assert isinstance(hw.compute, ProfileCompute)
+    for t in (128, 1024, 2048):
+        b = Batch("prefill", (BatchItem(0, None, -1, 0, t, 0),))
+        assert hw.compute.forward_time(b) == pytest.approx(roof.compute.forward_time(b), rel=1e-5)
+    d = Batch("decode", tuple(BatchItem(k, None, -1, 0, 1, 1024) for k in range(32)))
+    assert hw.compute.decode_times(d, 1) == pytest.approx(roof.compute.decode_times(d, 1), rel=1e-5)
+    a = AdapterSpec.from_shape("a", 64, ALL_TARGETS, SHAPE)
+    job = LoadJob(0, a, 0, "load", "overlap", "flat", "pinned")
+    # between table sizes the log-log curve stays close to the analytic one
+    assert hw.copy.load_time(job).total == pytest.approx(roof.copy.load_time(job).total, rel=0.05)
+
+
+def test_profile_with_override_switches_copies_to_analytic():
+    hw = load_hardware(HardwareCfg(profile=str(SHIPPED), pinned_gbps=10, copy_overhead_us=0), SHAPE)
+    assert hw.copy.pinned_table is None
+    assert hw.copy.dma_time(10**9, 1) == pytest.approx(0.1)
+    assert np.isfinite(hw.copy.dma_time(10**9, 1, "pageable"))
+
+
+def test_missing_profile_names_hardware_profile(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_hardware(HardwareCfg(profile=str(tmp_path / "nope.yaml")), SHAPE)
+    assert e.value.key == "hardware.profile"
+
+
+def test_profile_for_another_model_is_refused():
+    with pytest.raises(ConfigError) as e:
+        load_hardware(HardwareCfg(profile=str(SHIPPED)), ModelShape(name="tiny", hidden=64, layers=2))
+    assert e.value.key == "model" and "llama-3.1-8b" in str(e.value)

@@ -1,0 +1,161 @@
+"""Metrics: exact bench_serving formulas on crafted states, interval union, parquet."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sim.core.model import Request, RequestState
+from sim.metrics import (
+    RECORD_COLUMNS,
+    build_records,
+    itl_array,
+    read_parquet,
+    summarize,
+    write_parquet,
+)
+
+# global decode-step end times
+STEPS = [1.0, 1.5, 2.5, 3.0, 4.0]
+
+
+def state(rid, arrival, out_len, first, fds=-1, nsteps=0, adapter="a", hit=True, wait=0.0, skipped=0):
+    s = RequestState(Request(rid, arrival, adapter, 100, out_len))
+    s.admitted_at = arrival + 0.05
+    s.first_token_at = first
+    s.first_decode_step, s.decode_steps = fds, nsteps
+    s.finished_at = STEPS[fds + nsteps - 1] if nsteps else first
+    s.adapter_hit, s.waited_on_adapter, s.skipped = hit, wait, skipped
+    return s
+
+
+STATES = [
+    state(0, 0.0, 4, 0.5, fds=0, nsteps=3),  # tokens at 0.5, 1.0, 1.5, 2.5
+    state(1, 0.2, 1, 0.8, adapter=None, hit=False, wait=0.3),  # single token
+    state(2, 0.4, 3, 2.0, fds=2, nsteps=2, skipped=2),  # tokens at 2.0, 2.5, 3.0
+]
+
+
+def test_records_exact():
+    df = build_records(STATES, STEPS, "lru")
+    assert tuple(df.columns) == RECORD_COLUMNS and len(df) == 3
+    r0, r1, r2 = (df.iloc[i] for i in range(3))
+    assert r0.ttft == pytest.approx(0.5) and r0.e2e == pytest.approx(2.5)
+    assert r0.tpot == pytest.approx((2.5 - 0.5) / 3)
+    assert math.isnan(r1.tpot) and r1.e2e == pytest.approx(0.6) and pd.isna(r1.adapter)
+    assert r2.ttft == pytest.approx(1.6) and r2.tpot == pytest.approx((2.6 - 1.6) / 2)
+    assert list(df.adapter_hit) == [True, False, True] and list(df.skipped) == [0, 0, 2]
+    assert r1.adapter_wait == pytest.approx(0.3) and (df.policy == "lru").all()
+
+
+def test_unfinished_request_has_nan_latencies():
+    s = RequestState(Request(9, 1.0, "a", 10, 5))
+    df = build_records([s], [], "lru")
+    assert df.ttft.isna().all() and df.e2e.isna().all() and df.adapter_hit.isna().all()
+
+
+def test_itl_exact_gaps():
+    itl = itl_array(STATES, STEPS)
+    np.testing.assert_allclose(itl, [0.5, 0.5, 1.0, 0.5, 0.5])
+
+
+def test_itl_mean_equals_tpot_per_request():
+    """For one request, the mean of its ITLs is its TPOT (bench_serving identity)."""
+    df = build_records(STATES[:1], STEPS, "x")
+    assert itl_array(STATES[:1], STEPS).mean() == pytest.approx(df.tpot.iloc[0])
+
+
+def test_itl_vectorised_on_large_input():
+    n, k = 10_000, 512
+    steps = np.arange(1, k + n + 1, dtype=float) * 0.01
+    states = []
+    for i in range(n):
+        s = RequestState(Request(i, 0.0, None, 1, k + 1))
+        s.first_token_at, s.first_decode_step, s.decode_steps = steps[i] - 0.005, i, k
+        states.append(s)
+    itl = itl_array(states, steps)
+    assert itl.shape == (n * k,)
+    assert itl[0] == pytest.approx(0.005) and np.allclose(itl.reshape(n, k)[:, 1:], 0.01)
+
+
+def test_itl_rejects_steps_outside_the_list():
+    bad = state(5, 0.0, 3, 0.5, fds=3, nsteps=2)
+    bad.decode_steps = 3  # steps 3, 4, 5: there is no step 5
+    with pytest.raises(ValueError):
+        itl_array([bad], STEPS)
+
+
+def test_summary_percentiles_use_numpy_linear_definition():
+    rng = np.random.default_rng(0)
+    states = []
+    for i in range(57):
+        s = RequestState(Request(i, float(i), "a", 10, 2))
+        s.first_token_at = i + float(rng.uniform(0.01, 2))
+        s.finished_at = s.first_token_at + float(rng.uniform(0.01, 1))
+        s.adapter_hit = bool(i % 3)
+        states.append(s)
+    df = build_records(states, [], "p")
+    sm = summarize(df, np.array([0.1, 0.2, 0.3, 0.4]), {}, pd.DataFrame())
+    ttft = df.ttft.to_numpy()
+    assert sm["ttft_p99_ms"] == pytest.approx(np.percentile(ttft, 99) * 1e3)
+    assert sm["ttft_median_ms"] == pytest.approx(np.median(ttft) * 1e3)
+    assert sm["e2e_mean_ms"] == pytest.approx(df.e2e.mean() * 1e3)
+    assert sm["tpot_p99_ms"] == pytest.approx(np.percentile(df.tpot, 99) * 1e3)
+    assert sm["itl_p99_ms"] == pytest.approx(np.percentile([0.1, 0.2, 0.3, 0.4], 99) * 1e3)
+    assert sm["hit_rate"] == pytest.approx(np.mean([bool(i % 3) for i in range(57)]))
+
+
+def test_summary_exact_on_crafted_run():
+    df = build_records(STATES, STEPS, "lru")
+    timeline = pd.DataFrame(
+        {
+            "lane": ["pcie", "pcie", "pcie", "compute", "compute", "compute"],
+            "start": [0.1, 0.3, 2.0, 0.0, 0.5, 1.0],
+            "end": [0.5, 0.7, 2.2, 0.2, 0.8, 1.2],
+            "kind": ["blocking", "overlap", "prefetch", "blocking", "prefill", "blocking"],
+            "label": [""] * 6,
+        }
+    )
+    counters = {"loads": 3, "bytes_moved": 300, "prefetch_wasted": 1, "stall_s": 0.05}
+    sm = summarize(df, itl_array(STATES, STEPS), counters, timeline)
+    assert sm["completed"] == 3 and sm["duration_s"] == pytest.approx(3.0)  # 0.0 -> 3.0
+    assert sm["request_throughput"] == pytest.approx(1.0)
+    assert sm["output_throughput"] == pytest.approx((4 + 1 + 3) / 3.0)
+    assert sm["ttft_mean_ms"] == pytest.approx((0.5 + 0.6 + 1.6) / 3 * 1e3)
+    assert sm["tpot_mean_ms"] == pytest.approx((2 / 3 + 0.5) / 2 * 1e3)  # output_len 1 excluded
+    assert sm["pcie_busy_frac"] == pytest.approx((0.6 + 0.2) / 3.0)  # [0.1,0.7] merged + [2.0,2.2]
+    assert sm["gpu_stall_ms"] == pytest.approx((0.2 + 0.2 + 0.05) * 1e3)
+    assert (sm["loads"], sm["bytes_moved"], sm["prefetch_wasted"]) == (3, 300, 1)
+    assert sm["hit_rate"] == pytest.approx(2 / 3)
+
+
+def test_pcie_union_merges_nested_and_touching_intervals():
+    df = build_records(STATES, STEPS, "lru")
+    tl = pd.DataFrame(
+        {
+            "lane": ["pcie"] * 4,
+            "start": [1.0, 0.0, 0.2, 0.5],
+            "end": [1.5, 0.5, 0.3, 1.0],  # [0,0.5] ⊃ [0.2,0.3], touches [0.5,1.0], touches [1,1.5]
+            "kind": ["overlap"] * 4,
+            "label": [""] * 4,
+        }
+    )
+    assert summarize(df, None, {}, tl)["pcie_busy_frac"] == pytest.approx(1.5 / 3.0)
+
+
+def test_missing_counters_default_to_zero():
+    sm = summarize(build_records(STATES, STEPS, "lru"), None, {}, None)
+    assert (sm["loads"], sm["bytes_moved"], sm["prefetch_wasted"], sm["gpu_stall_ms"]) == (0, 0, 0, 0.0)
+    assert sm["pcie_busy_frac"] == 0.0 and math.isnan(sm["itl_mean_ms"])
+
+
+def test_parquet_round_trip(tmp_path):
+    df = build_records(STATES, STEPS, "lru")
+    p = tmp_path / "sub" / "records.parquet"
+    write_parquet(df, p)
+    back = read_parquet(p)
+    pd.testing.assert_frame_equal(back, df)
+    assert [f.name for f in p.parent.iterdir()] == ["records.parquet"]
