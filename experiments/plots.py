@@ -27,7 +27,10 @@ KIND_COLORS = {
     "blocking": "#d62728",
     "prefetch": "#ff7f0e",
     "overlap": "#2ca02c",
+    "pin": "#9467bd",
 }
+LANE_ORDER = ["compute", "pcie", "host"]
+LINESTYLES = ["-", "--", "-.", ":"]
 
 
 def policy_colors(policies: list[str]) -> dict[str, str]:
@@ -46,11 +49,12 @@ def cdf_figure(records: dict[str, pd.DataFrame], title: str, colors: dict[str, s
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     for ax, col, name in zip(axes, ("ttft", "e2e"), ("TTFT", "E2E latency"), strict=True):
         spread = []
-        for policy, df in records.items():
+        for i, (policy, df) in enumerate(records.items()):
             if col not in df or df.empty:
                 continue
             x, y = _ecdf(1e3 * df[col].to_numpy(dtype=float))
-            ax.step(x, y, where="post", label=policy, color=colors.get(policy))
+            ax.step(x, y, where="post", label=policy, color=colors.get(policy),
+                    linestyle=LINESTYLES[i % len(LINESTYLES)])  # identical curves stay visible
             if len(x):
                 spread.append((x[0], x[-1]))
         lo = min((s[0] for s in spread), default=1.0)
@@ -122,7 +126,9 @@ def gantt_figure(timelines: dict[str, pd.DataFrame], title: str, window: float |
     end = window if window is not None else _gantt_window(timelines)
     kinds_seen: set[str] = set()
     for ax, (policy, tl) in zip(axes[:, 0], timelines.items(), strict=False):
-        lanes = ["compute", "pcie"]
+        present = set(tl.lane)
+        lanes = [ln for ln in LANE_ORDER if ln in present or ln in ("compute", "pcie")]
+        lanes += sorted(present - set(lanes))
         for li, lane in enumerate(lanes):
             sub = tl[(tl.lane == lane) & (tl.start < end)]
             for kind, kdf in sub.groupby("kind"):

@@ -287,7 +287,7 @@ def _label_keys(sf: SweepFile) -> list[str]:
     return [k for k in sf.axes if k != POLICY_AXIS and k not in described]
 
 
-def _short(v: Any) -> str:
+def short_value(v: Any) -> str:
     s = v if isinstance(v, str) else json.dumps(v, default=str, separators=(",", ":"))
     return s if len(s) <= 40 else s[:37] + "..."
 
@@ -303,7 +303,7 @@ def group_label(params: dict[str, Any], keys: list[str]) -> str:
         if k == NAME_AXIS:
             parts.append(str(params[k]))
         else:
-            parts.append(f"{last if lasts.count(last) == 1 else k}={_short(params[k])}")
+            parts.append(f"{last if lasts.count(last) == 1 else k}={short_value(params[k])}")
     return ", ".join(parts)
 
 
@@ -367,7 +367,7 @@ def _blame(e: ConfigError, assign: dict[str, Any], em: bool, policy_axis: bool, 
         if k in (POLICY_AXIS, "repeat"):
             continue
         if head == k or head.startswith(k + ".") or k.startswith(head + "."):
-            return ConfigError(source, f"axes.{k}", f"value {_short(v)}: {loc}: {e.message}")
+            return ConfigError(source, f"axes.{k}", f"value {short_value(v)}: {loc}: {e.message}")
     if em and head.startswith("serving"):
         return ConfigError(source, "equal_memory", f"{loc}: {e.message} (policy {assign[POLICY_AXIS]!r})")
     return ConfigError(base_source, f"base.{loc}" if base_source == source else loc, e.message)

@@ -154,7 +154,9 @@ def read_peft_adapter(path: str | Path) -> PeftAdapter:
 def adapter_spec(name: str, path: str | Path, shape: ModelShape) -> AdapterSpec:
     """AdapterSpec of a PEFT folder (sizes from the model shape, as the simulator counts them)."""
     cfg = json.loads((Path(path) / "adapter_config.json").read_text())
-    spec = AdapterSpec.from_shape(name, int(cfg["r"]), ordered_targets(cfg["target_modules"]), shape)
+    spec = AdapterSpec.from_shape(
+        name, int(cfg["r"]), ordered_targets(cfg["target_modules"]), shape
+    )
     return AdapterSpec(spec.name, spec.rank, spec.targets, spec.nbytes, spec.n_tensors, str(path))
 
 
@@ -192,7 +194,9 @@ class HostAdapter:
         return self.flat.numel() * self.flat.element_size()
 
 
-def _views(flat: torch.Tensor, segs: list[Segment]) -> list[tuple[Segment, torch.Tensor, torch.Tensor]]:
+def _views(
+    flat: torch.Tensor, segs: list[Segment]
+) -> list[tuple[Segment, torch.Tensor, torch.Tensor]]:
     return [
         (
             s,
@@ -267,7 +271,9 @@ class HostPool:
         pinned = self.mode == "pinned" and self._pin_ok
         if pinned:
             flat = flat.pin_memory()
-        return HostAdapter(name, peft.rank, peft.targets, peft.scaling, flat, _views(flat, segs), pinned)
+        return HostAdapter(
+            name, peft.rank, peft.targets, peft.scaling, flat, _views(flat, segs), pinned
+        )
 
     def pin_for_load(self, ad: HostAdapter, per_module: bool) -> HostAdapter:
         """A temporary pinned copy for one load (pin_per_load); the caller keeps it alive until
@@ -278,7 +284,9 @@ class HostPool:
         if not per_module:
             flat = ad.flat.pin_memory()
             segs = [s for s, _, _ in ad.modules]
-            return HostAdapter(ad.name, ad.rank, ad.targets, ad.scaling, flat, _views(flat, segs), True)
+            return HostAdapter(
+                ad.name, ad.rank, ad.targets, ad.scaling, flat, _views(flat, segs), True
+            )
         mods = [(s, a.pin_memory(), b.pin_memory()) for s, a, b in ad.modules]
         return HostAdapter(ad.name, ad.rank, ad.targets, ad.scaling, ad.flat, mods, True)
 

@@ -86,7 +86,9 @@ class LoraSlots:
             raise ValueError(f"adapter rank {rank} exceeds the slots' max rank {self.max_rank}")
         extra = set(targets) - set(self.targets)
         if extra:
-            raise ValueError(f"adapter targets {sorted(extra)} have no slot buffers ({self.targets})")
+            raise ValueError(
+                f"adapter targets {sorted(extra)} have no slot buffers ({self.targets})"
+            )
 
     # ---- batched compute -----------------------------------------------------------------
 
@@ -123,7 +125,9 @@ class LoraSlots:
         xs = x.index_select(0, lb.gather) * lb.tok_scale
         return xs.view(lb.n, lb.seg_len, x.shape[-1])
 
-    def apply(self, y: torch.Tensor, xs: torch.Tensor, layer: int, module: str, lb: LoraBatch) -> torch.Tensor:
+    def apply(
+        self, y: torch.Tensor, xs: torch.Tensor, layer: int, module: str, lb: LoraBatch
+    ) -> torch.Tensor:
         """y[t] += scale * (x[t] A_s^T) B_s^T for every token t of adapter slot s, in place."""
         a, bt = self.A(layer, module), self.Bt(layer, module)
         if not lb.all_slots:
@@ -134,6 +138,8 @@ class LoraSlots:
         return y.index_add_(0, lb.gather, out.view(-1, out.shape[-1]))
 
 
-def reference_lora(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float) -> torch.Tensor:
+def reference_lora(
+    x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, scaling: float
+) -> torch.Tensor:
     """Per-request LoRA delta in PEFT form (A [r, in], B [out, r]): what `apply` must equal."""
     return scaling * (x @ a.t()) @ b.t()

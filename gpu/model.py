@@ -29,6 +29,29 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
+def _gqa_native() -> bool:
+    try:
+        major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (2, 5)
+
+
+_GQA = _gqa_native()
+
+
+def _attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """SDPA with grouped KV heads (no repeated copy of K/V where torch supports GQA)."""
+    if k.shape[1] != q.shape[1]:
+        if _GQA:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+        rep = q.shape[1] // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
 class KVPool:
     """KV cache: one row (slab of `max_ctx` positions) per running request, all layers.
 
@@ -39,8 +62,14 @@ class KVPool:
     def __init__(self, shape: ModelShape, rows: int, max_ctx: int, device, dtype):
         kvh, hd = shape.kv_heads, shape.head_dim
         self.rows, self.max_ctx = rows, max_ctx
-        self.k = [torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype) for _ in range(shape.layers)]
-        self.v = [torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype) for _ in range(shape.layers)]
+        self.k = [
+            torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype)
+            for _ in range(shape.layers)
+        ]
+        self.v = [
+            torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype)
+            for _ in range(shape.layers)
+        ]
         self.last_tok = torch.zeros(rows, dtype=torch.long, device=device)  # greedy next token
         self.row_of: dict[int, int] = {}
         self._free = list(range(rows))
@@ -100,7 +129,9 @@ class LlamaModel:
             t = torch.empty(out, inp, device=self.device, dtype=self.dtype)
             return t.normal_(0.0, inp**-0.5, generator=g)
 
-        self.embed = torch.empty(shape.vocab, h, device=self.device, dtype=self.dtype).normal_(0, 1, generator=g)
+        self.embed = torch.empty(shape.vocab, h, device=self.device, dtype=self.dtype).normal_(
+            0, 1, generator=g
+        )
         self.layers = []
         for _ in range(shape.layers):
             self.layers.append(
@@ -118,7 +149,9 @@ class LlamaModel:
             )
         self.norm = torch.ones(h, device=self.device, dtype=self.dtype)
         self.lm_head = w(shape.vocab, h)
-        inv = 1.0 / (rope_theta ** (torch.arange(0, hd, 2, device=self.device, dtype=torch.float32) / hd))
+        inv = 1.0 / (
+            rope_theta ** (torch.arange(0, hd, 2, device=self.device, dtype=torch.float32) / hd)
+        )
         freqs = torch.outer(torch.arange(max_pos, device=self.device, dtype=torch.float32), inv)
         self.cos, self.sin = freqs.cos().to(self.dtype), freqs.sin().to(self.dtype)
 
@@ -195,10 +228,7 @@ class LlamaModel:
             qp = qp.view(n_items, lq, nh, hd).transpose(1, 2)
             kk = kv.k[li][rows, :lk].transpose(1, 2)  # [items, kvh, lk, hd]
             vv = kv.v[li][rows, :lk].transpose(1, 2)
-            if kvh != nh:
-                kk = kk.repeat_interleave(nh // kvh, dim=1)
-                vv = vv.repeat_interleave(nh // kvh, dim=1)
-            att = F.scaled_dot_product_attention(qp, kk, vv, attn_mask=mask)
+            att = _attention(qp, kk, vv, mask)
             att = att.transpose(1, 2).reshape(n_items * lq, nh * hd)[pad_idx]
             xs = self._shrink(att, lb)
             x = x + self._proj(att, xs, lw, li, "o_proj", lb)

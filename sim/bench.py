@@ -26,7 +26,7 @@ def large_scenario(requests: int):
             "adapters": {"count": 64, "rank": 16},
             "workload": {
                 "num_requests": requests,
-                "arrival": {"process": "poisson", "rate": 20},
+                "arrival": {"process": "poisson", "rate": 10},
                 "adapter_choice": {"dist": "zipf", "s": 1.1},
                 "input_len": {"dist": "random", "len": 512, "range_ratio": 0.5},
                 "output_len": {"dist": "fixed", "len": 512},

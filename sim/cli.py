@@ -45,7 +45,7 @@ def _print_table(title: str, summaries: list[dict]) -> None:
     from rich.table import Table
 
     t = Table(title=title)
-    t.add_column("policy")
+    t.add_column("policy", no_wrap=True)
     for _, label in SUMMARY_COLUMNS:
         t.add_column(label, justify="right")
     for s in summaries:
@@ -61,7 +61,10 @@ def _print_table(title: str, summaries: list[dict]) -> None:
             else:
                 row.append(f"{v:.1f}")
         t.add_row(*row)
-    Console().print(t)
+    import shutil
+
+    width = shutil.get_terminal_size(fallback=(160, 24)).columns if sys.stdout.isatty() else 160
+    Console(width=width).print(t)
 
 
 @app.command()

@@ -25,7 +25,6 @@ from sim.core.effects import (
     BatchItem,
     Effect,
     Forward,
-    ForwardResult,
     Idle,
     LoadJob,
     Now,

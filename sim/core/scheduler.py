@@ -56,6 +56,8 @@ class Scheduler:
         self.finished = 0
         # adapters referenced by running/chunked requests: these may not be evicted
         self.in_use: Counter[Key] = Counter()
+        self._in_use_set: set[Key] | None = None
+        self.waiting_per_adapter: Counter[Key] = Counter()
 
     # -- queue -----------------------------------------------------------------------------
     def admit_arrivals(self, now: float) -> list[RequestState]:
@@ -63,6 +65,7 @@ class Scheduler:
         while self.pending and self.pending[0].req.arrival <= now:
             st = self.pending.popleft()
             self.waiting.append(st)
+            self.waiting_per_adapter[st.adapter] += 1
             new.append(st)
         return new
 
@@ -73,7 +76,10 @@ class Scheduler:
         return self.finished == len(self.states)
 
     def adapters_in_use(self) -> set[Key]:
-        return {a for a, c in self.in_use.items() if c > 0}
+        """Distinct adapters of running/prefilling requests (cached: the scan asks often)."""
+        if self._in_use_set is None:
+            self._in_use_set = {a for a, c in self.in_use.items() if c > 0}
+        return self._in_use_set
 
     def kv_need(self, st: RequestState) -> int:
         return st.req.input_len + st.req.output_len
@@ -96,17 +102,34 @@ class Scheduler:
                 return PrefillPlan(items)
         n_active = len(self.running) + len(self.prefilling)
         n_new = 0
+        # A refusal is final for the rest of the scan (the batch only grows, loads don't
+        # finish mid-scan), so later requests for a refused adapter skip the policy call.
+        # Once every adapter left in the unvisited tail is refused, the scan can stop.
+        refused: set[Key] = set()
+        left = self.waiting_per_adapter.copy()
+        open_left = len(self.waiting)
+        kv_planned = 0
         for st in order(self.waiting):
-            if budget <= 0 or n_active + n_new >= cfg.max_running_requests:
+            if budget <= 0 or n_active + n_new >= cfg.max_running_requests or open_left <= 0:
                 break
-            if self.kv_used + self.kv_need(st) > cfg.kv_cache_tokens:
+            a = st.adapter
+            if a in refused:
+                st.skipped += 1
+                left[a] -= 1
+                continue
+            left[a] -= 1
+            open_left -= 1
+            if self.kv_used + kv_planned + self.kv_need(st) > cfg.kv_cache_tokens:
                 break  # SGLang stops adding when memory runs out
             if not admit(st, batch_adapters):
+                refused.add(a)
+                open_left -= left[a]
                 st.skipped += 1
                 continue
             n = min(st.prefill_remaining, cfg.chunked_prefill_size, budget)
             items.append((st, n))
             n_new += 1
+            kv_planned += self.kv_need(st)
             batch_adapters.add(st.adapter)
             budget -= n
             if n < st.prefill_remaining:
@@ -124,11 +147,15 @@ class Scheduler:
         newly = {id(st) for st, _ in plan.items if st is not self.chunked}
         if newly:
             self.waiting = [st for st in self.waiting if id(st) not in newly]
+            for st, _ in plan.items:
+                if id(st) in newly:
+                    self.waiting_per_adapter[st.adapter] -= 1
         for st, n in plan.items:
             if st.rid not in self.prefilling:
                 self.prefilling.add(st.rid)
                 self.kv_used += self.kv_need(st)
                 self.in_use[st.adapter] += 1
+                self._in_use_set = None
                 st.admitted_at = now
             if n < st.prefill_remaining:
                 self.chunked = st
@@ -173,4 +200,5 @@ class Scheduler:
         self.in_use[st.adapter] -= 1
         if self.in_use[st.adapter] == 0:
             del self.in_use[st.adapter]
+            self._in_use_set = None
         self.finished += 1

@@ -28,6 +28,7 @@ class SlotPool:
         self._loaded_seq: dict[Key, int] = {}
         self._clock = 0
         self.pinned: set[Key] = set()  # never evicted (SGLang's pinned adapters)
+        self._loading: set[Key] = set()
 
     # -- queries ---------------------------------------------------------------------------
     def is_ready(self, a: Key) -> bool:
@@ -40,7 +41,7 @@ class SlotPool:
         return a in self.slot_of
 
     def loading(self) -> set[Key]:
-        return {a for a, s in self.state.items() if s == "loading"}
+        return set(self._loading)
 
     @property
     def used(self) -> int:
@@ -91,6 +92,8 @@ class SlotPool:
             did_evict = True
         self.slot_of[a] = slot
         self.state[a] = state
+        if state == "loading":
+            self._loading.add(a)
         self._clock += 1
         self._loaded_seq[a] = self._clock
         self._last_used[a] = self._clock
@@ -100,9 +103,11 @@ class SlotPool:
         if self.state.get(a) != "loading":
             raise RuntimeError(f"adapter {a!r} is not loading")
         self.state[a] = "ready"
+        self._loading.discard(a)
 
     def evict(self, a: Key) -> int:
         slot = self.slot_of.pop(a)
         del self.state[a]
+        self._loading.discard(a)
         self._free.append(slot)
         return slot

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.slots import equal_memory_slots, register_slot_rule, SLOT_RULES
+from experiments.slots import SLOT_RULES, equal_memory_slots, register_slot_rule
 from experiments.sweep import build_sweep, load_sweep, run_id_of
 from sim.errors import ConfigError
 

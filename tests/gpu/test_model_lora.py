@@ -20,8 +20,12 @@ def _fill(slots: LoraSlots, slot: int, path) -> object:
     segs, _ = flat_layout(TINY, ad.rank, ad.targets)
     flat = to_flat(ad, TINY, torch.float32)
     for s in segs:
-        slots.A(s.layer, s.module)[slot, : s.rank].copy_(flat[s.a_off : s.b_off].view(s.rank, s.d_in))
-        slots.Bt(s.layer, s.module)[slot, : s.rank].copy_(flat[s.b_off : s.b_off + s.rank * s.d_out].view(s.rank, s.d_out))
+        slots.A(s.layer, s.module)[slot, : s.rank].copy_(
+            flat[s.a_off : s.b_off].view(s.rank, s.d_in)
+        )
+        slots.Bt(s.layer, s.module)[slot, : s.rank].copy_(
+            flat[s.b_off : s.b_off + s.rank * s.d_out].view(s.rank, s.d_out)
+        )
     slots.scaling[slot] = ad.scaling
     return ad
 
@@ -35,7 +39,7 @@ def test_batched_lora_equals_per_request_reference(tmp_path):
         ads[i] = _fill(slots, i, p)
     # tokens of 5 requests: slots 0, 2, base, 1, 0 with different lengths (packed)
     lens, tok_slot_of_req = [3, 1, 2, 4, 2], [0, 2, -1, 1, 0]
-    tok_slots = [s for n, s in zip(lens, tok_slot_of_req) for _ in range(n)]
+    tok_slots = [s for n, s in zip(lens, tok_slot_of_req, strict=True) for _ in range(n)]
     x = torch.randn(len(tok_slots), TINY.hidden)
     lb = slots.batch(tok_slots)
     assert lb is not None and lb.n == 3
@@ -83,7 +87,9 @@ def test_batched_variable_length_equals_single():
     dec = m.forward(StepInput(torch.tensor([5, 6]), [0, 1], [7, 3], [1, 1]), kv)
     kv2 = KVPool(TINY, rows=4, max_ctx=32, device="cpu", dtype=torch.float32)
     solo_b = m.forward(StepInput(torch.cat([b, torch.tensor([6])]), [2], [0], [4]), kv2)
-    torch.testing.assert_close(both[1], m.forward(StepInput(b, [3], [0], [3]), kv2)[0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(
+        both[1], m.forward(StepInput(b, [3], [0], [3]), kv2)[0], rtol=1e-4, atol=1e-4
+    )
     torch.testing.assert_close(dec[1], solo_b[0], rtol=1e-4, atol=1e-4)
 
 

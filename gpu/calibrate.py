@@ -1,0 +1,344 @@
+"""Measure this machine and write a HardwareProfile (docs/hardware_profile.md).
+
+What is measured, and how it maps onto the simulator's tables:
+- H2D copy time of ONE copy over sizes (pinned and pageable source), median of reps timed
+  with CUDA events; a larger copy never takes less time, so noise is removed with a running
+  maximum. Per-copy overhead: back-to-back 4 KB copies (as per-module loads issue them).
+- Pin cost: `pin_memory()` of a fresh size (cold: new pinned allocations) and of the same
+  size again after freeing it (warm: torch's caching host allocator reuses the blocks).
+- Disk: reading an adapter-sized file with the page cache dropped (best effort).
+- Contention: a GEMM loop's time with and without a side-stream copy in flight.
+- Forward times of the harness's own model (gpu.model), each forward timed alone with a
+  synchronize on both sides, as the CudaDriver runs them: prefill over total tokens (items
+  of at most 512 tokens, context 0), decode step over batch x context, and the extra time of
+  LoRA over the number of distinct adapters (decode step of 32 requests at rank `rank`).
+On CPU (no CUDA) the same code runs with host copies standing in for H2D, for tests.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from gpu.lora import LoraSlots
+from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
+from sim.core.model import ALL_TARGETS, ModelShape
+from sim.hw.profile import ComputeProfile, Grid, HardwareProfile, PcieProfile, Table
+
+KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
+
+GRIDS = {
+    "full": {
+        "sizes": [4 * KB * 4**i for i in range(10)],  # 4 KB .. 1 GB
+        "prefill": [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+        "batch": [1, 8, 32, 64, 128],
+        "context": [128, 512, 1024, 2048],
+        "adapters": [0, 1, 2, 4, 8, 16],
+        "pin_bytes": 256 * MB,
+        "reps": 5,
+    },
+    "quick": {
+        "sizes": [4 * KB, 64 * KB, 1 * MB, 4 * MB],
+        "prefill": [4, 8, 16],
+        "batch": [1, 2, 4],
+        "context": [4, 8, 16],
+        "adapters": [0, 1, 2],
+        "pin_bytes": 4 * MB,
+        "reps": 3,
+    },
+}
+
+
+class Timer:
+    """Wall time of one piece of work, with the device synchronized on both sides."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.device = device
+
+    def sync(self) -> None:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
+    def median(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
+        for _ in range(warmup):
+            fn()
+        out = []
+        for _ in range(reps):
+            self.sync()
+            t0 = time.perf_counter()
+            fn()
+            self.sync()
+            out.append(time.perf_counter() - t0)
+        return statistics.median(out)
+
+    def events(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
+        """GPU time of `fn` by CUDA events (falls back to `median` on CPU)."""
+        if not self.cuda:
+            return self.median(fn, reps, warmup)
+        for _ in range(warmup):
+            fn()
+        out = []
+        for _ in range(reps):
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            out.append(a.elapsed_time(b) / 1e3)
+        return statistics.median(out)
+
+
+def _monotone(xs: list[float]) -> list[float]:
+    out, m = [], 0.0
+    for x in xs:
+        m = max(m, x)
+        out.append(m)
+    return out
+
+
+def _host_buffer(nbytes: int, pinned: bool, cuda: bool) -> torch.Tensor:
+    t = torch.empty(nbytes, dtype=torch.uint8)
+    t.fill_(1)  # touch the pages: first-touch faults are not copy cost
+    return t.pin_memory() if pinned and cuda else t
+
+
+# ---- PCIe ------------------------------------------------------------------------------------
+
+
+def measure_copies(device: torch.device, sizes: list[int], pinned: bool, reps: int) -> list[float]:
+    timer = Timer(device)
+    src = _host_buffer(max(sizes), pinned, timer.cuda)
+    dst = torch.empty(max(sizes), dtype=torch.uint8, device=device)
+    out = []
+    for n in sizes:
+        r = max(2, min(reps * 4, (4 * GB) // (n * 8) + 2)) if n < 64 * MB else reps
+        out.append(timer.events(lambda n=n: dst[:n].copy_(src[:n], non_blocking=True), r))
+    return _monotone(out)
+
+
+def measure_copy_overhead(device: torch.device, n: int = 200) -> float:
+    """Microseconds per back-to-back 4 KB copy."""
+    timer = Timer(device)
+    src = _host_buffer(4 * KB * n, True, timer.cuda)
+    dst = torch.empty(4 * KB * n, dtype=torch.uint8, device=device)
+
+    def many() -> None:
+        for i in range(n):
+            dst[i * 4 * KB : (i + 1) * 4 * KB].copy_(
+                src[i * 4 * KB : (i + 1) * 4 * KB], non_blocking=True
+            )
+
+    return timer.events(many, 3) / n * 1e6
+
+
+def measure_pin(device: torch.device, nbytes: int) -> tuple[float, float]:
+    """(warm, cold) pinning bandwidth in GB/s. Cold uses a size no earlier step pinned."""
+    if device.type != "cuda":
+        src = _host_buffer(nbytes, False, False)
+        t0 = time.perf_counter()
+        src.clone()
+        gbps = nbytes / max(time.perf_counter() - t0, 1e-9) / 1e9
+        return gbps, gbps
+    odd = nbytes + 3 * MB + 4096  # a size the caching host allocator has not seen
+    src = _host_buffer(odd, False, False)
+    t0 = time.perf_counter()
+    p = src.pin_memory()
+    cold = odd / (time.perf_counter() - t0) / 1e9
+    del p
+    warm_t = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        p = src.pin_memory()
+        warm_t.append(time.perf_counter() - t0)
+        del p
+    return odd / statistics.median(warm_t) / 1e9, cold
+
+
+def measure_disk(nbytes: int, folder: str | None = None) -> float:
+    """GB/s reading a file of `nbytes` (page cache dropped where the OS allows)."""
+    with tempfile.TemporaryDirectory(dir=folder) as d:
+        path = Path(d) / "blob.bin"
+        path.write_bytes(os.urandom(min(nbytes, 16 * MB)) * max(1, nbytes // (16 * MB)))
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())  # dirty pages cannot be dropped
+            if hasattr(os, "posix_fadvise"):
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        buf = bytearray(size)
+        t0 = time.perf_counter()
+        with open(path, "rb", buffering=0) as f:
+            f.readinto(buf)
+        return size / max(time.perf_counter() - t0, 1e-9) / 1e9
+
+
+def measure_contention(device: torch.device, quick: bool) -> float:
+    """Fractional GEMM slowdown while a side-stream H2D copy runs (0 on CPU: no streams)."""
+    if device.type != "cuda":
+        return 0.0
+    timer = Timer(device)
+    m, k, n = (512, 1024, 1024) if quick else (2048, 4096, 14336)
+    a = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+    b = torch.randn(k, n, device=device, dtype=torch.bfloat16)
+    iters = 5 if quick else 20
+
+    def gemms() -> None:
+        for _ in range(iters):
+            a @ b
+
+    alone = timer.median(gemms, 3)
+    nbytes = (64 if quick else 1024) * MB
+    src = _host_buffer(nbytes, True, True)
+    dst = torch.empty(nbytes, dtype=torch.uint8, device=device)
+    side = torch.cuda.Stream(device)
+
+    def with_copy() -> None:
+        with torch.cuda.stream(side):
+            dst.copy_(src, non_blocking=True)
+        gemms()
+
+    both = timer.median(with_copy, 3)
+    return float(min(1.0, max(0.0, both / alone - 1.0)))
+
+
+# ---- compute ---------------------------------------------------------------------------------
+
+
+def _prefill_input(tokens: int, vocab: int, device, row0: int = 0) -> StepInput:
+    lens = [512] * (tokens // 512) + ([tokens % 512] if tokens % 512 else [])
+    toks = torch.randint(0, vocab, (tokens,), device=device)
+    return StepInput(toks, list(range(row0, row0 + len(lens))), [0] * len(lens), lens)
+
+
+def measure_compute(
+    shape: ModelShape, device: torch.device, grid: dict, *, rank: int = 64, progress=print
+):
+    dtype = default_dtype(device)
+    timer = Timer(device)
+    reps = grid["reps"]
+    n_slots = max(grid["adapters"]) or 1
+    slots = LoraSlots(shape, n_slots, rank, ALL_TARGETS, device, dtype)
+    slots.pool.normal_(0, 0.01)
+    slots.scaling = [1.0] * n_slots
+    model = LlamaModel(shape, device=device, dtype=dtype, lora=slots)
+    max_ctx = max(max(grid["context"]) + 2, min(max(grid["prefill"]), 512))
+    rows = max(max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32)
+    kv = KVPool(shape, rows, max_ctx, device, dtype)
+
+    prefill = []
+    for t in grid["prefill"]:
+        inp = _prefill_input(t, shape.vocab, device)
+        prefill.append(timer.median(lambda inp=inp: model.forward(inp, kv).argmax(-1), reps))
+        progress(f"  prefill {t:>6} tokens: {prefill[-1] * 1e3:8.2f} ms")
+
+    def decode_input(b: int, c: int, lora=None) -> StepInput:
+        return StepInput(
+            torch.randint(0, shape.vocab, (b,), device=device),
+            list(range(b)),
+            [c] * b,
+            [1] * b,
+            lora,
+        )
+
+    decode = []
+    for b in grid["batch"]:
+        row = []
+        for c in grid["context"]:
+            inp = decode_input(b, c)
+            row.append(timer.median(lambda inp=inp: model.forward(inp, kv).argmax(-1), reps))
+        decode.append(row)
+        progress(f"  decode batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
+
+    b, c = min(32, rows), min(256, max(grid["context"]))
+    base = timer.median(lambda: model.forward(decode_input(b, c), kv).argmax(-1), reps)
+    lora = []
+    for n in grid["adapters"]:
+        if n == 0:
+            lora.append(0.0)
+            continue
+
+        def run(n=n) -> None:
+            lb = slots.batch([i % n for i in range(b)])  # built per forward, as the driver does
+            model.forward(decode_input(b, c, lb), kv).argmax(-1)
+
+        lora.append(max(0.0, timer.median(run, reps) - base))
+    progress(
+        "  lora extra vs adapters: "
+        + " ".join(f"{n}:{x * 1e3:.2f}ms" for n, x in zip(grid["adapters"], lora, strict=True))
+    )
+    return prefill, decode, lora
+
+
+# ---- all -------------------------------------------------------------------------------------
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU {platform.processor() or platform.machine()}"
+
+
+def calibrate(
+    shape: ModelShape,
+    *,
+    quick: bool = False,
+    device: str | torch.device | None = None,
+    name: str = "measured",
+    command: str = "lorasim calibrate",
+    rank: int = 64,
+    progress: Callable[[str], None] = print,
+) -> HardwareProfile:
+    dev = (
+        torch.device(device)
+        if device
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    grid = GRIDS["quick" if quick else "full"]
+    sizes, reps = grid["sizes"], grid["reps"]
+    progress(f"calibrating {device_name(dev)} for {shape.name} ({'quick' if quick else 'full'})")
+    pinned = measure_copies(dev, sizes, True, reps)
+    pageable = measure_copies(dev, sizes, False, reps)
+    for n, a, b in zip(sizes, pinned, pageable, strict=True):
+        progress(
+            f"  copy {n:>11} B: pinned {n / a / 1e9:6.2f} GB/s  pageable {n / b / 1e9:6.2f} GB/s"
+        )
+    overhead = measure_copy_overhead(dev)
+    warm, cold = measure_pin(dev, grid["pin_bytes"])
+    disk = measure_disk(grid["pin_bytes"])
+    contention = measure_contention(dev, quick)
+    progress(
+        f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s, disk {disk:.2f} GB/s, contention {contention:.3f}"
+    )
+    rank = min(rank, 8) if quick else rank
+    prefill, decode, lora = measure_compute(shape, dev, grid, rank=rank, progress=progress)
+    return HardwareProfile(
+        name=name,
+        device=device_name(dev),
+        model=shape.name,
+        command=command,
+        pcie=PcieProfile(
+            pinned=Table(tuple(sizes), tuple(pinned)),
+            pageable=Table(tuple(sizes), tuple(pageable)),
+            copy_overhead_us=overhead,
+            pin_warm_gbps=warm,
+            pin_cold_gbps=cold,
+            disk_gbps=disk,
+            contention=contention,
+        ),
+        compute=ComputeProfile(
+            prefill=Table(tuple(grid["prefill"]), tuple(prefill)),
+            decode=Grid(
+                tuple(grid["batch"]), tuple(grid["context"]), tuple(tuple(r) for r in decode)
+            ),
+            lora=Table(tuple(grid["adapters"]), tuple(lora)),
+            lora_rank=rank,
+        ),
+    )

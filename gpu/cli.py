@@ -1,0 +1,106 @@
+"""`lorasim calibrate` and `lorasim validate`. torch is imported inside the commands only,
+so `lorasim --help` works without it."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sim.errors import LorasimError
+
+
+class TorchMissing(LorasimError):
+    def __init__(self) -> None:
+        super().__init__(
+            "torch is not installed; install the GPU extra: pip install 'lorasim[gpu]'"
+        )
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise TorchMissing() from None
+
+
+def _shape(model: str):
+    from sim.config import MODEL_PRESETS
+    from sim.errors import ConfigError
+
+    if model not in MODEL_PRESETS:
+        raise ConfigError(
+            "--model",
+            "",
+            f"unknown model preset {model!r}; expected one of {sorted(MODEL_PRESETS)}",
+        )
+    return MODEL_PRESETS[model]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def calibrate(
+        model: Annotated[
+            str, typer.Option(help="model preset (sim.config.MODEL_PRESETS)")
+        ] = "llama-3.1-8b",
+        out: Annotated[Path, typer.Option(help="profile YAML to write")] = Path(
+            "configs/hardware/measured.yaml"
+        ),
+        quick: Annotated[bool, typer.Option(help="small grids (seconds; CPU tests)")] = False,
+        device: Annotated[
+            str | None, typer.Option(help="torch device (default: cuda if present)")
+        ] = None,
+        name: Annotated[
+            str | None, typer.Option(help="profile name (default: the file's stem)")
+        ] = None,
+        rank: Annotated[int, typer.Option(help="LoRA rank of the lora table")] = 64,
+    ) -> None:
+        """Measure copies, pinning, disk and forward times; write a hardware profile YAML."""
+        _need_torch()
+        from gpu.calibrate import calibrate as run
+
+        cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        prof = run(
+            _shape(model),
+            quick=quick,
+            device=device,
+            name=name or out.stem,
+            command=cmd,
+            rank=rank,
+            progress=typer.echo,
+        )
+        prof.to_yaml(out)
+        typer.echo(f"wrote {out}")
+
+    @app.command()
+    def validate(
+        scenario: Annotated[
+            list[Path], typer.Option("--scenario", help="scenario YAML (repeat for several)")
+        ],
+        profile: Annotated[
+            Path | None, typer.Option(help="hardware profile for the simulator side")
+        ] = None,
+        policies: Annotated[
+            str | None, typer.Option(help="comma-separated policies (default: each scenario's)")
+        ] = None,
+        out: Annotated[
+            Path, typer.Option(help="folder for errors.csv/errors.md and records")
+        ] = Path("results/validate"),
+        device: Annotated[
+            str | None, typer.Option(help="torch device (default: cuda if present)")
+        ] = None,
+        adapter_dir: Annotated[
+            Path | None, typer.Option(help="where synthetic PEFT adapters are written")
+        ] = None,
+    ) -> None:
+        """Run each scenario's trace on the GPU and in the simulator; print the error table."""
+        _need_torch()
+        from gpu.validate import GpuOptions, run_validation
+
+        pols = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+        opts = GpuOptions(device=device, adapter_dir=str(adapter_dir) if adapter_dir else None)
+        run_validation(scenario, profile, pols, out, opts, progress=typer.echo)
+        typer.echo((out / "errors.md").read_text())

@@ -1,0 +1,412 @@
+"""CudaDriver: executes the engine's effects for real (CUDA streams, or synchronously on CPU).
+
+Same answers as the SimPy driver (sim/simpy_driver.py), measured instead of modelled:
+- Now: wall clock (perf_counter) since `start()`. Requests arrive on that clock.
+- StartLoad: host side first (disk read on a host-tier miss, pin a temporary copy with
+  pin_per_load), then the H2D copies on the compute stream (blocking) or the load stream
+  (FIFO, one event per load): per module (A and B^T of every layer: hundreds of copies) or
+  flat (one copy straight into the slot when layouts match, else one copy into a staging
+  buffer and a scatter on device).
+- PollLoads: `event.query()` of loads not yet reported; each load is reported once.
+- WaitLoad: `event.synchronize()`. Forward: the model on the batch; decode loops steps and
+  checks the clock (`until`) and load events (`stop_on_load`) between steps.
+- Idle: poll-sleep until `until`, a load or a launched forward finishes.
+Timeline rows (lane, start, end, kind, label) come from CUDA events, so they show when the
+GPU did the work, not when the CPU issued it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gpu.adapters import HostAdapter, HostPool
+from gpu.lora import LoraSlots
+from gpu.model import KVPool, LlamaModel, StepInput, default_device, default_dtype
+from gpu.streams import Clock, Marker
+from sim.core.effects import (
+    Batch,
+    Forward,
+    ForwardResult,
+    Idle,
+    LoadJob,
+    LoadStats,
+    Now,
+    PollForwards,
+    PollLoads,
+    StartLoad,
+    WaitForward,
+    WaitLoad,
+)
+from sim.core.model import ALL_TARGETS, ModelShape, Trace
+from sim.errors import DeadlockError
+
+Row = tuple[str, float, float, str, str]
+
+
+@dataclass
+class _Load:
+    job: LoadJob
+    start: Marker
+    end: Marker
+    keep: Any = None  # temporary pinned buffers: alive until the copy has finished
+    row_done: bool = False
+
+
+@dataclass
+class _Launch:
+    kind: str
+    start: Marker
+    steps: list[Marker] = field(default_factory=list)
+    result: ForwardResult | None = None
+
+
+class CudaDriver:
+    """Runs one engine to completion on a real model. Build once per run (state is per trace)."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        shape: ModelShape,
+        host: HostPool,
+        *,
+        n_slots: int,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        seed: int = 0,
+        kv_rows: int | None = None,
+        max_ctx: int | None = None,
+        poll_s: float = 5e-5,
+    ):
+        self.device = torch.device(device) if device is not None else default_device()
+        self.dtype = dtype or default_dtype(self.device)
+        self.shape, self.host, self.seed, self.poll_s = shape, host, seed, poll_s
+        self.requests = {r.rid: r for r in trace.requests}
+        ranks = [a.rank for a in trace.adapters] or [1]
+        targets = {t for a in trace.adapters for t in a.targets} or set(ALL_TARGETS)
+        self.slots = LoraSlots(shape, n_slots, max(ranks), targets, self.device, self.dtype)
+        self.model = LlamaModel(
+            shape, device=self.device, dtype=self.dtype, seed=seed, lora=self.slots
+        )
+        need_ctx = max((r.input_len + r.output_len for r in trace.requests), default=16)
+        rows = kv_rows or max(1, len(trace.requests))
+        self.kv = KVPool(shape, rows, max_ctx or need_ctx, self.device, self.dtype)
+        self.clock = Clock(self.device)
+        self._staging: dict[str, torch.Tensor] = {}
+        self.loads: dict[int, _Load] = {}
+        self.unpolled: list[int] = []  # finished, not yet reported by PollLoads
+        self.launches: dict[int, _Launch] = {}
+        self.fwd_unpolled: list[int] = []
+        self._ticket = 0
+        self._prompts: dict[int, torch.Tensor] = {}
+        self._rows: list[Row] = []
+        self.stats = LoadStats()
+        self.resident: dict[str, int] | None = None
+        self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    def warmup(self) -> None:
+        """One small forward so cuBLAS/allocator set-up is not charged to the first request."""
+        inp = StepInput(torch.zeros(4, dtype=torch.long, device=self.device), [0], [0], [4])
+        self.model.forward(inp, self.kv)
+        self.clock.sync()
+
+    def make_resident(self, names: list[str]) -> None:
+        """The `resident` oracle places nothing: put every adapter in its own slot up front
+        (before `start`), so its forwards still pay for LoRA compute."""
+        if len(names) > self.slots.n_slots:
+            raise ValueError(f"{len(names)} adapters need as many slots, have {self.slots.n_slots}")
+        for i, n in enumerate(names):
+            ad = self.host.get(n)
+            self._copy(ad, i, "flat", "compute")
+            self.slots.scaling[i], self.slots.owner[i] = ad.scaling, n
+        self.clock.sync()
+        self.resident = {n: i for i, n in enumerate(names)}
+
+    def start(self) -> None:
+        """t = 0 of the trace: call right before running the engine."""
+        self.clock.reset()
+
+    def run(self, engine) -> None:
+        gen = engine.run()
+        result: Any = None
+        self.start()
+        while True:
+            try:
+                eff = gen.send(result)
+            except StopIteration:
+                break
+            result = self.handle(eff)
+        self.finish()
+
+    def finish(self) -> None:
+        """Wait for all GPU work and resolve every timeline row."""
+        self.clock.sync()
+        self._collect_loads()
+        for ld in self.loads.values():
+            self._load_rows(ld)
+
+    @property
+    def timeline(self) -> list[Row]:
+        return sorted(self._rows, key=lambda r: (r[1], r[0]))
+
+    # ---- effects -------------------------------------------------------------------------
+
+    def handle(self, eff: Any) -> Any:
+        if isinstance(eff, Now):
+            return self.clock.now()
+        if isinstance(eff, PollLoads):
+            self._collect_loads()
+            out, self.unpolled = tuple(self.unpolled), []
+            return out
+        if isinstance(eff, PollForwards):
+            self._collect_forwards()
+            out, self.fwd_unpolled = tuple(self.fwd_unpolled), []
+            return out
+        if isinstance(eff, StartLoad):
+            self._start_load(eff.job)
+            return None
+        if isinstance(eff, WaitLoad):
+            ld = self.loads[eff.lid]
+            ld.end.wait()
+            self._collect_loads()
+            return ld.end.time()
+        if isinstance(eff, Forward):
+            t = self._launch(eff)
+            if not eff.wait:
+                return t
+            res = self._result(t)
+            self._collect_forwards()
+            if t in self.fwd_unpolled:
+                self.fwd_unpolled.remove(t)
+            return res
+        if isinstance(eff, WaitForward):
+            res = self._result(eff.ticket)
+            self._collect_forwards()
+            if eff.ticket in self.fwd_unpolled:
+                self.fwd_unpolled.remove(eff.ticket)
+            return res
+        if isinstance(eff, Idle):
+            return self._idle(eff.until)
+        raise TypeError(f"unknown effect {eff!r}")
+
+    # ---- loads ---------------------------------------------------------------------------
+
+    def _start_load(self, job: LoadJob) -> None:
+        name = job.adapter.name
+        self.host.evict(job.host_evicted)
+        t0 = self.clock.now()
+        if job.from_disk:
+            self.host.evict(name)  # the engine says it is not in the host tier
+        reads = self.host.disk_reads
+        ad = self.host.get(name)
+        t1 = self.clock.now()
+        if self.host.disk_reads > reads:
+            self._rows.append(("disk", t0, t1, job.kind, name))
+            self.counters["disk_s"] += t1 - t0
+        self.slots.check(ad.rank, ad.targets)
+        src = ad
+        if job.host_mode == "pin_per_load":
+            src = self.host.pin_for_load(ad, per_module=job.copy_mode == "per_module")
+            t2 = self.clock.now()
+            if src is not ad:
+                self._rows.append(("host", t1, t2, "pin", name))
+                self.counters["pin_s"] += t2 - t1
+        which = "compute" if job.stream == "compute" else "load"
+        with self.clock.stream(which):
+            m0 = self.clock.mark(which)
+            self._copy(src, job.slot, job.copy_mode, which)
+            m1 = self.clock.mark(which)
+        self.slots.scaling[job.slot] = ad.scaling
+        self.slots.owner[job.slot] = name
+        self.loads[job.lid] = _Load(job, m0, m1, keep=src if src is not ad else None)
+        self.stats.loads += 1
+        self.stats.bytes_moved += ad.nbytes
+        self.stats.per_kind[job.kind] = self.stats.per_kind.get(job.kind, 0) + 1
+        self._collect_loads()
+
+    def _copy(self, src: HostAdapter, slot: int, mode: str, which: str) -> None:
+        sl = self.slots
+        if mode == "flat":
+            if sl.flat_fits(src.rank, src.targets):
+                sl.pool[slot].copy_(src.flat, non_blocking=True)
+                return
+            staging = self._staging.get(which)
+            if staging is None:
+                staging = torch.empty(sl.slot_numel, device=self.device, dtype=self.dtype)
+                self._staging[which] = staging
+            dev = staging[: src.flat.numel()]
+            dev.copy_(src.flat, non_blocking=True)
+            sl.pool[slot].zero_()
+            for seg, _, _ in src.modules:
+                a_src = dev[seg.a_off : seg.b_off].view(seg.rank, seg.d_in)
+                b_src = dev[seg.b_off : seg.b_off + seg.rank * seg.d_out].view(seg.rank, seg.d_out)
+                sl.A(seg.layer, seg.module)[slot, : seg.rank].copy_(a_src)
+                sl.Bt(seg.layer, seg.module)[slot, : seg.rank].copy_(b_src)
+            return
+        if not sl.flat_fits(src.rank, src.targets):
+            sl.pool[slot].zero_()  # rank padding and untargeted modules must read as zero
+        for seg, a, bt in src.modules:
+            sl.A(seg.layer, seg.module)[slot, : seg.rank].copy_(a, non_blocking=True)
+            sl.Bt(seg.layer, seg.module)[slot, : seg.rank].copy_(bt, non_blocking=True)
+
+    def _collect_loads(self) -> None:
+        for lid, ld in self.loads.items():
+            if not ld.row_done and ld.end.done():
+                self._load_rows(ld)
+                self.unpolled.append(lid)
+
+    def _load_rows(self, ld: _Load) -> None:
+        if ld.row_done:
+            return
+        ld.row_done, ld.keep = True, None
+        t0, t1 = ld.start.time(), ld.end.time()
+        job = ld.job
+        self._rows.append(("pcie", t0, t1, job.kind, job.adapter.name))
+        if job.stream == "compute":
+            self._rows.append(("compute", t0, t1, "blocking", job.adapter.name))
+            self.counters["stall_s"] += t1 - t0
+
+    def _loads_pending(self) -> bool:
+        return any(not ld.row_done for ld in self.loads.values())
+
+    # ---- forwards ------------------------------------------------------------------------
+
+    def _prompt(self, rid: int) -> torch.Tensor:
+        if rid not in self._prompts:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + rid)
+            self._prompts[rid] = torch.randint(
+                0, self.shape.vocab, (self.requests[rid].input_len,), generator=g
+            )
+        return self._prompts[rid]
+
+    def _lora_batch(self, batch: Batch, new: list[int]):
+        tok_slots: list[int] = []
+        for it, n in zip(batch.items, new, strict=True):
+            s = it.slot if it.adapter is not None and it.rank > 0 else -1
+            if self.resident is not None and it.adapter is not None:
+                s = self.resident[it.adapter]
+            tok_slots.extend([s] * n)
+        return self.slots.batch(tok_slots)
+
+    def _order_after_loads(self, batch: Batch) -> None:
+        """The compute stream must not read a slot whose load-stream copy is still running."""
+        used = {it.slot for it in batch.items if it.adapter is not None}
+        for ld in self.loads.values():
+            if not ld.row_done and ld.job.slot in used and ld.job.stream == "load":
+                self.clock.compute_waits_for(ld.end)
+
+    def _launch(self, eff: Forward) -> int:
+        batch = eff.batch
+        t = self._ticket
+        self._ticket += 1
+        self._order_after_loads(batch)
+        items = batch.items
+        rows = [self.kv.row(it.rid) for it in items]
+        dev = self.device
+        rows_t = torch.tensor(rows, device=dev)
+        with self.clock.stream("compute"):
+            launch = _Launch(batch.kind, self.clock.mark("compute"))
+            self.launches[t] = launch
+            if batch.kind == "prefill":
+                new = [it.new_tokens for it in items]
+                ctx = [it.context for it in items]
+                toks = torch.cat(
+                    [
+                        self._prompt(it.rid)[c : c + n]
+                        for it, c, n in zip(items, ctx, new, strict=True)
+                    ]
+                )
+                inp = StepInput(
+                    toks.to(dev, non_blocking=True), rows, ctx, new, self._lora_batch(batch, new)
+                )
+                logits = self.model.forward(inp, self.kv)
+                done = [
+                    i
+                    for i, it in enumerate(items)
+                    if it.context + it.new_tokens >= self.requests[it.rid].input_len
+                ]
+                if done:
+                    idx = torch.tensor(done, device=dev)
+                    self.kv.last_tok[rows_t[idx]] = logits[idx].argmax(-1)
+                launch.steps.append(self.clock.mark("compute"))
+                self._release(items, 0)
+            else:
+                lb = self._lora_batch(batch, [1] * len(items))
+                steps = max(1, eff.max_steps)
+                for j in range(steps):
+                    ctx = [it.context + j for it in items]
+                    inp = StepInput(self.kv.last_tok[rows_t], rows, ctx, [1] * len(items), lb)
+                    logits = self.model.forward(inp, self.kv)
+                    self.kv.last_tok[rows_t] = logits.argmax(-1)
+                    m = self.clock.mark("compute")
+                    launch.steps.append(m)
+                    if eff.wait and j + 1 < steps and self._stop_decode(m, eff):
+                        break
+                self._release(items, len(launch.steps) - 1)
+        return t
+
+    def _stop_decode(self, m: Marker, eff: Forward) -> bool:
+        """Between decode steps: has time reached `until`, or did a load-stream copy finish?"""
+        m.wait()
+        if eff.until is not None and self.clock.now() >= eff.until:
+            return True
+        if eff.stop_on_load:
+            return any(
+                not ld.row_done and ld.job.stream == "load" and ld.end.done()
+                for ld in self.loads.values()
+            ) or bool(self.unpolled)
+        return False
+
+    def _release(self, items, last_step: int) -> None:
+        """Free KV rows of requests whose last output token this forward produced."""
+        for it in items:
+            r = self.requests[it.rid]
+            if it.context + it.new_tokens + last_step >= r.input_len + r.output_len - 1:
+                self.kv.release(it.rid)
+                self._prompts.pop(it.rid, None)
+
+    def _result(self, ticket: int) -> ForwardResult:
+        la = self.launches[ticket]
+        if la.result is None:
+            la.steps[-1].wait()
+            start = la.start.time()
+            ends = tuple(m.time() for m in la.steps)
+            la.result = ForwardResult(start, ends[-1], ends if la.kind == "decode" else ())
+            self._rows.append(("compute", start, ends[-1], la.kind, f"{la.kind} x{len(ends)}"))
+        return la.result
+
+    def _collect_forwards(self) -> None:
+        for t, la in self.launches.items():
+            if la.result is None and la.steps[-1].done():
+                self._result(t)
+                self.fwd_unpolled.append(t)
+
+    def _forwards_pending(self) -> bool:
+        return any(la.result is None for la in self.launches.values())
+
+    # ---- idle ----------------------------------------------------------------------------
+
+    def _idle(self, until: float | None) -> float:
+        self._collect_loads()
+        self._collect_forwards()
+        if self.unpolled or self.fwd_unpolled:
+            return self.clock.now()
+        if until is None and not (self._loads_pending() or self._forwards_pending()):
+            raise DeadlockError(
+                f"idle at t={self.clock.now():.3f}s with nothing in flight and no arrivals to come"
+            )
+        while True:
+            now = self.clock.now()
+            if until is not None and now >= until:
+                return now
+            self._collect_loads()
+            self._collect_forwards()
+            if self.unpolled or self.fwd_unpolled:
+                return self.clock.now()
+            wait = self.poll_s if until is None else min(self.poll_s, max(0.0, until - now))
+            time.sleep(wait)

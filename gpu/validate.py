@@ -1,0 +1,140 @@
+"""Validate the simulator against the GPU: one trace, one policy, both drivers, same engine.
+
+For each scenario and policy: generate the trace once, run it through the CudaDriver (real
+model, real copies, wall-clock arrivals) and through `sim.runner.simulate` with the measured
+hardware profile, then compare P50/P99 TTFT, mean E2E and median TPOT. The relative error
+`(sim - gpu) / gpu` is what tells a user how far to trust a simulated answer.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from sim.config import Scenario, load_scenario
+from sim.core.model import Trace
+from sim.runner import RunResult
+
+METRICS = ("ttft_median_ms", "ttft_p99_ms", "e2e_mean_ms", "tpot_median_ms")
+
+
+@dataclass(frozen=True)
+class GpuOptions:
+    device: str | None = None
+    adapter_dir: str | None = None  # where synthetic PEFT adapters are written (reused)
+    seed: int = 0
+
+
+def run_gpu(sc: Scenario, policy: str, trace: Trace, opts: GpuOptions = GpuOptions()) -> RunResult:
+    """Run `policy` on `trace` through the engine and the CudaDriver."""
+    import torch
+
+    from gpu.adapters import HostPool, write_population
+    from gpu.driver import CudaDriver
+    from sim.core.engine import Engine
+    from sim.policies import registry
+    from sim.runner import check_feasible, finish_run
+
+    shape = sc.model.shape()
+    check_feasible(sc, trace)
+    pol = registry.create(policy, **sc.policy_options.get(policy, {}))
+    engine = Engine(trace, sc.serving, pol)
+    root = Path(opts.adapter_dir or Path(tempfile.gettempdir()) / f"lorasim-adapters-{shape.name}")
+    paths = write_population(root, trace.adapters, shape, seed=opts.seed)
+    host_mode = pol.host_mode(sc.serving)
+    host = HostPool(shape, paths, mode="pinned" if host_mode == "pinned" else "pageable")
+    names = [a.name for a in trace.adapters]
+    cap = sc.serving.max_loaded_loras or len(names)
+    host.preload(names[:cap])  # as the engine's host tier registers them at start-up
+    resident = policy == "resident"
+    n_slots = len(names) if resident else pol.slot_capacity(sc.serving)
+    rows = min(sc.serving.max_running_requests, len(trace.requests))
+    device = torch.device(opts.device) if opts.device else None
+    driver = CudaDriver(
+        trace, shape, host, n_slots=max(1, n_slots), device=device, seed=opts.seed, kv_rows=rows
+    )
+    if resident:
+        driver.make_resident(names)
+    driver.warmup()
+    driver.run(engine)
+    counters = dict(engine.counters)
+    counters["stall_s"] = engine.counters["stall_s"] + driver.counters["stall_s"]
+    counters["pin_s"] = driver.counters["pin_s"]
+    counters["disk_s"] = driver.counters["disk_s"]
+    meta = {"scenario": sc.name, "seed": sc.seed, "requests": len(trace.requests), "driver": "cuda"}
+    return finish_run(engine, driver.timeline, counters, policy, meta)
+
+
+def compare(gpu: dict, sim: dict, metrics=METRICS) -> list[dict]:
+    rows = []
+    for m in metrics:
+        g, s = float(gpu.get(m, float("nan"))), float(sim.get(m, float("nan")))
+        rel = (s - g) / g if g else float("nan")
+        rows.append({"metric": m, "gpu": g, "sim": s, "rel_err": rel})
+    return rows
+
+
+def run_validation(
+    scenarios: list[str | Path],
+    profile: str | Path | None,
+    policies: list[str] | None,
+    out: str | Path,
+    opts: GpuOptions = GpuOptions(),
+    progress=print,
+) -> pd.DataFrame:
+    """Every scenario x policy on GPU and simulator; writes errors.csv, errors.md and both
+    drivers' per-request records under `out`. Returns the error table."""
+    from sim.runner import simulate
+    from sim.workload import generate_trace
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    for path in scenarios:
+        sc = load_scenario(path)
+        if profile is not None:
+            sc = sc.model_copy(
+                update={"hardware": sc.hardware.model_copy(update={"profile": str(profile)})}
+            )
+        trace = generate_trace(sc)
+        for pol in policies or sc.policies:
+            progress(f"{sc.name} / {pol}: GPU ...")
+            g = run_gpu(sc, pol, trace, opts)
+            progress(f"{sc.name} / {pol}: simulator ...")
+            s = simulate(sc, pol, trace=trace)
+            stem = f"{sc.name}.{pol}"
+            g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
+            s.records.to_csv(out / f"{stem}.sim.csv", index=False)
+            g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
+            (out / f"{stem}.summary.json").write_text(
+                json.dumps({"gpu": g.summary, "sim": s.summary}, indent=2, default=str)
+            )
+            for r in compare(g.summary, s.summary):
+                rows.append({"scenario": sc.name, "policy": pol, **r})
+    df = pd.DataFrame(rows, columns=["scenario", "policy", "metric", "gpu", "sim", "rel_err"])
+    df.to_csv(out / "errors.csv", index=False)
+    (out / "errors.md").write_text(error_table_markdown(df))
+    return df
+
+
+def error_table_markdown(df: pd.DataFrame) -> str:
+    """One row per scenario/policy, one column per metric: `gpu / sim (err%)`."""
+    lines = [
+        "| scenario | policy | " + " | ".join(METRICS) + " |",
+        "|---|---|" + "---|" * len(METRICS),
+    ]
+    for (scn, pol), g in df.groupby(["scenario", "policy"], sort=False):
+        cells = []
+        for m in METRICS:
+            r = g[g["metric"] == m]
+            if r.empty:
+                cells.append("-")
+                continue
+            r = r.iloc[0]
+            cells.append(f"{r.gpu:.1f} / {r.sim:.1f} ({100 * r.rel_err:+.0f}%)")
+        lines.append(f"| {scn} | {pol} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

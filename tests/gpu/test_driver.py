@@ -1,0 +1,191 @@
+"""CudaDriver on hand-written effect generators (the engine's contract, no scheduler)."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gpu.adapters import flat_layout, read_peft_adapter, to_flat  # noqa: E402
+from gpu.driver import CudaDriver  # noqa: E402
+from sim.config import MODEL_PRESETS  # noqa: E402
+from sim.core.effects import (  # noqa: E402
+    Batch,
+    BatchItem,
+    Forward,
+    ForwardResult,
+    Idle,
+    LoadJob,
+    Now,
+    PollForwards,
+    PollLoads,
+    StartLoad,
+    WaitForward,
+    WaitLoad,
+)
+from sim.errors import DeadlockError  # noqa: E402
+
+TINY = MODEL_PRESETS["tiny"]
+
+
+def drive(driver, gen):
+    """The engine's driver loop; returns the generator's collected answers."""
+    driver.start()
+    result, answers = None, []
+    while True:
+        try:
+            eff = gen.send(result)
+        except StopIteration:
+            break
+        result = driver.handle(eff)
+        answers.append((eff, result))
+    driver.finish()
+    return answers
+
+
+def _driver(trace, host, n_slots=3):
+    return CudaDriver(trace, TINY, host, n_slots=n_slots, device="cpu", dtype=torch.float32)
+
+
+def _job(lid, spec, slot, stream="compute", mode="per_module", host_mode="pinned"):
+    kind = "blocking" if stream == "compute" else "overlap"
+    return LoadJob(lid, spec, slot, stream, kind, copy_mode=mode, host_mode=host_mode)
+
+
+def _slot_matches(driver, slot, path):
+    ad = read_peft_adapter(path)
+    flat = to_flat(ad, TINY, torch.float32)
+    segs, _ = flat_layout(TINY, ad.rank, ad.targets)
+    sl = driver.slots
+    for s in segs:
+        want_a = flat[s.a_off : s.b_off].view(s.rank, s.d_in)
+        want_b = flat[s.b_off : s.b_off + s.rank * s.d_out].view(s.rank, s.d_out)
+        assert torch.equal(sl.A(s.layer, s.module)[slot, : s.rank], want_a)
+        assert torch.equal(sl.Bt(s.layer, s.module)[slot, : s.rank], want_b)
+        assert sl.A(s.layer, s.module)[slot, s.rank :].abs().sum() == 0  # rank padding zero
+    for m in set(sl.targets) - set(ad.targets):
+        assert sl.A(0, m)[slot].abs().sum() == 0
+    assert sl.scaling[slot] == pytest.approx(ad.scaling)
+
+
+@pytest.mark.parametrize("mode", ["per_module", "flat"])
+@pytest.mark.parametrize("host_mode", ["pinned", "pin_per_load"])
+def test_blocking_load_then_forward_leaves_exact_weights(tiny_trace, tiny_host, mode, host_mode):
+    d = _driver(tiny_trace, tiny_host)
+    a0, a1 = tiny_trace.adapters
+
+    # a1 first into slot 0, then a0 over it: a0's weights must fully replace a1's
+    def gen():
+        yield StartLoad(_job(0, a1, 0, mode=mode, host_mode=host_mode))
+        yield WaitLoad(0)
+        yield StartLoad(_job(1, a0, 0, mode=mode, host_mode=host_mode))
+        yield StartLoad(_job(2, a1, 1, mode=mode, host_mode=host_mode))
+        t = yield WaitLoad(2)
+        assert isinstance(t, float)
+        items = (BatchItem(0, "a0", 0, 8, 6, 0), BatchItem(1, "a1", 1, 4, 3, 0))
+        res = yield Forward(Batch("prefill", items))
+        assert isinstance(res, ForwardResult) and res.start <= res.end
+
+    drive(d, gen())
+    _slot_matches(d, 0, tiny_host.paths["a0"])
+    _slot_matches(d, 1, tiny_host.paths["a1"])
+    lanes = {r[0] for r in d.timeline}
+    assert {"pcie", "compute"} <= lanes
+    assert d.stats.loads == 3
+
+
+def test_poll_reports_each_load_once(tiny_trace, tiny_host):
+    d = _driver(tiny_trace, tiny_host)
+    a0, a1 = tiny_trace.adapters
+    seen = []
+
+    def gen():
+        yield StartLoad(_job(0, a0, 0, stream="load"))
+        yield StartLoad(_job(1, a1, 1, stream="load"))
+        for _ in range(50):
+            seen.extend((yield PollLoads()))
+            if len(seen) == 2:
+                break
+            yield Idle((yield Now()) + 0.01)
+        seen.extend((yield PollLoads()))
+        seen.extend((yield PollLoads()))
+
+    drive(d, gen())
+    assert sorted(seen) == [0, 1]
+
+
+def test_forward_times_monotone_and_one_step_end_per_step(tiny_trace, tiny_host):
+    d = _driver(tiny_trace, tiny_host)
+    a0, a1 = tiny_trace.adapters
+    out = {}
+
+    def gen():
+        yield StartLoad(_job(0, a0, 0))
+        yield StartLoad(_job(1, a1, 1))
+        items = (
+            BatchItem(0, "a0", 0, 8, 6, 0),
+            BatchItem(1, "a1", 1, 4, 3, 0),
+            BatchItem(2, None, 2, 0, 5, 0),
+        )
+        out["prefill"] = yield Forward(Batch("prefill", items))
+        dec = (
+            BatchItem(0, "a0", 0, 8, 1, 6),
+            BatchItem(1, "a1", 1, 4, 1, 3),
+            BatchItem(2, None, 2, 0, 1, 5),
+        )
+        out["decode"] = yield Forward(Batch("decode", dec), max_steps=2)
+        dec2 = tuple(BatchItem(i.rid, i.adapter, i.slot, i.rank, 1, i.context + 2) for i in dec[:2])
+        ticket = yield Forward(Batch("decode", dec2), wait=False)
+        polled = []
+        while not polled:
+            polled = (yield PollForwards()) or ()
+            if not polled:
+                yield Idle()
+        out["polled"] = polled
+        out["launched"] = yield WaitForward(ticket)
+
+    drive(d, gen())
+    p, dec, la = out["prefill"], out["decode"], out["launched"]
+    assert p.step_ends == ()
+    assert len(dec.step_ends) == 2 and len(la.step_ends) == 1
+    times = [p.start, p.end, dec.start, *dec.step_ends, la.start, la.end]
+    assert times == sorted(times)
+    assert dec.end == dec.step_ends[-1]
+    assert out["polled"] == (2,)
+    assert d.kv.row_of == {}  # every request got its last token: KV rows released
+
+
+def test_decode_stops_at_until(tiny_trace, tiny_host):
+    d = _driver(tiny_trace, tiny_host)
+    out = {}
+
+    def gen():
+        yield Forward(Batch("prefill", (BatchItem(2, None, -1, 0, 5, 0),)))
+        now = yield Now()
+        out["r"] = yield Forward(
+            Batch("decode", (BatchItem(2, None, -1, 0, 1, 5),)), max_steps=1, until=now
+        )
+
+    drive(d, gen())
+    assert len(out["r"].step_ends) == 1
+
+
+def test_idle_with_nothing_in_flight_raises(tiny_trace, tiny_host):
+    d = _driver(tiny_trace, tiny_host)
+
+    def gen():
+        yield Idle()
+
+    with pytest.raises(DeadlockError):
+        drive(d, gen())
+
+
+def test_idle_sleeps_until(tiny_trace, tiny_host):
+    d = _driver(tiny_trace, tiny_host)
+    out = {}
+
+    def gen():
+        t0 = yield Now()
+        out["t"] = (t0, (yield Idle(t0 + 0.02)))
+
+    drive(d, gen())
+    t0, t1 = out["t"]
+    assert t1 >= t0 + 0.02

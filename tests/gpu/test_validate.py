@@ -1,0 +1,72 @@
+"""The engine's real policies through the CudaDriver (CPU, tiny model), and the CLI."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import yaml  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from gpu.validate import GpuOptions, run_gpu, run_validation  # noqa: E402
+from sim.config import parse_scenario  # noqa: E402
+
+SCENARIO = {
+    "name": "tiny-val",
+    "seed": 1,
+    "model": {"preset": "tiny"},
+    "hardware": {"preset": "cpu"},
+    "adapters": {
+        "groups": [
+            {"count": 3, "rank": 8},
+            {"count": 2, "rank": 4, "targets": ["q_proj", "v_proj"]},
+        ]
+    },
+    "workload": {
+        "num_requests": 8,
+        "arrival": {"process": "poisson", "rate": 200.0},
+        "adapter_choice": {"dist": "uniform"},
+        "input_len": {"dist": "random", "len": 12, "range_ratio": 0.5},
+        "output_len": {"dist": "fixed", "len": 4},
+    },
+    "serving": {"max_loras_per_batch": 2, "max_loaded_loras": 3},
+    "policies": ["lru", "overlap"],
+}
+
+
+@pytest.mark.parametrize("policy", ["lru", "slora", "overlap", "resident"])
+def test_policy_runs_to_completion_on_the_driver(tmp_path, policy):
+    from sim.workload import generate_trace
+
+    sc = parse_scenario(SCENARIO)
+    trace = generate_trace(sc)
+    res = run_gpu(sc, policy, trace, GpuOptions(device="cpu", adapter_dir=str(tmp_path)))
+    assert res.summary["completed"] == len(trace.requests)
+    assert (res.records["ttft"] > 0).all()
+    if policy != "resident":
+        assert res.summary["loads"] > 0
+
+
+def test_validation_table_and_cli(tmp_path):
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    df = run_validation(
+        [path],
+        None,
+        ["lru"],
+        tmp_path / "out",
+        GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad")),
+        progress=lambda s: None,
+    )
+    assert set(df["metric"]) == {"ttft_median_ms", "ttft_p99_ms", "e2e_mean_ms", "tpot_median_ms"}
+    assert (tmp_path / "out" / "errors.md").exists()
+
+
+def test_calibrate_cli_quick(tmp_path):
+    from sim.cli import app
+
+    out = tmp_path / "cpu.yaml"
+    r = CliRunner().invoke(
+        app, ["calibrate", "--model", "tiny", "--quick", "--device", "cpu", "--out", str(out)]
+    )
+    assert r.exit_code == 0, r.output
+    assert yaml.safe_load(out.read_text())["model"] == "tiny"
