@@ -103,12 +103,13 @@ def sweep_line_figure(df: pd.DataFrame, xkey: str, panels: list[tuple[str, str]]
     colors = colors or policy_colors(policies)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6), layout="constrained", squeeze=False)
     for ax, (col, label) in zip(axes[0], panels, strict=True):
-        for p in policies:
+        for i, p in enumerate(policies):
             sub = df[df.policy == p]
             if sub.empty or col not in sub:
                 continue
             line = sub.groupby(xkey)[col].mean().sort_index()
-            ax.plot(line.index.to_numpy(dtype=float), line.to_numpy(), marker="o", label=p, color=colors.get(p))
+            ax.plot(line.index.to_numpy(dtype=float), line.to_numpy(), marker="o", label=p, color=colors.get(p),
+                    linestyle=LINESTYLES[i % len(LINESTYLES)])
         ax.set(xlabel=xkey.split(".")[-1], ylabel=label)
         if logx:
             ax.set_xscale("log", base=2)
@@ -202,18 +203,19 @@ def plot_all(results_dir: str | Path) -> list[Path]:
     ok = res.ok.copy()
     for key, panels, name, logx in (
         (RATE_KEY, [("ttft", "median"), ("ttft", "p99"), ("e2e", "mean")], "knee", False),
-        (COUNT_KEY, [("hit_rate", ""), ("pcie_busy_frac", "")], "adapters", True),
+        (COUNT_KEY, [("hit_rate", "hit rate"), ("pcie_busy_frac", "PCIe busy fraction")], "adapters", True),
     ):
         if key not in res.axes or key not in ok.columns or ok[key].nunique() < 2:
             continue
-        cols = [(c, c) for c, _ in panels] if name == "adapters" else \
+        cols = list(panels) if name == "adapters" else \
             [(metric_col(ok, n, s), f"{s} {n.upper()} (ms)") for n, s in panels]
         cols = [(c, lab) for c, lab in cols if c and c in ok.columns]
         if not cols:
             continue
         ok["_rest"] = res.relabel(without=key)
         for j, (rest, sub) in enumerate(ok.groupby("_rest", sort=False)):
-            fig = sweep_line_figure(sub, key, cols, policies, f"{name}: {rest}", colors, logx=logx)
+            title = f"{res.manifest.get('name', '')}: {name}" + ("" if rest == "all" else f" ({rest})")
+            fig = sweep_line_figure(sub, key, cols, policies, title, colors, logx=logx)
             paths += save(fig, out_dir / f"{name}_{j:02d}_{_slug(rest)}")
 
     if groups:

@@ -124,7 +124,7 @@ def ranking(res: Results, baseline: str = "lru", by: str = "P50 TTFT (ms)") -> p
         return tab
     rel_cols = [c for c in ("P50 TTFT (ms)", "P99 TTFT (ms)", "mean E2E (ms)") if c in tab.columns]
     parts = []
-    for g, sub in tab.groupby("group", sort=False):
+    for _g, sub in tab.groupby("group", sort=False):
         sub = sub.copy()
         base = baseline if baseline in set(sub.policy) else sub.policy.iloc[0]
         ref = sub[sub.policy == base].iloc[0]

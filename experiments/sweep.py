@@ -279,11 +279,14 @@ def _check_em_axes(sf: SweepFile, em: dict[str, Any] | None, source: str) -> Non
 
 
 def _label_keys(sf: SweepFile) -> list[str]:
-    """Axis keys that name a workload group: all but policy; a `name` axis stands for its zip."""
+    """Axis keys that name a workload group: all but policy; a `name` axis stands for its zip;
+    keys zipped with `policy` are settings of the policy, not of the workload."""
     described: set[str] = set()
     for group in sf.zip:
         if NAME_AXIS in group:
             described.update(k for k in group if k != NAME_AXIS)
+        if POLICY_AXIS in group:
+            described.update(group)
     return [k for k in sf.axes if k != POLICY_AXIS and k not in described]
 
 

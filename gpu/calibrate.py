@@ -192,18 +192,28 @@ def measure_contention(device: torch.device, quick: bool) -> float:
         for _ in range(iters):
             a @ b
 
-    alone = timer.median(gemms, 3)
-    nbytes = (64 if quick else 1024) * MB
+    nbytes = (64 if quick else 1024) * MB  # the copy outlasts the GEMM loop
     src = _host_buffer(nbytes, True, True)
     dst = torch.empty(nbytes, dtype=torch.uint8, device=device)
     side = torch.cuda.Stream(device)
 
-    def with_copy() -> None:
-        with torch.cuda.stream(side):
-            dst.copy_(src, non_blocking=True)
-        gemms()
+    def gemm_time(with_copy: bool) -> float:
+        """GEMM loop time on the compute stream alone (events), copy or not beside it."""
+        out = []
+        for _ in range(4):
+            timer.sync()
+            if with_copy:
+                with torch.cuda.stream(side):
+                    dst.copy_(src, non_blocking=True)
+            a0, a1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a0.record()
+            gemms()
+            a1.record()
+            timer.sync()
+            out.append(a0.elapsed_time(a1))
+        return statistics.median(out[1:])
 
-    both = timer.median(with_copy, 3)
+    alone, both = gemm_time(False), gemm_time(True)
     return float(min(1.0, max(0.0, both / alone - 1.0)))
 
 

@@ -111,8 +111,10 @@ class CudaDriver:
 
     def warmup(self) -> None:
         """One small forward so cuBLAS/allocator set-up is not charged to the first request."""
-        inp = StepInput(torch.zeros(4, dtype=torch.long, device=self.device), [0], [0], [4])
-        self.model.forward(inp, self.kv)
+        toks = torch.zeros(4, dtype=torch.long, device=self.device)
+        for lb in (None, self.slots.batch([0, 0, -1, -1])):
+            self.model.forward(StepInput(toks, [0, 0], [0, 0], [2, 2], lb), self.kv)
+            self.model.forward(StepInput(toks[:2], [0, 0], [2, 2], [1, 1], lb), self.kv)
         self.clock.sync()
 
     def make_resident(self, names: list[str]) -> None:

@@ -214,6 +214,8 @@ class Engine:
                 sched.finish_decode(res.step_ends)
                 continue
 
+            if sched.all_done():  # the last launched prefill was retired above
+                break
             # nothing runnable: sleep until an arrival or a load finishes
             nxt = sched.next_arrival()
             if nxt is None and not self.inflight:

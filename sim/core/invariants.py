@@ -59,7 +59,7 @@ class InvariantChecker:
         if len(set(pool.slot_of.values())) != len(pool.slot_of):
             fail("two adapters share a slot")
         in_use = sched.adapters_in_use()
-        if not getattr(engine.policy, "name", "") == "resident":
+        if getattr(engine.policy, "name", "") != "resident":
             if len(in_use) > engine.cfg.max_loras_per_batch:
                 fail(f"{len(in_use)} distinct adapters in use > max_loras_per_batch {engine.cfg.max_loras_per_batch}")
             gone = [a for a in in_use if not pool.is_resident(a)]

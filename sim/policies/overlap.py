@@ -40,8 +40,9 @@ class OverlapLoading(Policy):
             return False
         # try_overlap_load_lora: running + in flight + new must fit the batch limit
         if self.fits_batch(a, set(), extra=e.pool.loading()):
-            if a is None:
-                e.new_load(a, batch_adapters, stream="load", kind="overlap")
-                return self.fits_batch(a, batch_adapters)
+            if a is None:  # the base model needs a slot but no copy: usable at once
+                return self.fits_batch(a, batch_adapters) and e.new_load(
+                    a, batch_adapters, stream="load", kind="overlap"
+                )
             e.new_load(a, batch_adapters, stream="load", kind="overlap")
         return False

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from _exp_fakes import failing_for, fake_run
+from _exp_fakes import failing_for
 
 from experiments.plots import cdf_figure, gantt_figure, plot_all
 from experiments.report import write_report

@@ -64,6 +64,8 @@ def test_policy_axis_zipped_with_a_knob():
     sw = sweep(axes={"policy": ["lru", "slora"], "serving.max_loras_prefetch": [0, 4]},
                zip=[["policy", "serving.max_loras_prefetch"]])
     assert {(r.policy, r.scenario.serving.max_loras_prefetch) for r in sw.runs} == {("lru", 0), ("slora", 4)}
+    # knobs zipped with the policy belong to the policy: both runs are one workload group
+    assert {r.group for r in sw.runs} == {"all"}
 
 
 def test_equal_memory_gives_slora_8_plus_8_and_lru_16():
@@ -145,3 +147,23 @@ def test_run_id_is_a_stable_content_hash():
     assert a.run_id == b.run_id and len(a.run_id) == 12
     assert run_id_of({"x": 1, "y": 2}, "lru") == run_id_of({"y": 2, "x": 1}, "lru")
     assert run_id_of({"x": 1}, "lru") != run_id_of({"x": 1}, "slora")
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")) + [ROOT / "configs" / "demo_sweep.yaml"],
+                         ids=lambda p: p.name)
+def test_shipped_sweeps_expand_into_valid_runs(path: Path):
+    sw = load_sweep(path)
+    assert sw.runs and len({r.run_id for r in sw.runs}) == len(sw.runs)
+    if sw.equal_memory:
+        mem = {r.scenario.serving.max_loras_per_batch + r.scenario.serving.max_loras_prefetch for r in sw.runs}
+        assert mem == {sw.equal_memory["adapter_slots"]}
+
+
+def test_demo_sweep_compares_every_policy_on_three_workloads():
+    sw = load_sweep(ROOT / "configs" / "demo_sweep.yaml")
+    assert {r.group for r in sw.runs} == {"uniform", "zipf", "phased"}
+    assert {r.policy for r in sw.runs} == {"lru", "slora", "overlap", "history", "resident"}
+    assert len(sw.runs) == 15

@@ -189,3 +189,29 @@ def test_idle_sleeps_until(tiny_trace, tiny_host):
     drive(d, gen())
     t0, t1 = out["t"]
     assert t1 >= t0 + 0.02
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["per_module", "flat"])
+def test_load_stream_copy_on_cuda_is_exact_and_polled_once(tiny_trace, tiny_host, mode):
+    d = CudaDriver(tiny_trace, TINY, tiny_host, n_slots=3, device="cuda", dtype=torch.float32)
+    a0, a1 = tiny_trace.adapters
+    seen = []
+
+    def gen():
+        yield StartLoad(_job(0, a0, 0, stream="load", mode=mode, host_mode="pin_per_load"))
+        yield StartLoad(_job(1, a1, 1, stream="load", mode=mode))
+        while len(seen) < 2:
+            seen.extend((yield PollLoads()))
+            if len(seen) < 2:
+                yield Idle((yield Now()) + 0.001)
+        items = (BatchItem(0, "a0", 0, 8, 6, 0), BatchItem(1, "a1", 1, 4, 3, 0))
+        yield Forward(Batch("prefill", items))
+
+    drive(d, gen())
+    assert sorted(seen) == [0, 1]
+    d.slots.pool = d.slots.pool.cpu()
+    d.slots._views = {k: d.slots._make_views(s) for k, s in d.slots.layout.items()}
+    _slot_matches(d, 0, tiny_host.paths["a0"])
+    _slot_matches(d, 1, tiny_host.paths["a1"])

@@ -60,7 +60,7 @@ scenarios = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios)
 def test_invariants_hold_on_random_workloads(d):
     policy = d.pop("policy")
