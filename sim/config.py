@@ -214,7 +214,7 @@ class ServingCfg(_Strict):
         return self
 
 
-POLICY_NAMES = ("lru", "fifo", "slora", "overlap", "history", "resident")
+POLICY_NAMES = ("lru", "fifo", "slora", "overlap", "history", "resident", "lookahead", "zero_load")
 
 
 class Scenario(_Strict):

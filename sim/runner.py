@@ -90,7 +90,7 @@ def simulate(
         pol = registry.create(policy, **sc.policy_options.get(policy, {}))
     except (TypeError, ValueError) as e:
         raise ScenarioError(f"policy_options.{policy}: {e}") from None
-    engine = Engine(trace, sc.serving, pol)
+    engine = Engine(trace, sc.serving, pol, estimator=hardware)
     if check:
         from sim.core.invariants import InvariantChecker
 

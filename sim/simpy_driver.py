@@ -190,7 +190,7 @@ class SimPyDriver:
                     if pending:
                         deadline = env.timeout(float(ends[k - 1] - start))
                         yield env.any_of([deadline, *pending])
-                        if not deadline.triggered:
+                        if not deadline.processed:  # a Timeout is "triggered" at creation
                             k = min(k, int(np.searchsorted(ends, env.now, side="left")) + 1)
                             k = max(k, 1)
                         remaining = float(ends[k - 1]) - env.now

@@ -44,14 +44,19 @@ Key = str | None
 
 
 class Engine:
-    def __init__(self, trace: Trace, serving: ServingCfg, policy: Any):
+    def __init__(self, trace: Trace, serving: ServingCfg, policy: Any, estimator: Any = None):
+        """`estimator`: optional cost model (copy.load_time, compute.forward_time) that
+        cost-aware policies may use to *predict* durations, as a server would from its
+        calibrated profile. The engine itself never uses it to advance time."""
         self.trace = trace
+        self.estimator = estimator
         self.cfg = serving
         self.policy = policy
         self.adapters = trace.adapter_map()
         self.sched = Scheduler(trace.requests, serving)
         capacity = policy.slot_capacity(serving)
         self.pool = SlotPool(capacity, order=getattr(policy, "eviction", serving.eviction))
+        self.last_job: LoadJob | None = None
         self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras)
         self.host_mode = policy.host_mode(serving)
         self.pending_jobs: list[LoadJob] = []
@@ -116,6 +121,7 @@ class Engine:
             host_evicted=host_dropped,
         )
         self.pending_jobs.append(job)
+        self.last_job = job
         self.counters["loads"] += 1
         self.counters["bytes_moved"] += spec.nbytes
         self.counters["disk_reads"] += int(from_disk)

@@ -59,9 +59,10 @@ class InvariantChecker:
         if len(set(pool.slot_of.values())) != len(pool.slot_of):
             fail("two adapters share a slot")
         in_use = sched.adapters_in_use()
-        if getattr(engine.policy, "name", "") != "resident":
-            if len(in_use) > engine.cfg.max_loras_per_batch:
-                fail(f"{len(in_use)} distinct adapters in use > max_loras_per_batch {engine.cfg.max_loras_per_batch}")
+        limit = engine.cfg.max_loras_per_batch
+        if not getattr(engine.policy, "unbounded", False) and len(in_use) > limit:
+            fail(f"{len(in_use)} distinct adapters in use > max_loras_per_batch {limit}")
+        if getattr(engine.policy, "uses_slots", True):
             gone = [a for a in in_use if not pool.is_resident(a)]
             if gone:
                 fail(f"adapters used by running requests were evicted: {gone[:5]}")

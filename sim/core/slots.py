@@ -8,8 +8,8 @@ Eviction order (lru/fifo) is the pool's; *which* adapters may not be evicted is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Literal
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
 Key = str | None
 SlotState = Literal["loading", "ready"]
@@ -29,6 +29,8 @@ class SlotPool:
         self._clock = 0
         self.pinned: set[Key] = set()  # never evicted (SGLang's pinned adapters)
         self._loading: set[Key] = set()
+        # optional policy-supplied eviction key (smallest first), e.g. next use in the queue
+        self.victim_key: Callable[[Key], Any] | None = None
 
     # -- queries ---------------------------------------------------------------------------
     def is_ready(self, a: Key) -> bool:
@@ -63,6 +65,9 @@ class SlotPool:
         prot = set(protected) | self.pinned
         cands = [a for a, s in self.state.items() if s == "ready" and a not in prot]
         rank = self._last_used if self.order == "lru" else self._loaded_seq
+        if self.victim_key is not None:
+            vk = self.victim_key
+            return sorted(cands, key=lambda a: (vk(a), rank.get(a, 0)))
         return sorted(cands, key=lambda a: rank.get(a, 0))
 
     def can_place(self, protected: Iterable[Key]) -> bool:

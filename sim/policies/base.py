@@ -69,7 +69,8 @@ class Policy:
         pass
 
     def on_batch(self, plan: PrefillPlan, now: float) -> None:
-        for a in plan.adapters:
+        # in batch order, not set order: set order of strings changes with PYTHONHASHSEED
+        for a in dict.fromkeys(st.adapter for st, _ in plan.items):
             self.e.pool.touch(a)
 
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:

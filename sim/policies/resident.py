@@ -1,5 +1,12 @@
-"""`resident`: the oracle. Every adapter is always on the GPU, loads cost nothing, and any
-number of adapters may share a batch. The lower bound every policy is measured against."""
+"""Oracles: every adapter is always on the GPU and loads cost nothing.
+
+`resident` also lets any number of adapters share a batch (no slot limit at all): the lower
+bound every policy is measured against, but its gap to a policy includes the capacity effect
+of the slot limit, which no loading policy at equal memory can recover.
+`zero_load` keeps the batch rule every policy obeys (at most `max_loras_per_batch` distinct
+adapters among running requests), so its gap to a policy is the cost of loading alone. It
+is not a strict bound on single percentiles: batching anomalies can move them either way.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from sim.policies.base import Key, Policy
 
 class ResidentOracle(Policy):
     name = "resident"
+    uses_slots = False
+    unbounded = True
 
     def slot_capacity(self, serving) -> int:
         return 1  # unused: nothing is ever placed
@@ -17,7 +26,12 @@ class ResidentOracle(Policy):
         return True
 
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
-        return True
+        return self.unbounded or self.fits_batch(st.adapter, batch_adapters)
 
     def on_batch(self, plan, now: float) -> None:
         pass
+
+
+class ZeroLoadOracle(ResidentOracle):
+    name = "zero_load"
+    unbounded = False
