@@ -15,7 +15,7 @@ from sim.runner import simulate
 from sim.workload import generate_trace
 
 ROOT = Path(__file__).resolve().parent.parent
-POLICIES = ["lru", "fifo", "slora", "overlap", "history", "resident"]
+POLICIES = ["lru", "fifo", "slora", "overlap", "history", "lookahead", "zero_load", "resident"]
 
 
 def large_scenario(requests: int):
