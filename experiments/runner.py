@@ -26,8 +26,23 @@ from sim.errors import LorasimError
 RunFn = Callable[[Scenario, str], Any]  # -> sim.runner.RunResult
 
 
+RUN_FN_ENV = "LORASIM_RUN_FN"
+
+
 def default_run_fn() -> RunFn:
-    """sim.runner.simulate, imported late so sweeps can be tested with fake run functions."""
+    """sim.runner.simulate, imported late so sweeps can be tested with fake run functions.
+
+    `LORASIM_RUN_FN=module:function` substitutes another run function (tests use it to run
+    real sweep subprocesses with a fast fake simulator)."""
+    spec = os.environ.get(RUN_FN_ENV)
+    if spec:
+        import importlib
+
+        mod, _, attr = spec.partition(":")
+        try:
+            return getattr(importlib.import_module(mod), attr or "run")
+        except (ImportError, AttributeError) as e:
+            raise LorasimError(f"{RUN_FN_ENV}={spec}: cannot import the run function: {e}") from None
     try:
         from sim.runner import simulate
     except ImportError as e:
@@ -101,9 +116,11 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, run_fn: RunFn | Non
     if workers is not None and workers < 1:
         raise LorasimError(f"--workers must be >= 1, got {workers}")
     store = Store(out)
-    store.init(sweep.manifest())
     done = store.completed()
     pending = [r for r in sweep.runs if r.run_id not in done]
+    if run_fn is None:
+        check_runs_feasible(sweep, pending)  # before anything is written
+    store.init(sweep.manifest())
     stats = SweepStats(total=len(sweep.runs), skipped=len(sweep.runs) - len(pending))
     if not pending:
         store.consolidate()
@@ -124,6 +141,26 @@ def run_sweep(sweep: Sweep | str | Path, out: str | Path, *, run_fn: RunFn | Non
         bar.close()
         store.consolidate()
     return stats
+
+
+def check_runs_feasible(sweep: Sweep, runs: list[RunSpec]) -> None:
+    """Reject a sweep up front if any run could never finish (a request longer than the KV
+    cache, a trace file that does not load, bad policy options...), naming the sweep file,
+    the key and the run, instead of failing those runs one by one later."""
+    from sim.runner import check_feasible
+    from sim.workload import generate_trace
+
+    traces: dict[str, Any] = {}
+    for spec in runs:
+        sc = spec.scenario
+        key = sc.model_dump_json(include={"seed", "model", "adapters", "workload"})
+        try:
+            if key not in traces:
+                traces[key] = generate_trace(sc)
+            check_feasible(sc, traces[key])
+        except LorasimError as e:
+            where = f"run {spec.run_id}: {spec.group}, policy {spec.policy}"
+            raise LorasimError(f"{e} ({where})") from None
 
 
 def _store(store: Store, spec: RunSpec, oc: Outcome, stats: SweepStats) -> None:

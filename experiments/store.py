@@ -85,6 +85,10 @@ class Store:
     def init(self, manifest: dict[str, Any]) -> None:
         for d in (self.runs_dir, self.timelines_dir, self.index_dir):
             d.mkdir(parents=True, exist_ok=True)
+            # temp files of writers killed mid-write (only the sweep's parent writes here)
+            for tmp in d.glob(".*.tmp"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
         atomic_write_text(self.root / MANIFEST, json.dumps(manifest, indent=1, default=_json_default))
 
     def save_ok(self, row: dict[str, Any], records: pd.DataFrame, timeline: pd.DataFrame | None,

@@ -217,6 +217,42 @@ def measure_contention(device: torch.device, quick: bool) -> float:
     return float(min(1.0, max(0.0, both / alone - 1.0)))
 
 
+def measure_adapter_copy(
+    shape: ModelShape, device: torch.device, rank: int, reps: int = 5
+) -> dict[str, float]:
+    """One all-module adapter of `rank` from pinned host memory into a GPU slot, as the
+    CudaDriver copies it: flat (one copy into the slot) and per module (A and B^T of every
+    layer: 2 x 7 x layers copies). Seconds of each (CUDA events, median), and the bytes."""
+    timer = Timer(device)
+    dtype = default_dtype(device)
+    slots = LoraSlots(shape, 1, rank, ALL_TARGETS, device, dtype)
+    host = torch.empty(slots.slot_numel, dtype=dtype)
+    host.zero_()
+    if timer.cuda:
+        host = host.pin_memory()
+    segs = list(slots.layout.values())
+    mods = [
+        (s, host[s.a_off : s.b_off].view(s.rank, s.d_in),
+         host[s.b_off : s.b_off + s.rank * s.d_out].view(s.rank, s.d_out))
+        for s in segs
+    ]
+
+    def flat() -> None:
+        slots.pool[0].copy_(host, non_blocking=True)
+
+    def per_module() -> None:
+        for s, a, bt in mods:
+            slots.A(s.layer, s.module)[0].copy_(a, non_blocking=True)
+            slots.Bt(s.layer, s.module)[0].copy_(bt, non_blocking=True)
+
+    return {
+        "bytes": float(slots.slot_bytes),
+        "copies": float(2 * len(segs)),
+        "flat_s": timer.events(flat, reps),
+        "per_module_s": timer.events(per_module, reps),
+    }
+
+
 # ---- compute ---------------------------------------------------------------------------------
 
 
@@ -256,26 +292,33 @@ def measure_compute(
             lora,
         )
 
+    def stepping(b: int, c: int, lora=None):
+        """Consecutive decode steps whose context grows by one, as the driver runs them (a
+        shape-keyed cache that only ever sees one context would hide per-shape costs)."""
+        k = iter(range(1 << 30))
+        return lambda: model.forward(decode_input(b, c + next(k) % 2, lora), kv).argmax(-1)
+
     decode = []
     for b in grid["batch"]:
         row = []
         for c in grid["context"]:
-            inp = decode_input(b, c)
-            row.append(timer.median(lambda inp=inp: model.forward(inp, kv).argmax(-1), reps))
+            row.append(timer.median(stepping(b, c), reps))
         decode.append(row)
         progress(f"  decode batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
 
     b, c = min(32, rows), min(256, max(grid["context"]))
-    base = timer.median(lambda: model.forward(decode_input(b, c), kv).argmax(-1), reps)
+    base = timer.median(stepping(b, c), reps)
     lora = []
     for n in grid["adapters"]:
         if n == 0:
             lora.append(0.0)
             continue
 
-        def run(n=n) -> None:
+        k = iter(range(1 << 30))
+
+        def run(n=n, k=k) -> None:
             lb = slots.batch([i % n for i in range(b)])  # built per forward, as the driver does
-            model.forward(decode_input(b, c, lb), kv).argmax(-1)
+            model.forward(decode_input(b, c + next(k) % 2, lb), kv).argmax(-1)
 
         lora.append(max(0.0, timer.median(run, reps) - base))
     progress(
@@ -328,6 +371,15 @@ def calibrate(
         f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s, disk {disk:.2f} GB/s, contention {contention:.3f}"
     )
     rank = min(rank, 8) if quick else rank
+    ad = measure_adapter_copy(shape, dev, rank, reps)
+    peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
+    flat_bw = ad["bytes"] / ad["flat_s"]
+    progress(
+        f"  adapter copy (rank {rank}, {ad['bytes'] / 1e6:.0f} MB): flat {ad['flat_s'] * 1e3:.2f} ms"
+        f" = {flat_bw / 1e9:.2f} GB/s = {100 * flat_bw / peak:.1f}% of the pinned peak"
+        f" {peak / 1e9:.2f} GB/s; per module ({int(ad['copies'])} copies)"
+        f" {ad['per_module_s'] * 1e3:.2f} ms"
+    )
     prefill, decode, lora = measure_compute(shape, dev, grid, rank=rank, progress=progress)
     return HardwareProfile(
         name=name,

@@ -29,27 +29,24 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def _gqa_native() -> bool:
-    try:
-        major, minor = (int(x) for x in torch.__version__.split(".")[:2])
-    except ValueError:
-        return False
-    return (major, minor) >= (2, 5)
-
-
-_GQA = _gqa_native()
-
-
 def _attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """SDPA with grouped KV heads (no repeated copy of K/V where torch supports GQA)."""
-    if k.shape[1] != q.shape[1]:
-        if _GQA:
-            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-        rep = q.shape[1] // k.shape[1]
-        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    """Masked GQA attention as plain batched matmuls: q [B, H, lq, hd], k/v [B, KVH, lk, hd],
+    mask [B, 1, lq, lk] (True = visible) -> [B, H, lq, hd].
+
+    Not torch SDPA: with a boolean mask SDPA picks cuDNN on Hopper, which builds an execution
+    plan for every new (lq, lk); decode grows lk by one every step, so each step paid a plan
+    build per layer (~2 ms of CPU per call, most of a decode step on an H200). Two matmuls and
+    a softmax cost the same every step, which is also what makes calibration transfer."""
+    b, h, lq, hd = q.shape
+    kvh, lk = k.shape[1], k.shape[2]
+    rep = h // kvh
+    qg = q.reshape(b, kvh, rep * lq, hd)  # head i reads KV head i // rep (HF repeat_interleave)
+    s = torch.matmul(qg, k.transpose(-1, -2)).view(b, kvh, rep, lq, lk)
+    s = s.float().mul_(hd**-0.5).masked_fill_(~mask.view(b, 1, 1, lq, lk), float("-inf"))
+    p = torch.softmax(s, dim=-1).to(q.dtype).view(b, kvh, rep * lq, lk)
+    return torch.matmul(p, v).view(b, h, lq, hd)
 
 
 class KVPool:

@@ -96,6 +96,9 @@ def run(
         except ValueError as e:
             raise LorasimError(f"--policy: {e}") from None
     trace = generate_trace(sc)
+    from sim.runner import check_feasible
+
+    check_feasible(sc, trace)  # before the progress bar: a refusal is one clean line
     hw = load_hardware(sc.hardware, sc.model.shape())
     results = []
     for p in tqdm(policies, desc=sc.name, unit="policy", disable=len(policies) < 2):
@@ -156,7 +159,7 @@ def bench(
 
 
 def _register_optional() -> None:
-    for mod in ("experiments.cli", "gpu.cli"):
+    for mod in ("experiments.cli", "gpu.cli", "sim.check"):
         try:
             m = __import__(mod, fromlist=["register"])
         except ImportError:

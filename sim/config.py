@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from sim.core.model import ALL_TARGETS, ModelShape
 from sim.errors import ConfigError
@@ -76,6 +84,17 @@ class HardwareCfg(_Strict):
     pin_cache: Literal["warm", "cold"] = "warm"
 
 
+def _check_targets(v):
+    if v == "all":
+        return v
+    if not v:
+        raise ValueError("must name at least one module")
+    bad = [t for t in v if t not in ALL_TARGETS]
+    if bad:
+        raise ValueError(f"unknown modules {bad}; expected a subset of {list(ALL_TARGETS)}")
+    return v
+
+
 class AdapterGroup(_Strict):
     count: int = Field(gt=0)
     rank: int = Field(64, gt=0)
@@ -84,14 +103,7 @@ class AdapterGroup(_Strict):
     @field_validator("targets")
     @classmethod
     def _targets(cls, v):
-        if v == "all":
-            return v
-        if not v:
-            raise ValueError("must name at least one module")
-        bad = [t for t in v if t not in ALL_TARGETS]
-        if bad:
-            raise ValueError(f"unknown modules {bad}; expected a subset of {list(ALL_TARGETS)}")
-        return v
+        return _check_targets(v)
 
     def target_tuple(self) -> tuple[str, ...]:
         return ALL_TARGETS if self.targets == "all" else tuple(self.targets)
@@ -106,6 +118,11 @@ class AdaptersCfg(_Strict):
     targets: list[str] | Literal["all"] = "all"
     groups: list[AdapterGroup] | None = None
     peft_dir: str | None = None
+
+    @field_validator("targets")
+    @classmethod
+    def _targets(cls, v):
+        return _check_targets(v)
 
     @model_validator(mode="after")
     def _one_form(self):
@@ -227,6 +244,12 @@ class Scenario(_Strict):
     serving: ServingCfg = ServingCfg()
     policies: list[str] = Field(default_factory=lambda: ["lru", "slora", "overlap", "history", "resident"])
     policy_options: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # where it was read from (file or sweep), for errors found after validation
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> str:
+        return self._source or f"scenario {self.name!r}"
 
     @field_validator("policies")
     @classmethod
@@ -268,21 +291,35 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     if not isinstance(data, dict):
         raise ConfigError(source, "", f"expected a mapping of scenario keys, got {type(data).__name__}")
     try:
-        return Scenario.model_validate(data)
+        sc = Scenario.model_validate(data)
     except ValidationError as err:
         raise validation_error(source, err) from None
+    sc._source = source
+    return sc
 
 
 def read_yaml(path: str | Path) -> Any:
     p = Path(path)
     if not p.exists():
         raise ConfigError(str(p), "", "file not found")
+    if not p.is_file():
+        raise ConfigError(str(p), "", "not a file")
     try:
-        return yaml.safe_load(p.read_text())
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(str(p), f"byte {e.start}", "not a UTF-8 text file (binary?)") from None
+    except OSError as e:
+        raise ConfigError(str(p), "", f"cannot read: {e.strerror or e}") from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else ""
-        raise ConfigError(str(p), where, f"not valid YAML: {getattr(e, 'problem', e)}") from None
+        pos = getattr(e, "position", None)  # reader errors: bad characters
+        where = f"line {mark.line + 1}" if mark else (f"character {pos}" if pos is not None else "")
+        what = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e)
+        raise ConfigError(str(p), where, f"not valid YAML: {' '.join(str(what).split())}") from None
+    except RecursionError:
+        raise ConfigError(str(p), "", "not valid YAML: nested too deeply") from None
 
 
 def load_scenario(path: str | Path) -> Scenario:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from sim.config import Scenario
+from sim.core.engine import STALL_ITERATIONS, STALL_S
 from sim.core.model import Trace
 from sim.errors import ScenarioError
 
@@ -48,18 +50,52 @@ def finish_run(engine, timeline_rows: list, counters: dict, policy: str, meta: d
 
 
 def check_feasible(sc: Scenario, trace: Trace) -> None:
-    """Reject scenarios that could never finish, before simulating them."""
+    """Reject scenarios that could never finish, before simulating them.
+
+    Every message names the scenario's file (or sweep), the key and what was expected."""
+    src = sc.source
     kv = sc.serving.kv_cache_tokens
+    if not trace.requests:
+        raise ScenarioError(f"{src}: workload: the trace has no requests")
     for r in trace.requests:
         if r.input_len + r.output_len > kv:
             raise ScenarioError(
-                f"request {r.rid} needs {r.input_len}+{r.output_len} KV tokens but "
-                f"serving.kv_cache_tokens is {kv}: it could never be scheduled"
+                f"{src}: serving.kv_cache_tokens: request {r.rid} needs {r.input_len}+{r.output_len} "
+                f"KV tokens but serving.kv_cache_tokens is {kv}: it could never be scheduled"
+            )
+        if r.input_len < 1 or r.output_len < 1:
+            raise ScenarioError(
+                f"{src}: workload: request {r.rid} has {r.input_len} prompt and {r.output_len} "
+                "output tokens; expected at least 1 of each"
+            )
+        if not math.isfinite(r.arrival) or r.arrival < 0:
+            raise ScenarioError(
+                f"{src}: workload.arrival: request {r.rid} arrives at {r.arrival!r}; expected a "
+                "finite time >= 0 (is the rate too small?)"
             )
     names = {a.name for a in trace.adapters}
     missing = {r.adapter for r in trace.requests if r.adapter is not None and r.adapter not in names}
     if missing:
-        raise ScenarioError(f"trace names adapters not in the population: {sorted(missing)[:5]}")
+        raise ScenarioError(
+            f"{src}: adapters: the trace names adapters not in the population: {sorted(missing)[:5]}"
+        )
+    small = [a.name for a in trace.adapters if a.nbytes <= 0]
+    if small:
+        raise ScenarioError(f"{src}: adapters: adapter(s) {small[:5]} have no bytes to load")
+    check_policy_options(sc)
+
+
+def check_policy_options(sc: Scenario) -> None:
+    """Every `policy_options` entry names a policy and options it accepts."""
+    from sim.policies import registry
+
+    for name, opts in sc.policy_options.items():
+        if not isinstance(opts, dict):
+            raise ScenarioError(f"{sc.source}: policy_options.{name}: expected a mapping of options")
+        try:
+            registry.create(name, **opts)
+        except (TypeError, ValueError) as e:
+            raise ScenarioError(f"{sc.source}: policy_options.{name}: {e}") from None
 
 
 def simulate(
@@ -69,11 +105,14 @@ def simulate(
     trace: Trace | None = None,
     hardware: Any = None,
     check: bool = False,
+    stall_s: float | None = STALL_S,
+    stall_iterations: int | None = STALL_ITERATIONS,
 ) -> RunResult:
     """Run `policy` on the scenario's trace in the SimPy driver.
 
     `trace`/`hardware` may be given to share them across policies or to inject test models;
-    `check=True` runs the invariant checker after every iteration.
+    `check=True` runs the invariant checker after every iteration; `stall_s` /
+    `stall_iterations` set the engine's livelock guard (None disables it).
     """
     from sim.core.engine import Engine
     from sim.hw import load_hardware
@@ -89,8 +128,10 @@ def simulate(
     try:
         pol = registry.create(policy, **sc.policy_options.get(policy, {}))
     except (TypeError, ValueError) as e:
-        raise ScenarioError(f"policy_options.{policy}: {e}") from None
-    engine = Engine(trace, sc.serving, pol, estimator=hardware)
+        raise ScenarioError(f"{sc.source}: policy_options.{policy}: {e}") from None
+    engine = Engine(
+        trace, sc.serving, pol, estimator=hardware, stall_s=stall_s, stall_iterations=stall_iterations
+    )
     if check:
         from sim.core.invariants import InvariantChecker
 

@@ -43,11 +43,31 @@ from sim.errors import DeadlockError
 Key = str | None
 
 
+# Livelock guard defaults: requests wait but none is admitted, decoded or finished for this
+# long (simulated seconds), or for this many iterations without progress or an arrival.
+STALL_S = 3600.0
+STALL_ITERATIONS = 100_000
+
+
 class Engine:
-    def __init__(self, trace: Trace, serving: ServingCfg, policy: Any, estimator: Any = None):
+    def __init__(
+        self,
+        trace: Trace,
+        serving: ServingCfg,
+        policy: Any,
+        estimator: Any = None,
+        *,
+        stall_s: float | None = STALL_S,
+        stall_iterations: int | None = STALL_ITERATIONS,
+    ):
         """`estimator`: optional cost model (copy.load_time, compute.forward_time) that
         cost-aware policies may use to *predict* durations, as a server would from its
-        calibrated profile. The engine itself never uses it to advance time."""
+        calibrated profile. The engine itself never uses it to advance time.
+
+        `stall_s` / `stall_iterations`: the livelock guard (None disables either). While
+        requests wait, the engine raises DeadlockError naming them if no prefill is
+        scheduled, no decode step runs and no request finishes for `stall_s` simulated
+        seconds, or for `stall_iterations` iterations in a row that also see no arrival."""
         self.trace = trace
         self.estimator = estimator
         self.cfg = serving
@@ -78,6 +98,13 @@ class Engine:
         self.ready_seen: dict[Key, float] = {}  # when the scheduler saw an async load finish
         self.now = 0.0
         self.check = None  # optional invariant checker: callable(engine)
+        self.stall_s = stall_s
+        self.stall_iterations = stall_iterations
+        self._prefills = 0  # prefill batches scheduled (progress marker)
+        self._progress: tuple[int, int, int] = (-1, -1, -1)
+        self._progress_t = 0.0
+        self._progress_iter = 0
+        self._was_waiting = False
         policy.bind(self)
 
     @property
@@ -151,8 +178,10 @@ class Engine:
         while not sched.all_done():
             self.counters["iterations"] += 1
             self.now = yield Now()
-            for st in sched.admit_arrivals(self.now):
+            arrived = sched.admit_arrivals(self.now)
+            for st in arrived:
                 policy.on_arrival(st, self.now)
+            self._watch_progress(bool(arrived))
             done = yield PollLoads()
             for lid in done:
                 if lid not in self.inflight:
@@ -172,6 +201,7 @@ class Engine:
 
             plan = sched.form_prefill(self.admit, policy.order)
             if plan is not None:
+                self._prefills += 1
                 sched.start_prefill(plan, self.now)
                 policy.on_batch(plan, self.now)
             policy.after_schedule(plan, self.now)  # prefetch planning
@@ -181,6 +211,8 @@ class Engine:
 
             if plan is not None:
                 batch = self._batch(plan)
+                if self.check is not None and hasattr(self.check, "on_forward"):
+                    self.check.on_forward(self, batch, frozenset(self.wait_lids))
                 for lid in sorted(self.wait_lids):
                     t0 = self.now
                     t1 = yield WaitLoad(lid)
@@ -210,8 +242,11 @@ class Engine:
 
             if sched.running:
                 stop_on_load = bool(policy.load_completion_unblocks and self.inflight and sched.waiting)
+                dbatch = self._decode_batch()
+                if self.check is not None and hasattr(self.check, "on_forward"):
+                    self.check.on_forward(self, dbatch, frozenset())
                 res = yield Forward(
-                    self._decode_batch(),
+                    dbatch,
                     max_steps=sched.decode_horizon(),
                     until=sched.next_arrival(),
                     stop_on_load=stop_on_load,
@@ -229,6 +264,56 @@ class Engine:
             self.now = yield Idle(nxt)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _watch_progress(self, arrived: bool) -> None:
+        """Livelock guard: see `stall_s` / `stall_iterations` in __init__."""
+        it = int(self.counters["iterations"])
+        mark = (self.sched.finished, len(self.step_ends), self._prefills)
+        waiting = bool(self.sched.waiting)
+        fresh = mark != self._progress or not waiting or not self._was_waiting
+        self._was_waiting = waiting
+        if fresh:  # progress, or the queue just became non-empty: restart the clock
+            self._progress, self._progress_t, self._progress_iter = mark, self.now, it
+            return
+        if arrived:
+            self._progress_iter = it
+        idle_s = self.now - self._progress_t
+        idle_it = it - self._progress_iter
+        if (self.stall_s is not None and idle_s > self.stall_s) or (
+            self.stall_iterations is not None and idle_it > self.stall_iterations
+        ):
+            raise DeadlockError(self._diagnose_livelock(idle_s, idle_it))
+
+    def _adapter_state(self, a: Key) -> str:
+        pool = self.pool
+        if not getattr(self.policy, "uses_slots", True):
+            return "always resident"
+        if pool.is_loading(a):
+            lid = self.lid_of(a)
+            return f"loading in slot {pool.slot_of[a]}" + (f" (load {lid})" if lid is not None else "")
+        if pool.is_ready(a):
+            return f"ready in slot {pool.slot_of[a]}"
+        return "not on the GPU"
+
+    def _diagnose_livelock(self, idle_s: float, idle_it: int) -> str:
+        sched = self.sched
+        stuck = sched.waiting[:5]
+        parts = [
+            f"request {st.rid} (adapter {st.adapter!r}: {self._adapter_state(st.adapter)}; "
+            f"waiting since t={st.req.arrival:.3f}s, skipped {st.skipped}x)"
+            for st in stuck
+        ]
+        more = f" and {len(sched.waiting) - len(stuck)} more" if len(sched.waiting) > len(stuck) else ""
+        inflight = sorted(map(str, self.inflight.values()))
+        return (
+            f"livelock at t={self.now:.3f}s: {len(sched.waiting)} request(s) waiting but none "
+            f"scheduled, decoded or finished for {idle_s:.3f} simulated s ({idle_it} iterations; "
+            f"limits stall_s={self.stall_s}, stall_iterations={self.stall_iterations}) under "
+            f"policy {getattr(self.policy, 'name', '?')!r}; stuck: {', '.join(parts)}{more}; "
+            f"running {len(sched.running)}, loads in flight {inflight}; slots "
+            f"{sorted(map(str, self.pool.slot_of))} of {self.pool.capacity}; "
+            f"KV used {sched.kv_used}/{self.cfg.kv_cache_tokens}"
+        )
+
     def _slot(self, a: Key) -> int:
         return self.pool.slot_of.get(a, -1) if a is not None else self.pool.slot_of.get(None, -1)
 

@@ -7,6 +7,7 @@ to evict (via the pool's lru/fifo order). Time, streams and copies belong to the
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 from sim.config import ServingCfg
@@ -17,6 +18,22 @@ if TYPE_CHECKING:
     from sim.core.scheduler import PrefillPlan
 
 Key = str | None
+
+
+def int_option(policy: str, name: str, v, lo: int) -> int:
+    """A policy option that must be an integer >= lo (ValueError naming it otherwise)."""
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+        raise ValueError(f"policy {policy!r}: option {name} must be an integer >= {lo}, got {v!r}")
+    return v
+
+
+def number_option(policy: str, name: str, v, lo: float, strict: bool = False) -> float:
+    """A policy option that must be a finite number >= lo (> lo if strict)."""
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not ok or v < lo or (strict and v == lo):
+        rel = ">" if strict else ">="
+        raise ValueError(f"policy {policy!r}: option {name} must be a number {rel} {lo}, got {v!r}")
+    return float(v)
 
 
 class Policy:

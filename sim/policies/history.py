@@ -12,7 +12,7 @@ import math
 
 from sim.core.model import RequestState
 from sim.core.scheduler import PrefillPlan
-from sim.policies.base import Key
+from sim.policies.base import Key, int_option, number_option
 from sim.policies.lru import BlockingLRU
 
 
@@ -21,10 +21,9 @@ class HistoryPrefetch(BlockingLRU):
 
     def __init__(self, half_life_s: float = 5.0, max_predictions: int = 3, **options):
         super().__init__(**options)
-        if half_life_s <= 0:
-            raise ValueError("half_life_s must be > 0")
+        half_life_s = number_option(self.name, "half_life_s", half_life_s, 0.0, strict=True)
         self.decay = math.log(2) / half_life_s
-        self.max_predictions = max_predictions
+        self.max_predictions = int_option(self.name, "max_predictions", max_predictions, 0)
         self.score: dict[Key, float] = {}
         self.stamp: dict[Key, float] = {}
 

@@ -23,7 +23,7 @@ from sim.config import ServingCfg
 from sim.core.effects import Batch, BatchItem
 from sim.core.model import RequestState
 from sim.core.scheduler import PrefillPlan
-from sim.policies.base import Key, Policy
+from sim.policies.base import Key, Policy, int_option, number_option
 
 
 class LookaheadOverlap(Policy):
@@ -40,12 +40,10 @@ class LookaheadOverlap(Policy):
         **options,
     ):
         super().__init__(**options)
-        if lookahead < 0 or max_inflight < 1 or wait_factor < 0:
-            raise ValueError("need lookahead >= 0, max_inflight >= 1, wait_factor >= 0")
-        self.lookahead = lookahead
-        self.max_inflight = max_inflight
-        self.wait_factor = wait_factor
-        self.busy_wait_factor = busy_wait_factor
+        self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
+        self.max_inflight = int_option(self.name, "max_inflight", max_inflight, 1)
+        self.wait_factor = number_option(self.name, "wait_factor", wait_factor, 0.0)
+        self.busy_wait_factor = number_option(self.name, "busy_wait_factor", busy_wait_factor, 0.0)
         self.predicted_done: dict[Key, float] = {}
         self.stream_free = 0.0
         self.unused: set[Key] = set()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from sim.config import ServingCfg
 from sim.core.model import RequestState
-from sim.policies.base import Key, Policy
+from sim.policies.base import Key, Policy, int_option
 
 
 class OverlapLoading(Policy):
@@ -23,7 +23,9 @@ class OverlapLoading(Policy):
 
     def __init__(self, launch_ahead: int | None = None, **options):
         super().__init__(**options)
-        self._launch_ahead = launch_ahead
+        self._launch_ahead = (
+            None if launch_ahead is None else int_option(self.name, "launch_ahead", launch_ahead, 1)
+        )
 
     def bind(self, engine) -> None:
         super().bind(engine)

@@ -9,7 +9,7 @@ promoted (used in place) when its request is scheduled, and waited for if still 
 from __future__ import annotations
 
 from sim.core.scheduler import PrefillPlan
-from sim.policies.base import Key
+from sim.policies.base import Key, int_option
 from sim.policies.lru import BlockingLRU
 
 
@@ -19,7 +19,8 @@ class SLoRAPrefetch(BlockingLRU):
 
     def __init__(self, lookahead: int = 32, **options):
         super().__init__(**options)
-        self.lookahead = lookahead  # waiting-queue entries examined per iteration
+        # waiting-queue entries examined per iteration
+        self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.unused: set[Key] = set()  # prefetched, not yet used by a batch
 
     def on_batch(self, plan: PrefillPlan, now: float) -> None:

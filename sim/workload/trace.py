@@ -46,7 +46,7 @@ def generate_trace(sc: Scenario) -> Trace:
     if wl.arrival.process == "trace":
         tr = load_trace(wl.arrival.path or "", adapters)
         return Trace(tr.adapters, tr.requests, {**tr.meta, "seed": sc.seed, "scenario": sc.name})
-    requests = generate_requests(wl, adapters, sc.seed, source=f"scenario {sc.name!r}")
+    requests = generate_requests(wl, adapters, sc.seed, source=sc.source)
     return Trace(adapters, requests, _summary(sc, adapters, requests))
 
 
