@@ -19,7 +19,8 @@ from sim.errors import LorasimError
 app = typer.Typer(
     name="lorasim",
     help=(
-        "Simulate LoRA adapter loading policies (lru, fifo, slora, overlap, history, resident) "
+        "Simulate LoRA adapter loading policies (lru, fifo, slora, overlap, history, lookahead; "
+        "oracles resident, zero_load) "
         "for your adapters, traffic and GPU; sweep, plot, report; calibrate and validate on a GPU."
     ),
     no_args_is_help=True,
@@ -128,8 +129,7 @@ def policies() -> None:
 
     for name in registry.names():
         cls = registry._REGISTRY[name]
-        doc = (sys.modules[cls.__module__].__doc__ or cls.__doc__ or "").strip().splitlines()[0]
-        typer.echo(f"{name:10s} {doc}")
+        typer.echo(f"{name:10s} {getattr(cls, 'summary', '')}")
 
 
 @app.command()

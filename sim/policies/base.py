@@ -38,6 +38,7 @@ def number_option(policy: str, name: str, v, lo: float, strict: bool = False) ->
 
 class Policy:
     name = "base"
+    summary = ""  # one line for `lorasim policies`
     #: uses GPU slots beyond max_loras_per_batch (slora's prefetch slots)
     uses_prefetch_slots = False
     #: a finished async load can make a waiting request schedulable (overlap)

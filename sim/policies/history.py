@@ -18,6 +18,7 @@ from sim.policies.lru import BlockingLRU
 
 class HistoryPrefetch(BlockingLRU):
     name = "history"
+    summary = "blocking loads + prefetch of recent/frequent adapters into empty slots only"
 
     def __init__(self, half_life_s: float = 5.0, max_predictions: int = 3, **options):
         super().__init__(**options)

@@ -28,6 +28,7 @@ from sim.policies.base import Key, Policy, int_option, number_option
 
 class LookaheadOverlap(Policy):
     name = "lookahead"
+    summary = "async loads, queue lookahead prefetch, next-use eviction, cost-aware batch merging (new)"
     load_completion_unblocks = True
     eviction = "lru"
 

@@ -13,6 +13,7 @@ from sim.policies.base import Key, Policy
 
 class BlockingLRU(Policy):
     name = "lru"
+    summary = "blocking load on the compute stream before the forward; evict least recently used"
     eviction = "lru"
 
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
@@ -31,4 +32,5 @@ class BlockingLRU(Policy):
 
 class BlockingFIFO(BlockingLRU):
     name = "fifo"
+    summary = "blocking load like lru; evict the adapter loaded first"
     eviction = "fifo"

@@ -18,6 +18,7 @@ from sim.policies.base import Key, Policy, int_option
 
 class OverlapLoading(Policy):
     name = "overlap"
+    summary = "every load async on one load stream; skip requests until their adapter is loaded (SGLang)"
     load_completion_unblocks = True
     eviction = "lru"
 

@@ -16,6 +16,7 @@ from sim.policies.base import Key, Policy
 
 class ResidentOracle(Policy):
     name = "resident"
+    summary = "oracle: all adapters on the GPU, no loads, no slot limit (lower bound)"
     uses_slots = False
     unbounded = True
 
@@ -34,4 +35,5 @@ class ResidentOracle(Policy):
 
 class ZeroLoadOracle(ResidentOracle):
     name = "zero_load"
+    summary = "oracle: no load cost, same max_loras_per_batch rule (isolates loading cost)"
     unbounded = False

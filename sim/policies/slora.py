@@ -15,6 +15,7 @@ from sim.policies.lru import BlockingLRU
 
 class SLoRAPrefetch(BlockingLRU):
     name = "slora"
+    summary = "blocking loads + async prefetch of the queue head's adapters into extra slots (S-LoRA)"
     uses_prefetch_slots = True
 
     def __init__(self, lookahead: int = 32, **options):
