@@ -128,7 +128,7 @@ def policies() -> None:
     from sim.policies import registry
 
     for name in registry.names():
-        cls = registry._REGISTRY[name]
+        cls = registry.get(name)
         typer.echo(f"{name:10s} {getattr(cls, 'summary', '')}")
 
 

@@ -36,3 +36,9 @@ def check_name(name: str) -> None:
 def create(name: str, **options: Any):
     check_name(name)
     return _REGISTRY[name](**options)
+
+
+def get(name: str):
+    """The policy class (factory) registered under `name`."""
+    check_name(name)
+    return _REGISTRY[name]
