@@ -104,3 +104,21 @@ def test_lora_changes_only_its_requests(tmp_path):
     base = m.forward(StepInput(seq, [2], [0], [5]), kv)
     torch.testing.assert_close(out[1], base[0], rtol=1e-4, atol=1e-4)
     assert (out[0] - base[0]).abs().max() > 1e-3
+
+
+def test_matmul_attention_equals_sdpa_with_gqa_and_mask():
+    """gpu.model._attention (no cuDNN plans) is exact masked GQA attention."""
+    import torch.nn.functional as F
+
+    from gpu.model import _attention
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 8, 5, 16, generator=g)
+    k = torch.randn(3, 2, 9, 16, generator=g)
+    v = torch.randn(3, 2, 9, 16, generator=g)
+    mask = torch.rand(3, 1, 5, 9, generator=g) > 0.3
+    mask[..., 0] = True  # every query sees at least one key
+    ref = F.scaled_dot_product_attention(
+        q, k.repeat_interleave(4, dim=1), v.repeat_interleave(4, dim=1), attn_mask=mask
+    )
+    torch.testing.assert_close(_attention(q, k, v, mask), ref, rtol=1e-4, atol=1e-5)
