@@ -96,3 +96,19 @@ class Policy:
 
     def on_evict(self, adapter: Key) -> None:
         pass
+
+
+class TracksPrefetch:
+    """Mixin: counts prefetched adapters evicted before any batch used them (wasted copies).
+    Put it before the Policy base; call `self.unused.add(a)` when a prefetch starts."""
+
+    unused: set[Key]
+
+    def on_batch(self, plan: PrefillPlan, now: float) -> None:
+        super().on_batch(plan, now)  # type: ignore[misc]
+        self.unused -= plan.adapters
+
+    def on_evict(self, adapter: Key) -> None:
+        if adapter in self.unused:
+            self.unused.discard(adapter)
+            self.e.counters["prefetch_wasted"] += 1  # type: ignore[attr-defined]

@@ -23,10 +23,10 @@ from sim.config import ServingCfg
 from sim.core.effects import Batch, BatchItem
 from sim.core.model import RequestState
 from sim.core.scheduler import PrefillPlan
-from sim.policies.base import Key, Policy, int_option, number_option
+from sim.policies.base import Key, Policy, TracksPrefetch, int_option, number_option
 
 
-class LookaheadOverlap(Policy):
+class LookaheadOverlap(TracksPrefetch, Policy):
     name = "lookahead"
     summary = "async loads, queue lookahead prefetch, next-use eviction, cost-aware batch merging (new)"
     load_completion_unblocks = True
@@ -138,15 +138,6 @@ class LookaheadOverlap(Policy):
         return False
 
     # -- events ----------------------------------------------------------------------------
-    def on_batch(self, plan: PrefillPlan, now: float) -> None:
-        super().on_batch(plan, now)
-        self.unused -= plan.adapters
-
-    def on_evict(self, adapter: Key) -> None:
-        if adapter in self.unused:
-            self.unused.discard(adapter)
-            self.e.counters["prefetch_wasted"] += 1
-
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
         e = self.e
         if self.lookahead == 0:

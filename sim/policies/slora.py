@@ -9,11 +9,11 @@ promoted (used in place) when its request is scheduled, and waited for if still 
 from __future__ import annotations
 
 from sim.core.scheduler import PrefillPlan
-from sim.policies.base import Key, int_option
+from sim.policies.base import Key, TracksPrefetch, int_option
 from sim.policies.lru import BlockingLRU
 
 
-class SLoRAPrefetch(BlockingLRU):
+class SLoRAPrefetch(TracksPrefetch, BlockingLRU):
     name = "slora"
     summary = "blocking loads + async prefetch of the queue head's adapters into extra slots (S-LoRA)"
     uses_prefetch_slots = True
@@ -23,15 +23,6 @@ class SLoRAPrefetch(BlockingLRU):
         # waiting-queue entries examined per iteration
         self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.unused: set[Key] = set()  # prefetched, not yet used by a batch
-
-    def on_batch(self, plan: PrefillPlan, now: float) -> None:
-        super().on_batch(plan, now)
-        self.unused -= plan.adapters
-
-    def on_evict(self, adapter: Key) -> None:
-        if adapter in self.unused:
-            self.unused.discard(adapter)
-            self.e.counters["prefetch_wasted"] += 1
 
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
         e = self.e
