@@ -54,6 +54,10 @@ class _Load:
     end: Marker
     keep: Any = None  # temporary pinned buffers: alive until the copy has finished
     row_done: bool = False
+    # compute-stream loads: the load holds the compute stream from max(host work start,
+    # earlier compute work done) to the copy's end, as the SimPy driver's "blocking" row
+    host_t0: float | None = None
+    queued: Marker | None = None
 
 
 @dataclass
@@ -201,6 +205,12 @@ class CudaDriver:
     def _start_load(self, job: LoadJob) -> None:
         name = job.adapter.name
         self.host.evict(job.host_evicted)
+        queued = None
+        if job.stream == "compute":
+            # when the compute stream has finished the work queued before this load: the
+            # blocking row starts there or at the host work (disk read, pin), whichever is later
+            with self.clock.stream("compute"):
+                queued = self.clock.mark("compute")
         t0 = self.clock.now()
         if job.from_disk:
             self.host.evict(name)  # the engine says it is not in the host tier
@@ -225,7 +235,9 @@ class CudaDriver:
             m1 = self.clock.mark(which)
         self.slots.scaling[job.slot] = ad.scaling
         self.slots.owner[job.slot] = name
-        self.loads[job.lid] = _Load(job, m0, m1, keep=src if src is not ad else None)
+        self.loads[job.lid] = _Load(
+            job, m0, m1, keep=src if src is not ad else None, host_t0=t0, queued=queued
+        )
         self.stats.loads += 1
         self.stats.bytes_moved += ad.nbytes
         self.stats.per_kind[job.kind] = self.stats.per_kind.get(job.kind, 0) + 1
@@ -270,8 +282,14 @@ class CudaDriver:
         job = ld.job
         self._rows.append(("pcie", t0, t1, job.kind, job.adapter.name))
         if job.stream == "compute":
-            self._rows.append(("compute", t0, t1, "blocking", job.adapter.name))
-            self.counters["stall_s"] += t1 - t0
+            # like the SimPy driver: disk read and pinning of a compute-stream load block the
+            # compute lane too (the CPU does them before it can issue the next forward)
+            b0 = t0
+            if ld.host_t0 is not None:
+                b0 = max(ld.host_t0, ld.queued.time() if ld.queued is not None else ld.host_t0)
+                b0 = min(b0, t0)
+            self._rows.append(("compute", b0, t1, "blocking", job.adapter.name))
+            self.counters["stall_s"] += t1 - b0
 
     def _loads_pending(self) -> bool:
         return any(not ld.row_done for ld in self.loads.values())

@@ -76,13 +76,17 @@ def run_gpu(
     from gpu.adapters import write_population
     from gpu.driver import CudaDriver
     from sim.core.engine import Engine
+    from sim.hw import load_hardware
     from sim.policies import registry
     from sim.runner import check_feasible, finish_run
 
     shape = sc.model.shape()
     check_feasible(sc, trace)
     pol = registry.create(policy, **sc.policy_options.get(policy, {}))
-    engine = Engine(trace, sc.serving, pol)
+    # the engine gets the same cost model as in `simulate`: policies that predict (lookahead)
+    # decide from it, so both drivers must hand them the same estimator
+    hardware = load_hardware(sc.hardware, shape)
+    engine = Engine(trace, sc.serving, pol, estimator=hardware)
     root = Path(opts.adapter_dir or Path(tempfile.gettempdir()) / f"lorasim-adapters-{shape.name}")
     paths = write_population(root, trace.adapters, shape, seed=opts.seed)
     host_mode = pol.host_mode(sc.serving)
@@ -160,9 +164,16 @@ def run_validation(
             )
             for r in compare(g.summary, s.summary):
                 rows.append({"scenario": sc.name, "policy": pol, **r})
+            df = _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
+    return _write_tables(rows, out)
+
+
+def _write_tables(rows: list[dict], out: Path) -> pd.DataFrame:
+    from sim.hw.profile import atomic_write_text
+
     df = pd.DataFrame(rows, columns=["scenario", "policy", "metric", "gpu", "sim", "rel_err"])
-    df.to_csv(out / "errors.csv", index=False)
-    (out / "errors.md").write_text(error_table_markdown(df))
+    atomic_write_text(out / "errors.csv", df.to_csv(index=False))
+    atomic_write_text(out / "errors.md", error_table_markdown(df))
     return df
 
 

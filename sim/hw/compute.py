@@ -99,18 +99,37 @@ class RooflineCompute:
 
 class ProfileCompute:
     """Measured tables: prefill by total new tokens, decode step by (batch size, mean
-    context) bilinear, plus LoRA extra by distinct adapters scaled by mean rank / table rank.
+    context) bilinear, plus a LoRA extra by distinct adapters (decode) or by total tokens x
+    distinct adapters (prefill, when the profile measured it), interpolated in the batch's
+    mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
     Linear extrapolation beyond the measured range."""
 
     def __init__(self, profile: ComputeProfile):
         self.p = profile
+        self._dlora = profile.decode_lora()
+
+    @staticmethod
+    def _in_rank(rank: float, ranks: tuple[float, ...], values: list[float]) -> float:
+        if len(ranks) == 1:
+            return values[0] * rank / ranks[0]
+        return float(interp_linear(rank, ranks, values))
 
     def _lora_time(self, batch: Batch) -> float:
         ranks = _lora_ranks(batch)
-        if not ranks or self.p.lora is None:
+        if not ranks or self._dlora is None:
             return 0.0
-        t = float(interp_linear(len(ranks), self.p.lora.x, self.p.lora.y))
-        return t * (sum(ranks.values()) / len(ranks)) / self.p.lora_rank
+        n = len(ranks)
+        rank = sum(ranks.values()) / n
+        lp = self.p.lora_prefill
+        if batch.kind == "prefill" and lp is not None:
+            vals = [
+                float(interp_bilinear(batch.tokens, n, lp.tokens, lp.adapters, plane))
+                for plane in lp.seconds
+            ]
+            return max(0.0, self._in_rank(rank, lp.ranks, vals))
+        t = self._dlora
+        vals = [float(interp_linear(n, t.adapters, row)) for row in t.seconds]
+        return max(0.0, self._in_rank(rank, t.ranks, vals))
 
     def forward_time(self, batch: Batch) -> float:
         if not batch.items:

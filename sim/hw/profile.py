@@ -47,11 +47,46 @@ class Grid:
 
 
 @dataclass(frozen=True)
+class LoraTable:
+    """Extra seconds of a decode step with LoRA: seconds[i][j] at (ranks[i], adapters[j])."""
+
+    ranks: tuple[float, ...]  # one or more, strictly increasing
+    adapters: tuple[float, ...]  # distinct adapters in the batch
+    seconds: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True)
+class LoraPrefillTable:
+    """Extra seconds of a prefill forward with LoRA: seconds[i][j][k] at
+    (ranks[i], tokens[j], adapters[k])."""
+
+    ranks: tuple[float, ...]
+    tokens: tuple[float, ...]  # total new tokens of the prefill forward
+    adapters: tuple[float, ...]
+    seconds: tuple[tuple[tuple[float, ...], ...], ...]
+
+
+@dataclass(frozen=True)
 class ComputeProfile:
     prefill: Table  # x: total new tokens of one prefill forward
     decode: Grid  # one decode step over batch size x mean context
-    lora: Table | None = None  # x: distinct adapters in the batch, y: extra seconds per forward
-    lora_rank: int = 64  # rank the lora table was measured at
+    # Single-rank LoRA table (format v1): x distinct adapters, y extra seconds per forward,
+    # measured at `lora_rank`; cost elsewhere is scaled by rank / lora_rank.
+    lora: Table | None = None
+    lora_rank: int = 64
+    # Multi-rank LoRA table (format v2): replaces `lora` when set; rank is interpolated.
+    lora_ranks: LoraTable | None = None
+    # LoRA extra of prefill forwards over tokens x adapters (optional; without it prefill
+    # uses the decode LoRA table, as format v1 did).
+    lora_prefill: LoraPrefillTable | None = None
+
+    def decode_lora(self) -> LoraTable | None:
+        """The decode LoRA table in the multi-rank form, whichever form the profile has."""
+        if self.lora_ranks is not None:
+            return self.lora_ranks
+        if self.lora is None:
+            return None
+        return LoraTable((float(self.lora_rank),), self.lora.x, (self.lora.y,))
 
 
 @dataclass(frozen=True)
@@ -73,11 +108,25 @@ class HardwareProfile:
                 "seconds": [_floats(row) for row in c.decode.seconds],
             },
         }
-        if c.lora is not None:
+        if c.lora_ranks is not None:
+            compute["lora"] = {
+                "adapters": _ints(c.lora_ranks.adapters),
+                "ranks": _ints(c.lora_ranks.ranks),
+                "seconds": [_floats(row) for row in c.lora_ranks.seconds],
+            }
+        elif c.lora is not None:
             compute["lora"] = {
                 "adapters": _ints(c.lora.x),
                 "seconds": _floats(c.lora.y),
                 "rank": int(c.lora_rank),
+            }
+        if c.lora_prefill is not None:
+            lp = c.lora_prefill
+            compute["lora_prefill"] = {
+                "ranks": _ints(lp.ranks),
+                "tokens": _ints(lp.tokens),
+                "adapters": _ints(lp.adapters),
+                "seconds": [[_floats(row) for row in plane] for plane in lp.seconds],
             }
         return {
             "name": self.name,
@@ -123,10 +172,17 @@ class HardwareProfile:
         comp = r.mapping(r.get(top, "", "compute"), "compute")
         lora = None
         lora_rank = 64
+        lora_ranks = None
+        lora_prefill = None
         if comp.get("lora") is not None:
-            lora = r.table(comp, "compute.lora", "adapters")
             lora_m = r.mapping(comp["lora"], "compute.lora")
-            lora_rank = int(r.number(lora_m.get("rank", 64), "compute.lora.rank", positive=True))
+            if lora_m.get("ranks") is not None:
+                lora_ranks = r.lora_table(lora_m, "compute.lora")
+            else:
+                lora = r.table(comp, "compute.lora", "adapters")
+                lora_rank = int(r.number(lora_m.get("rank", 64), "compute.lora.rank", positive=True))
+        if comp.get("lora_prefill") is not None:
+            lora_prefill = r.lora_prefill(r.mapping(comp["lora_prefill"], "compute.lora_prefill"), "compute.lora_prefill")
         return HardwareProfile(
             name=r.string(top, "", "name"),
             device=r.string(top, "", "device"),
@@ -146,6 +202,8 @@ class HardwareProfile:
                 decode=r.grid(comp, "compute.decode"),
                 lora=lora,
                 lora_rank=lora_rank,
+                lora_ranks=lora_ranks,
+                lora_prefill=lora_prefill,
             ),
         )
 
@@ -216,11 +274,42 @@ class _Reader:
             raise self.fail(key, f"expected a non-empty list of numbers, got {v!r}")
         return tuple(self.number(x, f"{key}[{i}]", positive) for i, x in enumerate(v))
 
-    def axis(self, m: dict, prefix: str, name: str, positive: bool) -> tuple[float, ...]:
+    def axis(self, m: dict, prefix: str, name: str, positive: bool, min_len: int = 2) -> tuple[float, ...]:
         xs = self.numbers(self.get(m, prefix, name), f"{prefix}.{name}", positive)
-        if len(xs) < 2 or any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
-            raise self.fail(f"{prefix}.{name}", f"expected at least 2 strictly increasing values, got {list(xs)}")
+        if len(xs) < min_len or any(b <= a for a, b in zip(xs, xs[1:], strict=False)):
+            what = "at least 2 strictly increasing values" if min_len > 1 else "strictly increasing values"
+            raise self.fail(f"{prefix}.{name}", f"expected {what}, got {list(xs)}")
         return xs
+
+    def rows(self, v: Any, key: str, n_rows: int, n_cols: int, what: str) -> tuple[tuple[float, ...], ...]:
+        if not isinstance(v, list) or len(v) != n_rows:
+            raise self.fail(key, f"expected {n_rows} rows ({what}), each of {n_cols} numbers")
+        out = []
+        for i, row in enumerate(v):
+            vals = self.numbers(row, f"{key}[{i}]")
+            if len(vals) != n_cols:
+                raise self.fail(f"{key}[{i}]", f"expected {n_cols} values, got {len(vals)}")
+            out.append(vals)
+        return tuple(out)
+
+    def lora_table(self, m: dict, key: str) -> LoraTable:
+        ranks = self.axis(m, key, "ranks", True, min_len=1)
+        ads = self.axis(m, key, "adapters", False)
+        secs = self.rows(self.get(m, key, "seconds"), f"{key}.seconds", len(ranks), len(ads), "one per rank")
+        return LoraTable(ranks, ads, secs)
+
+    def lora_prefill(self, m: dict, key: str) -> LoraPrefillTable:
+        ranks = self.axis(m, key, "ranks", True, min_len=1)
+        toks = self.axis(m, key, "tokens", True)
+        ads = self.axis(m, key, "adapters", False)
+        planes = self.get(m, key, "seconds")
+        if not isinstance(planes, list) or len(planes) != len(ranks):
+            raise self.fail(f"{key}.seconds", f"expected {len(ranks)} planes (one per rank) of {len(toks)} x {len(ads)}")
+        secs = tuple(
+            self.rows(p, f"{key}.seconds[{i}]", len(toks), len(ads), "one per tokens value")
+            for i, p in enumerate(planes)
+        )
+        return LoraPrefillTable(ranks, toks, ads, secs)
 
     def table(self, parent: dict, key: str, xname: str, positive_x: bool = False) -> Table:
         m = self.mapping(self.get(parent, *key.rsplit(".", 1)), key)
