@@ -164,7 +164,7 @@ def run_validation(
             )
             for r in compare(g.summary, s.summary):
                 rows.append({"scenario": sc.name, "policy": pol, **r})
-            df = _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
+            _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
     return _write_tables(rows, out)
 
 

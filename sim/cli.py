@@ -68,7 +68,9 @@ def _print_table(title: str, summaries: list[dict]) -> None:
     Console(width=width).print(t)
 
 
-@app.command()
+@app.command(
+    epilog="Example: lorasim run configs/scenarios/zipf.yaml -p lru -p overlap -p lookahead --out out/zipf"
+)
 def run(
     config: Annotated[Path, typer.Argument(help="scenario YAML (see configs/scenarios/)")],
     policy: Annotated[
