@@ -10,8 +10,12 @@ What is measured, and how it maps onto the simulator's tables:
 - Contention: a GEMM loop's time with and without a side-stream copy in flight.
 - Forward times of the harness's own model (gpu.model), each forward timed alone with a
   synchronize on both sides, as the CudaDriver runs them: prefill over total tokens (items
-  of at most 512 tokens, context 0), decode step over batch x context, and the extra time of
-  LoRA over the number of distinct adapters (decode step of 32 requests at rank `rank`).
+  of at most 512 tokens, context 0) and decode step over batch x context (median of `reps`;
+  written non-decreasing in tokens, batch and context: a running maximum, since more work
+  never takes less time and dips are noise). LoRA extra time at several ranks: over the
+  number of distinct adapters for a decode step of 32 requests, and over total tokens x
+  distinct adapters for a prefill; each measured as interleaved pairs (step without LoRA,
+  same step with LoRA) so drift cancels, extra = median(with) - median(without).
 On CPU (no CUDA) the same code runs with host copies standing in for H2D, for tests.
 """
 
@@ -22,6 +26,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,7 +34,15 @@ import torch
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
 from sim.core.model import ALL_TARGETS, ModelShape
-from sim.hw.profile import ComputeProfile, Grid, HardwareProfile, PcieProfile, Table
+from sim.hw.profile import (
+    ComputeProfile,
+    Grid,
+    HardwareProfile,
+    LoraPrefillTable,
+    LoraTable,
+    PcieProfile,
+    Table,
+)
 
 KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
 
@@ -40,8 +53,15 @@ GRIDS = {
         "batch": [1, 8, 32, 64, 128],
         "context": [128, 512, 1024, 2048],
         "adapters": [0, 1, 2, 4, 8, 16],
+        "lora_ranks": [16, 64, 256],
+        "prefill_lora_ranks": [64, 256],
+        "prefill_lora_tokens": [256, 1024, 2048],
+        "prefill_lora_adapters": [1, 2, 4, 8],
         "pin_bytes": 256 * MB,
-        "reps": 5,
+        "reps": 5,  # copies
+        "compute_reps": 9,
+        "lora_reps": 7,
+        "prefill_lora_reps": 5,
     },
     "quick": {
         "sizes": [4 * KB, 64 * KB, 1 * MB, 4 * MB],
@@ -49,8 +69,15 @@ GRIDS = {
         "batch": [1, 2, 4],
         "context": [4, 8, 16],
         "adapters": [0, 1, 2],
+        "lora_ranks": [4, 8],
+        "prefill_lora_ranks": [4, 8],
+        "prefill_lora_tokens": [8, 16],
+        "prefill_lora_adapters": [1, 2],
         "pin_bytes": 4 * MB,
         "reps": 3,
+        "compute_reps": 3,
+        "lora_reps": 3,
+        "prefill_lora_reps": 3,
     },
 }
 
@@ -65,6 +92,27 @@ class Timer:
     def sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)
+
+    def once(self, fn: Callable[[], object]) -> float:
+        self.sync()
+        t0 = time.perf_counter()
+        fn()
+        self.sync()
+        return time.perf_counter() - t0
+
+    def paired(
+        self, fa: Callable[[], object], fb: Callable[[], object], reps: int, warmup: int = 1
+    ) -> tuple[float, float]:
+        """Medians of `fa` and `fb` timed alternately (a, b, a, b, ...): slow drift (clocks,
+        temperature) hits both alike, so their difference is steadier than two runs apart."""
+        for _ in range(warmup):
+            fa()
+            fb()
+        a, b = [], []
+        for _ in range(reps):
+            a.append(self.once(fa))
+            b.append(self.once(fb))
+        return statistics.median(a), statistics.median(b)
 
     def median(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
         for _ in range(warmup):
@@ -100,6 +148,17 @@ def _monotone(xs: list[float]) -> list[float]:
     for x in xs:
         m = max(m, x)
         out.append(m)
+    return out
+
+
+def monotone_grid(rows: list[list[float]]) -> list[list[float]]:
+    """Running maximum along each row, then down each column: the smallest grid at or above
+    the measurement that never decreases in either axis (decode time vs context and batch)."""
+    out = [_monotone(r) for r in rows]
+    for j in range(len(out[0]) if out else 0):
+        col = _monotone([r[j] for r in out])
+        for i, v in enumerate(col):
+            out[i][j] = v
     return out
 
 
@@ -256,32 +315,47 @@ def measure_adapter_copy(
 # ---- compute ---------------------------------------------------------------------------------
 
 
-def _prefill_input(tokens: int, vocab: int, device, row0: int = 0) -> StepInput:
-    lens = [512] * (tokens // 512) + ([tokens % 512] if tokens % 512 else [])
+def _prefill_input(
+    tokens: int, vocab: int, device, row0: int = 0, item: int = 512, lora=None
+) -> StepInput:
+    lens = [item] * (tokens // item) + ([tokens % item] if tokens % item else [])
     toks = torch.randint(0, vocab, (tokens,), device=device)
-    return StepInput(toks, list(range(row0, row0 + len(lens))), [0] * len(lens), lens)
+    return StepInput(toks, list(range(row0, row0 + len(lens))), [0] * len(lens), lens, lora)
+
+
+@dataclass
+class ComputeTables:
+    prefill: list[float]
+    decode: list[list[float]]
+    lora: LoraTable
+    lora_prefill: LoraPrefillTable | None
+    raw: dict = field(default_factory=dict)  # before the running maxima (for the log)
 
 
 def measure_compute(
-    shape: ModelShape, device: torch.device, grid: dict, *, rank: int = 64, progress=print
-):
+    shape: ModelShape, device: torch.device, grid: dict, *, progress=print
+) -> ComputeTables:
     dtype = default_dtype(device)
     timer = Timer(device)
-    reps = grid["reps"]
-    n_slots = max(grid["adapters"]) or 1
-    slots = LoraSlots(shape, n_slots, rank, ALL_TARGETS, device, dtype)
-    slots.pool.normal_(0, 0.01)
-    slots.scaling = [1.0] * n_slots
-    model = LlamaModel(shape, device=device, dtype=dtype, lora=slots)
-    max_ctx = max(max(grid["context"]) + 2, min(max(grid["prefill"]), 512))
-    rows = max(max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32)
+    reps = grid.get("compute_reps", grid["reps"])
+    model = LlamaModel(shape, device=device, dtype=dtype, lora=None)
+    p_items = max(grid["prefill_lora_adapters"])
+    max_ctx = max(
+        max(grid["context"]) + 2,
+        min(max(grid["prefill"]), 512),
+        -(-max(grid["prefill_lora_tokens"]) // p_items),
+    )
+    rows = max(max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32, p_items)
     kv = KVPool(shape, rows, max_ctx, device, dtype)
 
-    prefill = []
+    prefill_raw = []
     for t in grid["prefill"]:
         inp = _prefill_input(t, shape.vocab, device)
-        prefill.append(timer.median(lambda inp=inp: model.forward(inp, kv).argmax(-1), reps))
-        progress(f"  prefill {t:>6} tokens: {prefill[-1] * 1e3:8.2f} ms")
+        prefill_raw.append(
+            timer.median(lambda inp=inp: model.forward(inp, kv).argmax(-1), reps, warmup=2)
+        )
+        progress(f"  prefill {t:>6} tokens: {prefill_raw[-1] * 1e3:8.2f} ms")
+    prefill = _monotone(prefill_raw)
 
     def decode_input(b: int, c: int, lora=None) -> StepInput:
         return StepInput(
@@ -292,40 +366,107 @@ def measure_compute(
             lora,
         )
 
-    def stepping(b: int, c: int, lora=None):
+    def stepping(b: int, c: int, make_lora=None):
         """Consecutive decode steps whose context grows by one, as the driver runs them (a
-        shape-keyed cache that only ever sees one context would hide per-shape costs)."""
+        shape-keyed cache that only ever sees one context would hide per-shape costs); the
+        LoRA batch is built per forward, as the driver does."""
         k = iter(range(1 << 30))
-        return lambda: model.forward(decode_input(b, c + next(k) % 2, lora), kv).argmax(-1)
+        return lambda: model.forward(
+            decode_input(b, c + next(k) % 2, make_lora() if make_lora else None), kv
+        ).argmax(-1)
 
-    decode = []
+    decode_raw = []
     for b in grid["batch"]:
         row = []
         for c in grid["context"]:
-            row.append(timer.median(stepping(b, c), reps))
-        decode.append(row)
+            row.append(timer.median(stepping(b, c), reps, warmup=2))
+        decode_raw.append(row)
         progress(f"  decode batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
+    decode = monotone_grid(decode_raw)
+    if decode != decode_raw:
+        progress("  decode (running max over context and batch):")
+        for b, row in zip(grid["batch"], decode, strict=True):
+            progress(f"    batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
 
+    # LoRA extra, per rank: slots of that rank on the same model
     b, c = min(32, rows), min(256, max(grid["context"]))
-    base = timer.median(stepping(b, c), reps)
-    lora = []
-    for n in grid["adapters"]:
-        if n == 0:
-            lora.append(0.0)
-            continue
+    n_slots = max(max(grid["adapters"]), p_items, 1)
+    lreps, preps = grid.get("lora_reps", reps), grid.get("prefill_lora_reps", reps)
+    dec_rows, pre_planes, raw_lora = [], [], {}
+    ranks = sorted(set(grid["lora_ranks"]) | set(grid["prefill_lora_ranks"]))
+    for rank in ranks:
+        model.lora = None
+        if timer.cuda:
+            torch.cuda.empty_cache()
+        slots = LoraSlots(shape, n_slots, rank, ALL_TARGETS, device, dtype)
+        slots.pool.normal_(0, 0.01)
+        slots.scaling = [1.0] * n_slots
+        model.lora = slots
+        if rank in grid["lora_ranks"]:
+            row = []
+            for n in grid["adapters"]:
+                if n == 0:
+                    row.append(0.0)
+                    continue
+                base, with_lora = timer.paired(
+                    stepping(b, c),
+                    stepping(b, c, lambda n=n, sl=slots: sl.batch([i % n for i in range(b)])),
+                    lreps,
+                    warmup=2,
+                )
+                row.append(max(0.0, with_lora - base))
+            raw_lora[rank] = row
+            dec_rows.append(_monotone(row))
+            progress(
+                f"  lora decode extra, rank {rank:>3}, vs adapters: "
+                + " ".join(f"{n}:{x * 1e3:.2f}ms" for n, x in zip(grid["adapters"], row, strict=True))
+            )
+        if rank in grid["prefill_lora_ranks"]:
+            plane = []
+            for t in grid["prefill_lora_tokens"]:
+                item = -(-t // p_items)  # p_items requests of equal length
+                n_items = -(-t // item)
+                prow = []
+                for n in grid["prefill_lora_adapters"]:
+                    tok_slots = [i % n for i in range(n_items) for _ in range(item)][:t]
+                    base_in = _prefill_input(t, shape.vocab, device, item=item)
 
-        k = iter(range(1 << 30))
+                    def with_lora(base_in=base_in, tok_slots=tok_slots, sl=slots):
+                        lb = sl.batch(tok_slots)
+                        inp = StepInput(base_in.tokens, base_in.rows, base_in.ctx, base_in.new, lb)
+                        return model.forward(inp, kv).argmax(-1)
 
-        def run(n=n, k=k) -> None:
-            lb = slots.batch([i % n for i in range(b)])  # built per forward, as the driver does
-            model.forward(decode_input(b, c + next(k) % 2, lb), kv).argmax(-1)
-
-        lora.append(max(0.0, timer.median(run, reps) - base))
-    progress(
-        "  lora extra vs adapters: "
-        + " ".join(f"{n}:{x * 1e3:.2f}ms" for n, x in zip(grid["adapters"], lora, strict=True))
+                    base, lt = timer.paired(
+                        lambda base_in=base_in: model.forward(base_in, kv).argmax(-1),
+                        with_lora,
+                        preps,
+                    )
+                    prow.append(max(0.0, lt - base))
+                plane.append(prow)
+                progress(
+                    f"  lora prefill extra, rank {rank:>3}, {t:>5} tokens, vs adapters: "
+                    + " ".join(
+                        f"{n}:{x * 1e3:.2f}ms"
+                        for n, x in zip(grid["prefill_lora_adapters"], prow, strict=True)
+                    )
+                )
+            pre_planes.append(monotone_grid(plane))
+        model.lora = None
+    if timer.cuda:
+        torch.cuda.empty_cache()
+    lora = LoraTable(
+        tuple(float(r) for r in grid["lora_ranks"]),
+        tuple(grid["adapters"]),
+        tuple(tuple(r) for r in dec_rows),
     )
-    return prefill, decode, lora
+    lora_prefill = LoraPrefillTable(
+        tuple(float(r) for r in grid["prefill_lora_ranks"]),
+        tuple(grid["prefill_lora_tokens"]),
+        tuple(grid["prefill_lora_adapters"]),
+        tuple(tuple(tuple(r) for r in plane) for plane in pre_planes),
+    )
+    raw = {"prefill": prefill_raw, "decode": decode_raw, "lora": raw_lora}
+    return ComputeTables(prefill, decode, lora, lora_prefill, raw)
 
 
 # ---- all -------------------------------------------------------------------------------------
@@ -380,7 +521,7 @@ def calibrate(
         f" {peak / 1e9:.2f} GB/s; per module ({int(ad['copies'])} copies)"
         f" {ad['per_module_s'] * 1e3:.2f} ms"
     )
-    prefill, decode, lora = measure_compute(shape, dev, grid, rank=rank, progress=progress)
+    ct = measure_compute(shape, dev, grid, progress=progress)
     return HardwareProfile(
         name=name,
         device=device_name(dev),
@@ -396,11 +537,11 @@ def calibrate(
             contention=contention,
         ),
         compute=ComputeProfile(
-            prefill=Table(tuple(grid["prefill"]), tuple(prefill)),
+            prefill=Table(tuple(grid["prefill"]), tuple(ct.prefill)),
             decode=Grid(
-                tuple(grid["batch"]), tuple(grid["context"]), tuple(tuple(r) for r in decode)
+                tuple(grid["batch"]), tuple(grid["context"]), tuple(tuple(r) for r in ct.decode)
             ),
-            lora=Table(tuple(grid["adapters"]), tuple(lora)),
-            lora_rank=rank,
+            lora_ranks=ct.lora,
+            lora_prefill=ct.lora_prefill,
         ),
     )

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         name: Annotated[
             str | None, typer.Option(help="profile name (default: the file's stem)")
         ] = None,
-        rank: Annotated[int, typer.Option(help="LoRA rank of the lora table")] = 64,
+        rank: Annotated[int, typer.Option(help="LoRA rank of the adapter-copy check (the LoRA compute tables use the grid's ranks)")] = 64,
     ) -> None:
         """Measure copies, pinning, disk and forward times; write a hardware profile YAML."""
         _need_torch()

@@ -165,5 +165,5 @@ def test_shipped_sweeps_expand_into_valid_runs(path: Path):
 def test_demo_sweep_compares_every_policy_on_three_workloads():
     sw = load_sweep(ROOT / "configs" / "demo_sweep.yaml")
     assert {r.group for r in sw.runs} == {"uniform", "zipf", "phased"}
-    assert {r.policy for r in sw.runs} == {"lru", "slora", "overlap", "history", "resident"}
-    assert len(sw.runs) == 15
+    assert {r.policy for r in sw.runs} == {"lru", "slora", "overlap", "history", "lookahead", "resident"}
+    assert len(sw.runs) == 18

@@ -39,3 +39,19 @@ def test_quick_calibration_writes_all_sections(tmp_path):
     )
     again = HardwareProfile.from_yaml(out)  # the simulator can read it back
     assert again.model == "tiny"
+
+
+def test_monotone_grid_never_decreases_in_either_axis():
+    from gpu.calibrate import monotone_grid
+
+    g = monotone_grid([[3.0, 2.0, 4.0], [1.0, 5.0, 2.0]])
+    assert g == [[3.0, 3.0, 4.0], [3.0, 5.0, 5.0]]
+
+
+def test_quick_profile_has_multi_rank_and_prefill_lora():
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    c = prof.compute
+    assert c.lora_ranks is not None and len(c.lora_ranks.ranks) == 2
+    assert c.lora_prefill is not None and len(c.lora_prefill.seconds) == len(c.lora_prefill.ranks)
+    for row in c.decode.seconds:
+        assert list(row) == sorted(row)

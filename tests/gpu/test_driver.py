@@ -215,3 +215,33 @@ def test_load_stream_copy_on_cuda_is_exact_and_polled_once(tiny_trace, tiny_host
     d.slots._views = {k: d.slots._make_views(s) for k, s in d.slots.layout.items()}
     _slot_matches(d, 0, tiny_host.paths["a0"])
     _slot_matches(d, 1, tiny_host.paths["a1"])
+
+
+def test_compute_stream_blocking_row_includes_host_pinning(tiny_trace, tiny_host, monkeypatch):
+    """As in the SimPy driver, a compute-stream load blocks the compute lane from the start of
+    its host work (pinning for pin_per_load), not only for the copy."""
+    import time as _time
+
+    from gpu.adapters import HostAdapter
+
+    d = _driver(tiny_trace, tiny_host)
+    a0 = tiny_trace.adapters[0]
+
+    def slow_pin(ad, per_module):
+        _time.sleep(0.02)
+        return HostAdapter(ad.name, ad.rank, ad.targets, ad.scaling, ad.flat.clone(), ad.modules, True)
+
+    monkeypatch.setattr(tiny_host, "pin_for_load", slow_pin)
+
+    def gen():
+        yield StartLoad(_job(0, a0, 0, host_mode="pin_per_load"))
+        yield WaitLoad(0)
+
+    drive(d, gen())
+    pin = [r for r in d.timeline if r[0] == "host" and r[3] == "pin"]
+    block = [r for r in d.timeline if r[0] == "compute" and r[3] == "blocking"]
+    copy = [r for r in d.timeline if r[0] == "pcie"]
+    assert len(pin) == len(block) == len(copy) == 1
+    assert block[0][1] <= pin[0][1] + 1e-9 and block[0][2] == copy[0][2]
+    assert d.counters["stall_s"] == pytest.approx(block[0][2] - block[0][1])
+    assert d.counters["stall_s"] >= 0.02

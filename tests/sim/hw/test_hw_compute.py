@@ -125,3 +125,45 @@ def test_profile_lora_extra_by_distinct_adapters_and_rank():
     assert PC.forward_time(half) - PC.forward_time(base) == pytest.approx(0.0005)
     three = Batch("prefill", tuple(BatchItem(k, f"a{k}", k, 64, 30, 0) for k in range(3)))
     assert PC.forward_time(three) - PC.forward_time(Batch("prefill", (BatchItem(0, None, -1, 0, 90, 0),))) == pytest.approx(0.002)
+
+
+# ---- multi-rank and prefill LoRA tables (profile format v2) ------------------------------
+
+from sim.hw.profile import LoraPrefillTable, LoraTable  # noqa: E402
+
+PROF2 = ComputeProfile(
+    prefill=PROF.prefill,
+    decode=PROF.decode,
+    lora_ranks=LoraTable((16.0, 256.0), (0.0, 1.0, 5.0), ((0.0, 0.010, 0.014), (0.0, 0.012, 0.020))),
+    lora_prefill=LoraPrefillTable(
+        (64.0, 256.0), (100.0, 1000.0), (1.0, 3.0),
+        (((0.020, 0.022), (0.030, 0.034)), ((0.022, 0.024), (0.040, 0.044))),
+    ),
+)
+PC2 = ProfileCompute(PROF2)
+
+
+def _dec(rank, n_adapters=1):
+    return Batch("decode", tuple(BatchItem(k, f"a{k % n_adapters}", k, rank, 1, 0) for k in range(4)))
+
+
+def test_multi_rank_lora_interpolates_in_rank_not_proportionally():
+    base = PC2.forward_time(Batch("decode", tuple(BatchItem(k, None, -1, 0, 1, 0) for k in range(4))))
+    assert PC2.forward_time(_dec(16)) - base == pytest.approx(0.010)
+    assert PC2.forward_time(_dec(256)) - base == pytest.approx(0.012)
+    # rank 64 is 20% of the way from 16 to 256; a single-rank table would scale by 4x
+    assert PC2.forward_time(_dec(64)) - base == pytest.approx(0.010 + 0.2 * 0.002)
+
+
+def test_prefill_uses_prefill_lora_table():
+    one = Batch("prefill", (BatchItem(0, "x", 0, 64, 100, 0),))
+    assert PC2.forward_time(one) - PC2.forward_time(prefill(100)) == pytest.approx(0.020)
+    three = Batch("prefill", tuple(BatchItem(k, f"a{k}", k, 256, 333, 0) for k in range(3)))
+    extra = PC2.forward_time(three) - PC2.forward_time(prefill(999))
+    assert extra == pytest.approx(0.024 + 0.020 * 899 / 900)  # rank-256 plane, 3 adapters
+
+
+def test_single_rank_profile_still_scales_by_rank():
+    assert PROF.decode_lora().ranks == (64.0,)
+    base = PC.forward_time(prefill(100))
+    assert PC.forward_time(prefill(100, adapter="x", rank=128)) - base == pytest.approx(0.002)

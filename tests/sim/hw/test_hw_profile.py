@@ -133,3 +133,29 @@ def test_profile_for_another_model_is_refused():
     with pytest.raises(ConfigError) as e:
         load_hardware(HardwareCfg(profile=str(SHIPPED)), ModelShape(name="tiny", hidden=64, layers=2))
     assert e.value.key == "model" and "llama-3.1-8b" in str(e.value)
+
+
+def test_v2_lora_tables_round_trip_and_v1_still_loads(tmp_path, prof):
+    from dataclasses import replace
+
+    from sim.hw.profile import LoraPrefillTable, LoraTable
+
+    comp = replace(
+        prof.compute,
+        lora=None,
+        lora_ranks=LoraTable((16.0, 256.0), (0.0, 1.0, 4.0), ((0.0, 0.01, 0.012), (0.0, 0.011, 0.013))),
+        lora_prefill=LoraPrefillTable((64.0,), (256.0, 1024.0), (1.0, 4.0), (((0.02, 0.021), (0.03, 0.031)),)),
+    )
+    v2 = replace(prof, compute=comp)
+    p = tmp_path / "v2.yaml"
+    v2.to_yaml(p)
+    back = HardwareProfile.from_yaml(p)
+    assert back.to_dict() == v2.to_dict()
+    assert back.compute.lora_ranks.ranks == (16.0, 256.0) and back.compute.lora_prefill.tokens == (256.0, 1024.0)
+    data = v2.to_dict()
+    data["compute"]["lora"]["seconds"].pop()
+    with pytest.raises(ConfigError) as e:
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert e.value.key == "compute.lora.seconds"
+    old = HardwareProfile.from_yaml(SHIPPED)  # v1: single-rank `lora` table with `rank`
+    assert old.compute.lora_ranks is None and old.compute.decode_lora().ranks == (64.0,)
