@@ -5,7 +5,9 @@ What is measured, and how it maps onto the simulator's tables:
   with CUDA events; a larger copy never takes less time, so noise is removed with a running
   maximum. Per-copy overhead: back-to-back 4 KB copies (as per-module loads issue them).
 - Pin cost: `pin_memory()` of a fresh size (cold: new pinned allocations) and of the same
-  size again after freeing it (warm: torch's caching host allocator reuses the blocks).
+  size again after freeing it (warm: torch's caching host allocator reuses the blocks); then
+  a whole adapter pinned module by module, as a per-module pin-per-load does: its time beyond
+  bytes / warm bandwidth, per tensor, is `pin_per_tensor_us`.
 - Disk: reading an adapter-sized file with the page cache dropped (best effort).
 - Contention: a GEMM loop's time with and without a side-stream copy in flight.
 - Forward times of the harness's own model (gpu.model), each forward timed alone with a
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from gpu.adapters import flat_layout, ordered_targets
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
 from sim.core.model import ALL_TARGETS, ModelShape
@@ -218,6 +221,31 @@ def measure_pin(device: torch.device, nbytes: int) -> tuple[float, float]:
         warm_t.append(time.perf_counter() - t0)
         del p
     return odd / statistics.median(warm_t) / 1e9, cold
+
+
+def measure_pin_per_tensor(
+    shape: ModelShape, device: torch.device, rank: int, warm_gbps: float, reps: int = 5
+) -> float:
+    """Microseconds per tensor of pinning an adapter's A and B tensors one by one (warm
+    allocator), beyond what its bytes cost at `warm_gbps`. 0 on CPU (nothing to pin)."""
+    if device.type != "cuda":
+        return 0.0
+    dtype = default_dtype(device)
+    segs, numel = flat_layout(shape, rank, ordered_targets(ALL_TARGETS))
+    flat = torch.ones(numel, dtype=dtype)
+    tensors = []
+    for seg in segs:
+        tensors.append(flat[seg.a_off : seg.b_off].view(seg.rank, seg.d_in))
+        tensors.append(flat[seg.b_off : seg.b_off + seg.rank * seg.d_out].view(seg.rank, seg.d_out))
+    nbytes = sum(t.numel() * t.element_size() for t in tensors)
+    times = []
+    for _ in range(reps + 1):  # the first pass fills the caching host allocator
+        t0 = time.perf_counter()
+        pinned = [t.pin_memory() for t in tensors]
+        times.append(time.perf_counter() - t0)
+        del pinned
+    extra = statistics.median(times[1:]) - nbytes / (warm_gbps * 1e9)
+    return max(0.0, extra / len(tensors) * 1e6)
 
 
 def measure_disk(nbytes: int, folder: str | None = None) -> float:
@@ -508,10 +536,12 @@ def calibrate(
     warm, cold = measure_pin(dev, grid["pin_bytes"])
     disk = measure_disk(grid["pin_bytes"])
     contention = measure_contention(dev, quick)
-    progress(
-        f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s, disk {disk:.2f} GB/s, contention {contention:.3f}"
-    )
     rank = min(rank, 8) if quick else rank
+    pin_tensor = measure_pin_per_tensor(shape, dev, rank, warm)
+    progress(
+        f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s"
+        f" + {pin_tensor:.1f} us/tensor, disk {disk:.2f} GB/s, contention {contention:.3f}"
+    )
     ad = measure_adapter_copy(shape, dev, rank, reps)
     peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
     flat_bw = ad["bytes"] / ad["flat_s"]
@@ -535,6 +565,7 @@ def calibrate(
             pin_cold_gbps=cold,
             disk_gbps=disk,
             contention=contention,
+            pin_per_tensor_us=pin_tensor,
         ),
         compute=ComputeProfile(
             prefill=Table(tuple(grid["prefill"]), tuple(ct.prefill)),

@@ -95,12 +95,34 @@ def register(app: typer.Typer) -> None:
         adapter_dir: Annotated[
             Path | None, typer.Option(help="where synthetic PEFT adapters are written")
         ] = None,
+        gpu_runs: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--gpu-runs",
+                help="re-simulate only, against the GPU side recorded in this earlier --out "
+                "folder (repeat to compare with the mean of several runs); no GPU needed",
+            ),
+        ] = None,
     ) -> None:
-        """Run each scenario's trace on the GPU and in the simulator; print the error table."""
+        """Run each scenario's trace on the GPU and in the simulator; print the error table.
+
+        With --gpu-runs, the GPU side is read from earlier runs instead: a change to the
+        simulator's model is checked against the hardware in seconds, on any machine.
+
+        Example: lorasim validate --scenario configs/validate/zipf.yaml
+        --profile configs/hardware/h200-measured.yaml --gpu-runs results/validation/raw
+        --out /tmp/resim
+        """
+        pols = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+        if gpu_runs:
+            from gpu.validate import resimulate
+
+            resimulate(scenario, profile, pols, gpu_runs, out, progress=typer.echo)
+            typer.echo((out / "errors.md").read_text())
+            return
         _need_torch()
         from gpu.validate import GpuOptions, run_validation
 
-        pols = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
         opts = GpuOptions(device=device, adapter_dir=str(adapter_dir) if adapter_dir else None)
         run_validation(scenario, profile, pols, out, opts, progress=typer.echo)
         typer.echo((out / "errors.md").read_text())

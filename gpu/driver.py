@@ -17,6 +17,7 @@ GPU did the work, not when the CPU issued it.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,16 +139,27 @@ class CudaDriver:
         self.clock.reset()
 
     def run(self, engine) -> None:
+        """Drive the engine in real time. Python's cyclic GC is off meanwhile (objects alive
+        at the start are frozen out of it): a full collection over the model's and the
+        engine's objects is a pause of tens of ms at a random step, noise the simulator does
+        not model (servers do the same: SGLang freezes and tunes its GC)."""
         gen = engine.run()
         result: Any = None
-        self.start()
-        while True:
-            try:
-                eff = gen.send(result)
-            except StopIteration:
-                break
-            result = self.handle(eff)
-        self.finish()
+        gc.collect()
+        gc.freeze()
+        gc.disable()
+        try:
+            self.start()
+            while True:
+                try:
+                    eff = gen.send(result)
+                except StopIteration:
+                    break
+                result = self.handle(eff)
+            self.finish()
+        finally:
+            gc.enable()
+            gc.unfreeze()
 
     def finish(self) -> None:
         """Wait for all GPU work and resolve every timeline row."""

@@ -17,6 +17,7 @@ import pandas as pd
 
 from sim.config import Scenario, load_scenario
 from sim.core.model import Trace
+from sim.errors import LorasimError
 from sim.runner import RunResult
 
 METRICS = ("ttft_median_ms", "ttft_p99_ms", "e2e_mean_ms", "tpot_median_ms")
@@ -78,7 +79,7 @@ def run_gpu(
     from sim.core.engine import Engine
     from sim.hw import load_hardware
     from sim.policies import registry
-    from sim.runner import check_feasible, finish_run
+    from sim.runner import check_feasible, finish_run, merge_counters
 
     shape = sc.model.shape()
     check_feasible(sc, trace)
@@ -107,15 +108,8 @@ def run_gpu(
         warm_pin_cache(host, n_slots, per_module=sc.serving.copy_mode == "per_module")
     driver.warmup()
     driver.run(engine)
-    counters = dict(engine.counters)
-    # GPU stall = blocking copies (compute-lane "blocking" rows, added by metrics.summarize)
-    # + waits for in-flight async loads (the engine's stall_s); don't count the former twice
-    counters["stall_s"] = engine.counters["stall_s"]
-    counters["blocking_s"] = driver.counters["stall_s"]
-    counters["pin_s"] = driver.counters["pin_s"]
-    counters["disk_s"] = driver.counters["disk_s"]
     meta = {"scenario": sc.name, "seed": sc.seed, "requests": len(trace.requests), "driver": "cuda"}
-    return finish_run(engine, driver.timeline, counters, policy, meta)
+    return finish_run(engine, driver.timeline, merge_counters(engine, driver), policy, meta)
 
 
 def compare(gpu: dict, sim: dict, metrics=METRICS) -> list[dict]:
@@ -144,11 +138,7 @@ def run_validation(
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for path in scenarios:
-        sc = load_scenario(path)
-        if profile is not None:
-            sc = sc.model_copy(
-                update={"hardware": sc.hardware.model_copy(update={"profile": str(profile)})}
-            )
+        sc = _scenario_with_profile(path, profile)
         trace = generate_trace(sc)
         for pol in policies or sc.policies:
             progress(f"{sc.name} / {pol}: GPU ...")
@@ -168,10 +158,71 @@ def run_validation(
     return _write_tables(rows, out)
 
 
+def _scenario_with_profile(path: str | Path, profile: str | Path | None) -> Scenario:
+    sc = load_scenario(path)
+    if profile is not None:
+        sc = sc.model_copy(update={"hardware": sc.hardware.model_copy(update={"profile": str(profile)})})
+    return sc
+
+
+def resimulate(
+    scenarios: list[str | Path],
+    profile: str | Path | None,
+    policies: list[str] | None,
+    gpu_runs: list[str | Path],
+    out: str | Path,
+    progress=print,
+) -> pd.DataFrame:
+    """Re-run only the simulator against GPU runs recorded by earlier validations.
+
+    `gpu_runs` are folders written by `run_validation` (their `<scenario>.<policy>.summary.json`
+    hold the GPU summary of that trace; traces are regenerated from the scenario's seed). With
+    several folders the simulator is compared with the mean of the GPU runs and `gpu_spread`
+    is half their range relative to that mean: the GPU's own noise, below which an error
+    cannot be resolved. Needs no GPU and no torch: a model change is checked in seconds."""
+    from sim.runner import simulate
+    from sim.workload import generate_trace
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dirs = [Path(d) for d in gpu_runs]
+    for d in dirs:
+        if not d.is_dir():
+            raise LorasimError(f"--gpu-runs {d}: no such folder; expected the --out folder of a validate run")
+    rows: list[dict] = []
+    for path in scenarios:
+        sc = _scenario_with_profile(path, profile)
+        trace = generate_trace(sc)
+        for pol in policies or sc.policies:
+            files = [d / f"{sc.name}.{pol}.summary.json" for d in dirs]
+            runs = [json.loads(f.read_text())["gpu"] for f in files if f.is_file()]
+            if not runs:
+                progress(f"{sc.name} / {pol}: no GPU run recorded in {', '.join(map(str, dirs))}; skipped")
+                continue
+            progress(f"{sc.name} / {pol}: simulator vs {len(runs)} GPU run(s) ...")
+            s = simulate(sc, pol, trace=trace)
+            s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
+            for m in METRICS:
+                vals = [float(r[m]) for r in runs if r.get(m) is not None]
+                g = sum(vals) / len(vals) if vals else float("nan")
+                sv = float(s.summary.get(m, float("nan")))
+                rows.append({
+                    "scenario": sc.name, "policy": pol, "metric": m, "gpu": g, "sim": sv,
+                    "rel_err": (sv - g) / g if g else float("nan"),
+                    "gpu_runs": len(vals),
+                    "gpu_spread": (max(vals) - min(vals)) / 2 / g if len(vals) > 1 and g else 0.0,
+                })
+            _write_tables(rows, out)
+    return _write_tables(rows, out)
+
+
 def _write_tables(rows: list[dict], out: Path) -> pd.DataFrame:
     from sim.hw.profile import atomic_write_text
 
-    df = pd.DataFrame(rows, columns=["scenario", "policy", "metric", "gpu", "sim", "rel_err"])
+    cols = ["scenario", "policy", "metric", "gpu", "sim", "rel_err"]
+    if rows and "gpu_runs" in rows[0]:
+        cols += ["gpu_runs", "gpu_spread"]
+    df = pd.DataFrame(rows, columns=cols)
     atomic_write_text(out / "errors.csv", df.to_csv(index=False))
     atomic_write_text(out / "errors.md", error_table_markdown(df))
     return df
@@ -191,6 +242,31 @@ def error_table_markdown(df: pd.DataFrame) -> str:
                 cells.append("-")
                 continue
             r = r.iloc[0]
-            cells.append(f"{r.gpu:.1f} / {r.sim:.1f} ({100 * r.rel_err:+.0f}%)")
+            spread = f" ±{100 * r.gpu_spread:.0f}%" if "gpu_runs" in r and r.gpu_runs > 1 else ""
+            cells.append(f"{r.gpu:.1f}{spread} / {r.sim:.1f} ({100 * r.rel_err:+.0f}%)")
         lines.append(f"| {scn} | {pol} | " + " | ".join(cells) + " |")
+    lines += ["", "Cells: GPU / simulator (relative error of the simulator)."]
+    if "gpu_runs" in df.columns and (df["gpu_runs"] > 1).any():
+        lines[-1] = (
+            "Cells: mean of the GPU runs ±half their range / simulator (error vs that mean)."
+        )
+    lines += _summary_lines(df)
     return "\n".join(lines) + "\n"
+
+
+def _summary_lines(df: pd.DataFrame) -> list[str]:
+    """Per metric: mean |error|, cells within 10 %, and the GPU's own spread if known."""
+    if df.empty:
+        return []
+    out = [""]
+    for m in METRICS:
+        g = df[df["metric"] == m]
+        if g.empty:
+            continue
+        err = g["rel_err"].abs()
+        line = (f"- {m}: mean |error| {100 * err.mean():.0f} %, max {100 * err.max():.0f} %, "
+                f"within 10 %: {int((err <= 0.10).sum())}/{len(g)}")
+        if "gpu_spread" in g.columns and (g["gpu_runs"] > 1).any():
+            line += f"; GPU half-spread mean {100 * g['gpu_spread'].mean():.0f} %"
+        out.append(line)
+    return out

@@ -82,6 +82,11 @@ class HardwareCfg(_Strict):
     disk_gbps: float | None = Field(None, gt=0)
     contention: float = Field(0.0, ge=0, le=1, description="compute slowdown while a side-stream copy runs")
     pin_cache: Literal["warm", "cold"] = "warm"
+    host_work: Literal["scheduler", "background"] = Field(
+        "scheduler",
+        description="where disk reads and pin-per-load pinning run: on the scheduler's thread "
+        "(SGLang, the CUDA driver: no batch is issued meanwhile) or on a background thread",
+    )
 
 
 def _check_targets(v):

@@ -49,6 +49,19 @@ def finish_run(engine, timeline_rows: list, counters: dict, policy: str, meta: d
     return RunResult(policy, records, summary, timeline, np.asarray(itl), dict(meta or {}))
 
 
+def merge_counters(engine, driver) -> dict:
+    """The engine's counters plus the driver's host and blocking times (both drivers keep
+    `stall_s`, `pin_s`, `disk_s`). GPU stall = blocking copies (compute-lane "blocking" rows,
+    which metrics.summarize adds) + waits for in-flight async loads (the engine's stall_s),
+    so the driver's stall is passed as `blocking_s` and not counted twice."""
+    counters = dict(engine.counters)
+    counters["stall_s"] = engine.counters["stall_s"]
+    counters["blocking_s"] = driver.counters["stall_s"]
+    counters["pin_s"] = driver.counters["pin_s"]
+    counters["disk_s"] = driver.counters["disk_s"]
+    return counters
+
+
 def check_feasible(sc: Scenario, trace: Trace) -> None:
     """Reject scenarios that could never finish, before simulating them.
 
@@ -138,12 +151,5 @@ def simulate(
         engine.check = InvariantChecker()
     driver = SimPyDriver(hardware)
     driver.run(engine)
-    counters = dict(engine.counters)
-    # GPU stall = blocking copies (compute-lane "blocking" rows, added by metrics.summarize)
-    # + waits for in-flight async loads (the engine's stall_s); don't count the former twice
-    counters["stall_s"] = engine.counters["stall_s"]
-    counters["blocking_s"] = driver.counters["stall_s"]
-    counters["pin_s"] = driver.counters["pin_s"]
-    counters["disk_s"] = driver.counters["disk_s"]
     meta = {"scenario": sc.name, "seed": sc.seed, "requests": len(trace.requests)}
-    return finish_run(engine, driver.timeline, counters, policy, meta)
+    return finish_run(engine, driver.timeline, merge_counters(engine, driver), policy, meta)

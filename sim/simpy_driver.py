@@ -3,7 +3,10 @@
 PCIe is one FIFO copy channel shared by every stream (`Resource(capacity=1)`); the compute
 stream and the load stream are FIFO queues too, so a blocking copy delays the forwards queued
 behind it while a load-stream copy only competes for PCIe. A pin-per-load copy first spends
-host CPU time pinning (outside PCIe); a disk miss first reads the file. Decode runs are
+host CPU time pinning (outside PCIe); a disk miss first reads the file. That host work runs
+on the scheduler's thread by default (`hardware.host_work: scheduler`), as in SGLang and the
+CUDA driver: the engine issues nothing else meanwhile, though the GPU finishes what it has
+queued; with `background` it only delays its own copy. Decode runs are
 fast-forwarded: one SimPy timeout covers many steps, cut short at `until` or, when asked, at
 the first load completion.
 """
@@ -49,6 +52,8 @@ class SimPyDriver:
         self._ticket = 0
         self._wake = self.env.event()
         self._side_copies = 0  # load-stream copies on PCIe now (for contention)
+        self._compute_free_at = 0.0  # when the compute stream last finished its work
+        self._host_on_scheduler = getattr(hardware, "host_work", "scheduler") == "scheduler"
         self.timeline: list[Row] = []
         self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
         self.error: BaseException | None = None
@@ -91,7 +96,11 @@ class SimPyDriver:
             job = eff.job
             ev = env.event()
             self.load_done[job.lid] = ev
-            env.process(self._load(job, ev))
+            cost = self.hw.copy.load_time(job)
+            t_host = env.now
+            if self._host_on_scheduler:
+                yield from self._host_work(job, cost)
+            env.process(self._load(job, ev, cost, t_host))
             return None
         if isinstance(eff, WaitLoad):
             ev = self.load_done[eff.lid]
@@ -136,21 +145,30 @@ class SimPyDriver:
             not e.triggered for e in self.fwd_done.values()
         )
 
-    def _load(self, job: LoadJob, done: simpy.Event) -> Generator:
+    def _host_work(self, job: LoadJob, cost) -> Generator:
+        """Disk read (host-tier miss), then pinning a temporary copy (pin_per_load)."""
         env = self.env
-        cost = self.hw.copy.load_time(job)
+        if cost.disk_s > 0:
+            yield env.timeout(cost.disk_s)
+            self.timeline.append(("disk", env.now - cost.disk_s, env.now, job.kind, str(job.adapter.name)))
+            self.counters["disk_s"] += cost.disk_s
+        if cost.pin_s > 0:
+            yield env.timeout(cost.pin_s)
+            self.timeline.append(("host", env.now - cost.pin_s, env.now, "pin", str(job.adapter.name)))
+            self.counters["pin_s"] += cost.pin_s
+
+    def _load(self, job: LoadJob, done: simpy.Event, cost, t_host: float) -> Generator:
+        env = self.env
         stream = self.compute if job.stream == "compute" else self.load_stream
         with stream.request() as s:
             yield s
             t_stream = env.now
-            if cost.disk_s > 0:
-                yield env.timeout(cost.disk_s)
-                self.timeline.append(("disk", env.now - cost.disk_s, env.now, job.kind, str(job.adapter.name)))
-                self.counters["disk_s"] += cost.disk_s
-            if cost.pin_s > 0:
-                yield env.timeout(cost.pin_s)
-                self.timeline.append(("host", env.now - cost.pin_s, env.now, "pin", str(job.adapter.name)))
-                self.counters["pin_s"] += cost.pin_s
+            if self._host_on_scheduler:
+                # the compute lane was blocked from the start of the host work, or from when it
+                # ran out of queued work if that came later (as the CUDA driver's rows)
+                t_stream = min(t_stream, max(t_host, self._compute_free_at))
+            else:
+                yield from self._host_work(job, cost)
             with self.pcie.request() as p:
                 yield p
                 t0 = env.now
@@ -162,6 +180,7 @@ class SimPyDriver:
             if job.stream == "compute":
                 self.counters["stall_s"] += env.now - t_stream
                 self.timeline.append(("compute", t_stream, env.now, "blocking", str(job.adapter.name)))
+                self._compute_free_at = env.now
         self.unpolled.append(job.lid)
         done.succeed(env.now)
         self._kick()
@@ -206,6 +225,7 @@ class SimPyDriver:
     def _finish_fwd(self, kind: str, start: float, steps: tuple[float, ...], ticket: int, done) -> None:
         env = self.env
         self.timeline.append(("compute", start, env.now, kind, f"{kind} x{len(steps) or 1}"))
+        self._compute_free_at = env.now
         self.fwd_result[ticket] = ForwardResult(start, env.now, steps)
         self.fwd_unpolled.append(ticket)
         done.succeed(env.now)

@@ -38,6 +38,8 @@ class Hardware:
     copy: CopyModel
     compute: ComputeModel
     contention: float = 0.0  # fractional compute slowdown while a side-stream copy runs
+    # disk reads and pinning hold the scheduler's thread ("scheduler") or not ("background")
+    host_work: str = "scheduler"
 
 
 def _spec(cfg: HardwareCfg) -> GpuSpec:
@@ -53,7 +55,9 @@ def _spec(cfg: HardwareCfg) -> GpuSpec:
 def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     if not cfg.profile:
         spec = _spec(cfg)
-        return Hardware(CopyModel.from_spec(spec, cfg.pin_cache), RooflineCompute(shape, spec), cfg.contention)
+        return Hardware(
+            CopyModel.from_spec(spec, cfg.pin_cache), RooflineCompute(shape, spec), cfg.contention, cfg.host_work
+        )
     return _from_profile(cfg, shape)
 
 
@@ -82,6 +86,7 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
         pin_cache=cfg.pin_cache,
         pinned_table=p.pinned,
         pageable_table=p.pageable,
+        pin_per_tensor_us=p.pin_per_tensor_us,
     )
     # Explicit bandwidth/overhead keys mean "what if": switch to the analytic formula,
     # keeping the profile's values for whatever was not overridden.
@@ -95,4 +100,4 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
             pageable_table=None,
         )
     contention = cfg.contention if "contention" in cfg.model_fields_set else p.contention
-    return Hardware(copy, ProfileCompute(prof.compute), contention)
+    return Hardware(copy, ProfileCompute(prof.compute), contention, cfg.host_work)

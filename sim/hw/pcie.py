@@ -1,7 +1,8 @@
 """Cost of one adapter load (LoadJob) host->device, split into the parts that matter.
 
 pin_s:  host CPU time pinning a temporary copy before the DMA (host_mode "pin_per_load",
-        SGLang's blocking path): bytes / pin bandwidth, warm or cold allocator.
+        SGLang's blocking path): bytes / pin bandwidth, warm or cold allocator, plus a fixed
+        cost per tensor pinned (per-module loads pin every A and B separately).
 disk_s: reading the adapter from disk when it is not in the host tier.
 dma_s:  the copies themselves: n_copies copies of nbytes / n_copies each. Either analytic,
         n * (overhead + size / peak), or interpolated from a measured one-copy-time curve.
@@ -40,6 +41,7 @@ class CopyModel:
     pin_cache: Literal["warm", "cold"] = "warm"
     pinned_table: Table | None = None  # measured seconds of ONE copy vs bytes
     pageable_table: Table | None = None
+    pin_per_tensor_us: float = 0.0
 
     @staticmethod
     def from_spec(spec: GpuSpec, pin_cache: Literal["warm", "cold"] = "warm") -> CopyModel:
@@ -68,14 +70,14 @@ class CopyModel:
         peak = self.pinned_gbps if source == "pinned" else self.pageable_gbps
         return n_copies * (self.copy_overhead_us * 1e-6 + size / (peak * 1e9))
 
-    def pin_time(self, nbytes: int) -> float:
-        return nbytes / (self.pin_gbps * 1e9)
+    def pin_time(self, nbytes: int, n_tensors: int = 1) -> float:
+        return nbytes / (self.pin_gbps * 1e9) + n_tensors * self.pin_per_tensor_us * 1e-6
 
     def disk_time(self, nbytes: int) -> float:
         return nbytes / (self.disk_gbps * 1e9)
 
     def cost(self, nbytes: int, n_copies: int, host_mode: HostMode, from_disk: bool = False) -> LoadCost:
-        pin_s = self.pin_time(nbytes) if host_mode == "pin_per_load" else 0.0
+        pin_s = self.pin_time(nbytes, n_copies) if host_mode == "pin_per_load" else 0.0
         disk_s = self.disk_time(nbytes) if from_disk else 0.0
         source = "pageable" if host_mode == "pageable" else "pinned"
         dma_s = self.dma_time(nbytes, n_copies, source)

@@ -35,6 +35,9 @@ class PcieProfile:
     pin_cold_gbps: float  # fresh pinned allocations
     disk_gbps: float
     contention: float = 0.0  # fractional compute slowdown while a side-stream copy runs
+    # host time per tensor pinned, beyond the bytes: a per-module pin calls pin_memory() on
+    # every A and B (2 x 7 x layers tensors), each an allocator lookup and a small memcpy
+    pin_per_tensor_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ class HardwareProfile:
                 "pin_cold_gbps": float(p.pin_cold_gbps),
                 "disk_gbps": float(p.disk_gbps),
                 "contention": float(p.contention),
+                "pin_per_tensor_us": float(p.pin_per_tensor_us),
             },
             "compute": compute,
         }
@@ -196,6 +200,7 @@ class HardwareProfile:
                 pin_cold_gbps=r.number(r.get(pcie, "pcie", "pin_cold_gbps"), "pcie.pin_cold_gbps", positive=True),
                 disk_gbps=r.number(r.get(pcie, "pcie", "disk_gbps"), "pcie.disk_gbps", positive=True),
                 contention=r.fraction(pcie.get("contention", 0.0), "pcie.contention"),
+                pin_per_tensor_us=r.number(pcie.get("pin_per_tensor_us", 0.0), "pcie.pin_per_tensor_us"),
             ),
             compute=ComputeProfile(
                 prefill=r.table(comp, "compute.prefill", "tokens", positive_x=True),

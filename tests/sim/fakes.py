@@ -54,6 +54,7 @@ class FixedHardware:
     copy: FixedCopy
     compute: FixedCompute
     contention: float = 0.0
+    host_work: str = "scheduler"
 
 
 def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.0) -> FixedHardware:

@@ -1,0 +1,80 @@
+"""SimPy driver: where host work (disk read, pinning) runs, and what it blocks."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from sim.core.effects import Batch, BatchItem, Forward, LoadJob, StartLoad, WaitForward, WaitLoad
+from sim.simpy_driver import SimPyDriver
+from tests.sim.fakes import fixed_hw, make_trace
+
+ADAPTER = make_trace([(0.0, "a0", 8, 1)], n_adapters=1).adapters[0]
+PREFILL = Batch("prefill", (BatchItem(0, None, -1, 0, 8, 0),))
+
+
+class _Effects:
+    """Stands in for an Engine: SimPyDriver.run only needs `.run()` to give the effects."""
+
+    def __init__(self, gen):
+        self.gen = gen
+
+    def run(self):
+        return self.gen
+
+
+def _run(hw, gen_fn) -> SimPyDriver:
+    d = SimPyDriver(hw)
+    d.run(_Effects(gen_fn()))
+    return d
+
+
+def _hw(host_work: str):
+    return replace(fixed_hw(load_s=0.002, prefill_s=0.020, pin_s=0.005), host_work=host_work)
+
+
+@pytest.mark.parametrize("host_work, forward_start", [("scheduler", 0.005), ("background", 0.0)])
+def test_pinning_a_prefetch_holds_the_scheduler_thread(host_work, forward_start):
+    """A load-stream copy with pin_per_load: on the scheduler's thread the next forward is
+    issued only after the pin; on a background thread it starts at once."""
+    out = {}
+
+    def gen():
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "load", "prefetch", host_mode="pin_per_load"))
+        out["fwd"] = yield Forward(PREFILL)
+        out["load"] = yield WaitLoad(0)
+
+    d = _run(_hw(host_work), gen)
+    assert out["fwd"].start == pytest.approx(forward_start)
+    assert out["load"] == pytest.approx(0.007)  # pin then copy, either way
+    pins = [r for r in d.timeline if r[0] == "host"]
+    assert len(pins) == 1 and pins[0][1:3] == pytest.approx((0.0, 0.005))
+    assert d.counters["pin_s"] == pytest.approx(0.005)
+
+
+def test_blocking_row_starts_when_compute_runs_out_of_queued_work():
+    """A compute-stream load pinned while a launched forward still runs: the pin overlaps the
+    forward, the copy follows it, and only the copy counts as a compute-lane stall."""
+
+    def gen():
+        t = yield Forward(PREFILL, wait=False)
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "compute", "blocking", host_mode="pin_per_load"))
+        yield WaitForward(t)
+        yield WaitLoad(0)
+
+    d = _run(_hw("scheduler"), gen)
+    block = [r for r in d.timeline if r[3] == "blocking" and r[0] == "compute"]
+    assert block[0][1:3] == pytest.approx((0.020, 0.022))
+    assert d.counters["stall_s"] == pytest.approx(0.002)
+
+
+def test_blocking_row_includes_the_pin_when_compute_is_idle():
+    def gen():
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "compute", "blocking", host_mode="pin_per_load"))
+        yield WaitLoad(0)
+
+    d = _run(_hw("scheduler"), gen)
+    block = [r for r in d.timeline if r[3] == "blocking" and r[0] == "compute"]
+    assert block[0][1:3] == pytest.approx((0.0, 0.007))
+    assert d.counters["stall_s"] == pytest.approx(0.007)
