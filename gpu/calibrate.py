@@ -13,8 +13,8 @@ What is measured, and how it maps onto the simulator's tables:
 - Forward times of the harness's own model (gpu.model), each forward timed alone with a
   synchronize on both sides, as the CudaDriver runs them: prefill over total tokens (items
   of at most 512 tokens, context 0) and decode step over batch x context (median of `reps`;
-  written non-decreasing in tokens, batch and context: a running maximum, since more work
-  never takes less time and dips are noise). LoRA extra time at several ranks: over the
+  written non-decreasing in tokens, batch and context as their lower envelope: timing noise
+  only adds time, see `_monotone`). LoRA extra time at several ranks: over the
   number of distinct adapters for a decode step of 32 requests, and over total tokens x
   distinct adapters for a prefill; each measured as interleaved pairs (step without LoRA,
   same step with LoRA) so drift cancels, extra = median(with) - median(without).
@@ -24,6 +24,7 @@ On CPU (no CUDA) the same code runs with host copies standing in for H2D, for te
 from __future__ import annotations
 
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -147,16 +148,20 @@ class Timer:
 
 
 def _monotone(xs: list[float]) -> list[float]:
-    out, m = [], 0.0
-    for x in xs:
-        m = max(m, x)
-        out.append(m)
+    """Lower envelope that never decreases: each value becomes the minimum of itself and
+    everything measured at larger sizes. More work never takes less time, and timing noise
+    only ever adds time (a clock ramp, a stray launch delay), so where a smaller size reads
+    slower than a larger one, the smaller reading is the noisy one. (A running maximum would
+    instead spread one slow first measurement over the whole table.)"""
+    out = list(xs)
+    for i in range(len(out) - 2, -1, -1):
+        out[i] = min(out[i], out[i + 1])
     return out
 
 
 def monotone_grid(rows: list[list[float]]) -> list[list[float]]:
-    """Running maximum along each row, then down each column: the smallest grid at or above
-    the measurement that never decreases in either axis (decode time vs context and batch)."""
+    """`_monotone` along each row, then down each column: the largest grid at or below the
+    measurement that never decreases in either axis (decode time vs context and batch)."""
     out = [_monotone(r) for r in rows]
     for j in range(len(out[0]) if out else 0):
         col = _monotone([r[j] for r in out])
@@ -357,7 +362,7 @@ class ComputeTables:
     decode: list[list[float]]
     lora: LoraTable
     lora_prefill: LoraPrefillTable | None
-    raw: dict = field(default_factory=dict)  # before the running maxima (for the log)
+    raw: dict = field(default_factory=dict)  # before the monotone fit (for the log)
 
 
 def measure_compute(
@@ -412,7 +417,7 @@ def measure_compute(
         progress(f"  decode batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
     decode = monotone_grid(decode_raw)
     if decode != decode_raw:
-        progress("  decode (running max over context and batch):")
+        progress("  decode (monotone lower envelope over context and batch):")
         for b, row in zip(grid["batch"], decode, strict=True):
             progress(f"    batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
 
@@ -444,7 +449,9 @@ def measure_compute(
                 )
                 row.append(max(0.0, with_lora - base))
             raw_lora[rank] = row
-            dec_rows.append(_monotone(row))
+            # not forced monotone in adapters: with every slot in use LoraSlots.batch takes a
+            # cheaper path (no gather), so 16 adapters can cost less than 8
+            dec_rows.append(list(row))
             progress(
                 f"  lora decode extra, rank {rank:>3}, vs adapters: "
                 + " ".join(f"{n}:{x * 1e3:.2f}ms" for n, x in zip(grid["adapters"], row, strict=True))
@@ -576,3 +583,86 @@ def calibrate(
             lora_prefill=ct.lora_prefill,
         ),
     )
+
+
+# ---- refit from a calibration log ---------------------------------------------------------
+
+_LOG_PATTERNS = {
+    "prefill": re.compile(r"^  prefill\s+(\d+) tokens:\s+([\d.]+) ms$"),
+    "decode": re.compile(r"^  decode batch\s+(\d+):((?:\s+[\d.]+)+) ms$"),
+    "lora": re.compile(r"^  lora decode extra, rank\s+(\d+), vs adapters: (.*)$"),
+    "lora_prefill": re.compile(
+        r"^  lora prefill extra, rank\s+(\d+),\s+(\d+) tokens, vs adapters: (.*)$"
+    ),
+}
+
+
+def _pairs(text: str) -> tuple[list[int], list[float]]:
+    keys, vals = [], []
+    for item in text.split():
+        k, v = item.split(":")
+        keys.append(int(k))
+        vals.append(float(v.removesuffix("ms")) / 1e3)
+    return keys, vals
+
+
+def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
+    """The profile with its compute tables re-derived from the raw medians a calibration
+    printed (its log), by the current fitting rules: lets a fix to the fitting reach an
+    existing measurement without a GPU. The grids are the log's; PCIe is kept as it is."""
+    from dataclasses import replace
+
+    prefill: dict[int, float] = {}
+    decode: dict[int, list[float]] = {}
+    lora: dict[int, tuple[list[int], list[float]]] = {}
+    planes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
+    for line in log_text.splitlines():
+        if m := _LOG_PATTERNS["prefill"].match(line):
+            prefill[int(m[1])] = float(m[2]) / 1e3
+        elif m := _LOG_PATTERNS["decode"].match(line):
+            decode[int(m[1])] = [float(x) / 1e3 for x in m[2].split()]
+        elif m := _LOG_PATTERNS["lora"].match(line):
+            lora[int(m[1])] = _pairs(m[2])
+        elif m := _LOG_PATTERNS["lora_prefill"].match(line):
+            planes.setdefault(int(m[1]), {})[int(m[2])] = _pairs(m[3])
+    if not prefill or not decode:
+        raise ValueError("no prefill/decode rows found: is this the log of `lorasim calibrate`?")
+    old = profile.compute
+    toks = sorted(prefill)
+    batch = sorted(decode)
+    comp = replace(
+        old,
+        prefill=Table(tuple(float(t) for t in toks), tuple(_monotone([prefill[t] for t in toks]))),
+        decode=Grid(
+            tuple(float(b) for b in batch),
+            old.decode.context,
+            tuple(tuple(r) for r in monotone_grid([decode[b] for b in batch])),
+        ),
+    )
+    if lora:
+        ranks = sorted(lora)
+        comp = replace(
+            comp,
+            lora=None,
+            lora_ranks=LoraTable(
+                tuple(float(r) for r in ranks),
+                tuple(float(a) for a in lora[ranks[0]][0]),
+                tuple(tuple(lora[r][1]) for r in ranks),
+            ),
+        )
+    if planes:
+        ranks = sorted(planes)
+        ptoks = sorted(planes[ranks[0]])
+        comp = replace(
+            comp,
+            lora_prefill=LoraPrefillTable(
+                tuple(float(r) for r in ranks),
+                tuple(float(t) for t in ptoks),
+                tuple(float(a) for a in planes[ranks[0]][ptoks[0]][0]),
+                tuple(
+                    tuple(tuple(r) for r in monotone_grid([planes[r][t][1] for t in ptoks]))
+                    for r in ranks
+                ),
+            ),
+        )
+    return replace(profile, compute=comp)

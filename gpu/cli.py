@@ -57,9 +57,40 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="profile name (default: the file's stem)")
         ] = None,
         rank: Annotated[int, typer.Option(help="LoRA rank of the adapter-copy check (the LoRA compute tables use the grid's ranks)")] = 64,
+        refit_from: Annotated[
+            Path | None,
+            typer.Option(
+                help="no measuring: re-derive the compute tables of the profile at --out from "
+                "this calibration log's raw medians with the current fitting rules"
+            ),
+        ] = None,
     ) -> None:
-        """Measure copies, pinning, disk and forward times; write a hardware profile YAML."""
+        """Measure copies, pinning, disk and forward times; write a hardware profile YAML.
+
+        Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
+        lorasim calibrate --refit-from results/validation/calibrate.log
+        --out configs/hardware/h200-measured.yaml (anywhere)."""
         _need_torch()
+        if refit_from is not None:
+            from gpu.calibrate import refit_from_log
+            from sim.errors import ConfigError
+            from sim.hw.profile import HardwareProfile
+
+            if not refit_from.is_file():
+                raise ConfigError(str(refit_from), "--refit-from", "file not found; expected a calibrate log")
+            if not out.is_file():
+                raise ConfigError(str(out), "--out", "file not found; expected the profile that log wrote")
+            try:
+                prof = refit_from_log(HardwareProfile.from_yaml(out), refit_from.read_text())
+            except ValueError as e:
+                raise ConfigError(str(refit_from), "--refit-from", str(e)) from None
+            from dataclasses import replace
+
+            cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+            prof = replace(prof, command=f"{prof.command}; then {cmd}")
+            prof.to_yaml(out)
+            typer.echo(f"refitted {out} from {refit_from}")
+            return
         from gpu.calibrate import calibrate as run
 
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -45,7 +45,32 @@ def test_monotone_grid_never_decreases_in_either_axis():
     from gpu.calibrate import monotone_grid
 
     g = monotone_grid([[3.0, 2.0, 4.0], [1.0, 5.0, 2.0]])
-    assert g == [[3.0, 3.0, 4.0], [3.0, 5.0, 5.0]]
+    assert g == [[1.0, 2.0, 2.0], [1.0, 2.0, 2.0]]
+
+
+def test_monotone_fit_drops_a_slow_first_reading_instead_of_spreading_it():
+    """Round 2's running maximum turned one 32 ms warm-up reading into a 32 ms floor for the
+    whole decode table; the lower envelope keeps the steady readings."""
+    from gpu.calibrate import _monotone
+
+    assert _monotone([0.032, 0.026, 0.024, 0.0235, 0.043]) == [0.0235, 0.0235, 0.0235, 0.0235, 0.043]
+
+
+def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
+    from gpu.calibrate import refit_from_log
+
+    lines: list[str] = []
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    again = refit_from_log(prof, "\n".join(lines))
+    c, r = prof.compute, again.compute
+    # the log has 2 decimals of ms: equal to 10 us
+    assert r.prefill.y == pytest.approx(c.prefill.y, abs=1e-5)
+    for a, b in zip(r.decode.seconds, c.decode.seconds, strict=True):
+        assert a == pytest.approx(b, abs=1e-5)
+    assert r.lora_ranks.ranks == c.lora_ranks.ranks
+    assert r.lora_prefill.tokens == c.lora_prefill.tokens
+    with pytest.raises(ValueError):
+        refit_from_log(prof, "not a log")
 
 
 def test_quick_profile_has_multi_rank_and_prefill_lora():

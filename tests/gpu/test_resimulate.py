@@ -1,0 +1,60 @@
+"""`lorasim validate --gpu-runs`: the simulator against recorded GPU runs (no torch needed)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from gpu.validate import METRICS, resimulate
+from sim.runner import simulate
+from tests.gpu.test_validate_scenario import SCENARIO
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _record(folder, sc_name, policy, values):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{sc_name}.{policy}.summary.json").write_text(json.dumps({"gpu": values, "sim": {}}))
+
+
+def test_error_is_against_the_mean_of_gpu_runs_with_their_spread(tmp_path):
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "lru", {m: 100.0 for m in METRICS})
+    _record(tmp_path / "run2", "tiny-val", "lru", {m: 300.0 for m in METRICS})
+    df = resimulate([path], None, ["lru", "overlap"], [tmp_path / "run1", tmp_path / "run2"],
+                    tmp_path / "out", progress=lambda s: None)
+    assert set(df["policy"]) == {"lru"}  # overlap has no GPU record: skipped, not invented
+    from sim.config import load_scenario
+
+    sim = simulate(load_scenario(path), "lru").summary
+    for m in METRICS:
+        row = df[df["metric"] == m].iloc[0]
+        assert row.gpu == 200.0 and row.gpu_runs == 2 and row.gpu_spread == pytest.approx(0.5)
+        assert row.sim == pytest.approx(sim[m])
+        assert row.rel_err == pytest.approx((sim[m] - 200.0) / 200.0)
+    md = (tmp_path / "out" / "errors.md").read_text()
+    assert "200.0 ±50%" in md and "within 10 %" in md
+
+
+def test_cli_gpu_runs_needs_no_gpu_and_names_a_missing_folder(tmp_path):
+    from sim.cli import app
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "lru", {m: 50.0 for m in METRICS})
+    r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--policies", "lru",
+                                 "--gpu-runs", str(tmp_path / "run1"), "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "tiny-val | lru" in r.output
+    # through the console script's entry point, which turns LorasimError into exit code 2
+    r = subprocess.run(
+        [sys.executable, "-c", "from sim.cli import main; main()", "validate", "--scenario", str(path),
+         "--gpu-runs", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
