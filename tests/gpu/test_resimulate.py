@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from gpu.validate import METRICS, resimulate
 from sim.runner import simulate
-from tests.gpu.test_validate_scenario import SCENARIO
+from tests.gpu.tiny_scenario import SCENARIO
 
 ROOT = Path(__file__).resolve().parents[2]
 

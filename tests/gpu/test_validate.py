@@ -9,7 +9,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from gpu.validate import GpuOptions, run_gpu, run_validation  # noqa: E402
 from sim.config import parse_scenario  # noqa: E402
-from tests.gpu.test_validate_scenario import SCENARIO  # noqa: E402
+from tests.gpu.tiny_scenario import SCENARIO  # noqa: E402
 
 
 @pytest.mark.parametrize("policy", ["lru", "slora", "overlap", "resident"])
