@@ -202,16 +202,13 @@ def resimulate(
             progress(f"{sc.name} / {pol}: simulator vs {len(runs)} GPU run(s) ...")
             s = simulate(sc, pol, trace=trace)
             s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
-            for m in METRICS:
-                vals = [float(r[m]) for r in runs if r.get(m) is not None]
-                g = sum(vals) / len(vals) if vals else float("nan")
-                sv = float(s.summary.get(m, float("nan")))
-                rows.append({
-                    "scenario": sc.name, "policy": pol, "metric": m, "gpu": g, "sim": sv,
-                    "rel_err": (sv - g) / g if g else float("nan"),
-                    "gpu_runs": len(vals),
-                    "gpu_spread": (max(vals) - min(vals)) / 2 / g if len(vals) > 1 and g else 0.0,
-                })
+            vals = {m: [float(r[m]) for r in runs if r.get(m) is not None] for m in METRICS}
+            mean = {m: sum(v) / len(v) for m, v in vals.items() if v}
+            for r in compare(mean, s.summary):
+                v, g = vals[r["metric"]], r["gpu"]
+                spread = (max(v) - min(v)) / 2 / g if len(v) > 1 and g else 0.0
+                rows.append({"scenario": sc.name, "policy": pol, **r,
+                             "gpu_runs": len(v), "gpu_spread": spread})
             _write_tables(rows, out)
     return _write_tables(rows, out)
 
