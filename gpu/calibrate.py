@@ -10,6 +10,9 @@ What is measured, and how it maps onto the simulator's tables:
   bytes / warm bandwidth, per tensor, is `pin_per_tensor_us`.
 - Disk: reading an adapter-sized file with the page cache dropped (best effort).
 - Contention: a GEMM loop's time with and without a side-stream copy in flight.
+- Launch fraction: how long `forward()` takes to return (the CPU launching its kernels)
+  over how long the forward takes to finish, for prefills; near 1 when the harness is
+  launch-bound, and then a prefill launched ahead holds the scheduler for all of it.
 - Forward times of the harness's own model (gpu.model), each forward timed alone with a
   synchronize on both sides, as the CudaDriver runs them: prefill over total tokens (items
   of at most 512 tokens, context 0) and decode step over batch x context (median of `reps`;
@@ -363,6 +366,7 @@ class ComputeTables:
     lora: LoraTable
     lora_prefill: LoraPrefillTable | None
     raw: dict = field(default_factory=dict)  # before the monotone fit (for the log)
+    launch_fraction: float = 0.0
 
 
 def measure_compute(
@@ -389,6 +393,11 @@ def measure_compute(
         )
         progress(f"  prefill {t:>6} tokens: {prefill_raw[-1] * 1e3:8.2f} ms")
     prefill = _monotone(prefill_raw)
+    launch = measure_launch_fraction(
+        timer, lambda inp: model.forward(inp, kv).argmax(-1),
+        [_prefill_input(t, shape.vocab, device) for t in grid["prefill"][2:6]], reps,
+    )
+    progress(f"  launch fraction {launch:.3f} (CPU launch / GPU time of a prefill)")
 
     def decode_input(b: int, c: int, lora=None) -> StepInput:
         return StepInput(
@@ -501,7 +510,26 @@ def measure_compute(
         tuple(tuple(tuple(r) for r in plane) for plane in pre_planes),
     )
     raw = {"prefill": prefill_raw, "decode": decode_raw, "lora": raw_lora}
-    return ComputeTables(prefill, decode, lora, lora_prefill, raw)
+    return ComputeTables(prefill, decode, lora, lora_prefill, raw, launch)
+
+
+def measure_launch_fraction(
+    timer: Timer, fwd: Callable[[StepInput], object], inputs: list[StepInput], reps: int
+) -> float:
+    """Median over `inputs` x `reps` of (time for `fwd` to return) / (time until the device
+    is done), in [0, 1]. On CPU a forward returns when it is done: 1."""
+    ratios = []
+    for inp in inputs:
+        fwd(inp)  # warm-up
+        for _ in range(reps):
+            timer.sync()
+            t0 = time.perf_counter()
+            fwd(inp)
+            t1 = time.perf_counter()
+            timer.sync()
+            t2 = time.perf_counter()
+            ratios.append((t1 - t0) / (t2 - t0) if t2 > t0 else 1.0)
+    return min(1.0, max(0.0, statistics.median(ratios))) if ratios else 0.0
 
 
 # ---- all -------------------------------------------------------------------------------------
@@ -581,6 +609,7 @@ def calibrate(
             ),
             lora_ranks=ct.lora,
             lora_prefill=ct.lora_prefill,
+            launch_fraction=ct.launch_fraction,
         ),
     )
 
@@ -594,6 +623,7 @@ _LOG_PATTERNS = {
     "lora_prefill": re.compile(
         r"^  lora prefill extra, rank\s+(\d+),\s+(\d+) tokens, vs adapters: (.*)$"
     ),
+    "launch": re.compile(r"^  launch fraction ([\d.]+) "),
 }
 
 
@@ -616,6 +646,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     decode: dict[int, list[float]] = {}
     lora: dict[int, tuple[list[int], list[float]]] = {}
     planes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
+    launch: float | None = None
     for line in log_text.splitlines():
         if m := _LOG_PATTERNS["prefill"].match(line):
             prefill[int(m[1])] = float(m[2]) / 1e3
@@ -625,6 +656,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             lora[int(m[1])] = _pairs(m[2])
         elif m := _LOG_PATTERNS["lora_prefill"].match(line):
             planes.setdefault(int(m[1]), {})[int(m[2])] = _pairs(m[3])
+        elif m := _LOG_PATTERNS["launch"].match(line):
+            launch = float(m[1])
     if not prefill or not decode:
         raise ValueError("no prefill/decode rows found: is this the log of `lorasim calibrate`?")
     old = profile.compute
@@ -665,4 +698,6 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
                 ),
             ),
         )
+    if launch is not None:
+        comp = replace(comp, launch_fraction=launch)
     return replace(profile, compute=comp)

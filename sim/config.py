@@ -87,6 +87,19 @@ class HardwareCfg(_Strict):
         description="where disk reads and pin-per-load pinning run: on the scheduler's thread "
         "(SGLang, the CUDA driver: no batch is issued meanwhile) or on a background thread",
     )
+    wake_us: float = Field(
+        250.0,
+        ge=0,
+        description="time an idle scheduler takes from an arrival (or a load finishing) to issuing "
+        "work; requests arriving within it are batched together (H200 harness: median 0.25 ms)",
+    )
+    launch_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="CPU time to launch a forward / its GPU time; the scheduler is held that "
+        "long by a prefill launched ahead (default: the profile's measured value, else 0)",
+    )
 
 
 def _check_targets(v):

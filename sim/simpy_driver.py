@@ -6,7 +6,10 @@ behind it while a load-stream copy only competes for PCIe. A pin-per-load copy f
 host CPU time pinning (outside PCIe); a disk miss first reads the file. That host work runs
 on the scheduler's thread by default (`hardware.host_work: scheduler`), as in SGLang and the
 CUDA driver: the engine issues nothing else meanwhile, though the GPU finishes what it has
-queued; with `background` it only delays its own copy. Decode runs are
+queued; with `background` it only delays its own copy. An idle scheduler reacts
+`hardware.wake_us` after what woke it, so arrivals microseconds apart (bursts) share a batch
+as they do in a real serving loop. A prefill launched ahead (overlap) holds the scheduler for
+`launch_fraction` of its GPU time: the CPU cost of launching its kernels. Decode runs are
 fast-forwarded: one SimPy timeout covers many steps, cut short at `until` or, when asked, at
 the first load completion.
 """
@@ -54,6 +57,8 @@ class SimPyDriver:
         self._side_copies = 0  # load-stream copies on PCIe now (for contention)
         self._compute_free_at = 0.0  # when the compute stream last finished its work
         self._host_on_scheduler = getattr(hardware, "host_work", "scheduler") == "scheduler"
+        self._wake_s = float(getattr(hardware, "wake_s", 0.0))
+        self._launch_frac = float(getattr(hardware, "launch_fraction", 0.0))
         self.timeline: list[Row] = []
         self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
         self.error: BaseException | None = None
@@ -68,6 +73,8 @@ class SimPyDriver:
     # -- internals ---------------------------------------------------------------------------
     def _main(self, gen: Generator) -> Generator:
         result: Any = None
+        if self._wake_s > 0:  # the scheduler starts idle: it too sees t=0 arrivals late
+            yield self.env.timeout(self._wake_s)
         while True:
             try:
                 eff = gen.send(result)
@@ -114,6 +121,9 @@ class SimPyDriver:
             self.fwd_done[t] = ev
             env.process(self._forward(eff, t, ev))
             if not eff.wait:
+                if self._launch_frac > 0 and eff.batch.kind == "prefill":
+                    # the scheduler launches the kernels before it can look at anything else
+                    yield env.timeout(self._launch_frac * self.hw.compute.forward_time(eff.batch))
                 return t
             yield ev
             self.fwd_unpolled.remove(t)
@@ -137,6 +147,8 @@ class SimPyDriver:
                     f"idle at t={env.now:.3f}s with nothing in flight and no arrivals to come"
                 )
             yield env.any_of(events)
+            if self._wake_s > 0:
+                yield env.timeout(self._wake_s)
             return env.now
         raise TypeError(f"unknown effect {eff!r}")
 

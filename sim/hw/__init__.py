@@ -40,6 +40,11 @@ class Hardware:
     contention: float = 0.0  # fractional compute slowdown while a side-stream copy runs
     # disk reads and pinning hold the scheduler's thread ("scheduler") or not ("background")
     host_work: str = "scheduler"
+    # an idle scheduler reacts this long after what woke it (an arrival, a finished load):
+    # near-simultaneous arrivals land in one batch, as with a real serving loop
+    wake_s: float = 250e-6
+    # CPU launch time of a forward / its GPU time (profile.compute.launch_fraction)
+    launch_fraction: float = 0.0
 
 
 def _spec(cfg: HardwareCfg) -> GpuSpec:
@@ -56,7 +61,8 @@ def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     if not cfg.profile:
         spec = _spec(cfg)
         return Hardware(
-            CopyModel.from_spec(spec, cfg.pin_cache), RooflineCompute(shape, spec), cfg.contention, cfg.host_work
+            CopyModel.from_spec(spec, cfg.pin_cache), RooflineCompute(shape, spec), cfg.contention, cfg.host_work,
+            cfg.wake_us * 1e-6, cfg.launch_fraction or 0.0,
         )
     return _from_profile(cfg, shape)
 
@@ -100,4 +106,5 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
             pageable_table=None,
         )
     contention = cfg.contention if "contention" in cfg.model_fields_set else p.contention
-    return Hardware(copy, ProfileCompute(prof.compute), contention, cfg.host_work)
+    launch = prof.compute.launch_fraction if cfg.launch_fraction is None else cfg.launch_fraction
+    return Hardware(copy, ProfileCompute(prof.compute), contention, cfg.host_work, cfg.wake_us * 1e-6, launch)

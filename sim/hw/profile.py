@@ -82,6 +82,10 @@ class ComputeProfile:
     # LoRA extra of prefill forwards over tokens x adapters (optional; without it prefill
     # uses the decode LoRA table, as format v1 did).
     lora_prefill: LoraPrefillTable | None = None
+    # CPU time to launch a forward as a fraction of its GPU time: while launching, the
+    # scheduler issues nothing else, so a prefill "launched ahead" (overlap) holds it this
+    # long. ~1 for an eager, launch-bound server; small when the GPU is the bottleneck.
+    launch_fraction: float = 0.0
 
     def decode_lora(self) -> LoraTable | None:
         """The decode LoRA table in the multi-rank form, whichever form the profile has."""
@@ -131,6 +135,8 @@ class HardwareProfile:
                 "adapters": _ints(lp.adapters),
                 "seconds": [[_floats(row) for row in plane] for plane in lp.seconds],
             }
+        if c.launch_fraction:
+            compute["launch_fraction"] = float(f"{c.launch_fraction:.4g}")
         return {
             "name": self.name,
             "device": self.device,
@@ -209,6 +215,7 @@ class HardwareProfile:
                 lora_rank=lora_rank,
                 lora_ranks=lora_ranks,
                 lora_prefill=lora_prefill,
+                launch_fraction=r.fraction(comp.get("launch_fraction", 0.0), "compute.launch_fraction"),
             ),
         )
 

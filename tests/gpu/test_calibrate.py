@@ -4,6 +4,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import time  # noqa: E402
+
 import yaml  # noqa: E402
 
 from gpu.calibrate import calibrate  # noqa: E402
@@ -69,6 +71,7 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
         assert a == pytest.approx(b, abs=1e-5)
     assert r.lora_ranks.ranks == c.lora_ranks.ranks
     assert r.lora_prefill.tokens == c.lora_prefill.tokens
+    assert r.launch_fraction == pytest.approx(c.launch_fraction, abs=1e-3)
     with pytest.raises(ValueError):
         refit_from_log(prof, "not a log")
 
@@ -80,3 +83,26 @@ def test_quick_profile_has_multi_rank_and_prefill_lora():
     assert c.lora_prefill is not None and len(c.lora_prefill.seconds) == len(c.lora_prefill.ranks)
     for row in c.decode.seconds:
         assert list(row) == sorted(row)
+
+
+def test_launch_fraction_is_one_when_forward_returns_only_when_done():
+    """On CPU a forward returns when its work is done, so the scheduler is held for all of it."""
+    from gpu.calibrate import measure_launch_fraction
+
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    assert prof.compute.launch_fraction > 0.9
+    # an asynchronous device: a forward returns at once, its work runs until the next sync
+    frac = measure_launch_fraction(_AsyncDevice(), _AsyncDevice.launch, [1, 2], reps=3)
+    assert frac < 0.2
+
+
+class _AsyncDevice:
+    queued = 0
+
+    def sync(self) -> None:
+        time.sleep(0.002 * _AsyncDevice.queued)
+        _AsyncDevice.queued = 0
+
+    @staticmethod
+    def launch(inp) -> None:
+        _AsyncDevice.queued += 1

@@ -23,6 +23,8 @@ def test_single_load_copy_time_is_bytes_over_bandwidth_plus_overhead(copy_mode, 
     assert len(pcie) == 1
     expected = n_copies * (4e-6 + (nbytes / n_copies) / 50e9)
     assert (pcie.end - pcie.start).iloc[0] == pytest.approx(expected, rel=1e-9)
-    # the blocking copy sits on the compute stream right before the prefill
+    # the blocking copy sits on the compute stream right before the prefill; the idle
+    # scheduler sees the t=0 arrival after its wake-up latency
+    assert pcie.start.iloc[0] == pytest.approx(hw.wake_s, rel=1e-9)
     prefill = res.timeline[(res.timeline.lane == "compute") & (res.timeline.kind == "prefill")]
-    assert prefill.start.iloc[0] == pytest.approx(expected, rel=1e-9)
+    assert prefill.start.iloc[0] == pytest.approx(hw.wake_s + expected, rel=1e-9)

@@ -61,6 +61,7 @@ def _write(tmp_path, data) -> Path:
         (lambda d: d["compute"]["decode"]["seconds"][1].pop(), "compute.decode.seconds[1]"),
         (lambda d: d["compute"]["prefill"]["seconds"].__setitem__(0, -1), "compute.prefill.seconds[0]"),
         (lambda d: d.update(name=""), "name"),
+        (lambda d: d["compute"].update(launch_fraction=1.5), "compute.launch_fraction"),
     ],
 )
 def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
@@ -159,3 +160,15 @@ def test_v2_lora_tables_round_trip_and_v1_still_loads(tmp_path, prof):
     assert e.value.key == "compute.lora.seconds"
     old = HardwareProfile.from_yaml(SHIPPED)  # v1: single-rank `lora` table with `rank`
     assert old.compute.lora_ranks is None and old.compute.decode_lora().ranks == (64.0,)
+
+
+def test_launch_fraction_round_trips_and_reaches_the_hardware(tmp_path, prof):
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, launch_fraction=0.9)).to_yaml(p)
+    assert HardwareProfile.from_yaml(p).compute.launch_fraction == 0.9
+    assert load_hardware(HardwareCfg(profile=str(p)), SHAPE).launch_fraction == 0.9
+    # an explicit key overrides the measured value; analytic presets default to 0
+    assert load_hardware(HardwareCfg(profile=str(p), launch_fraction=0.0), SHAPE).launch_fraction == 0.0
+    assert load_hardware(HardwareCfg(), SHAPE).launch_fraction == 0.0
