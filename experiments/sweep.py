@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from experiments.slots import equal_memory_slots
 from sim.config import Scenario, parse_scenario, read_yaml, resolve_paths, validation_error
 from sim.errors import ConfigError
+from sim.revision import file_digest, model_revision
 
 POLICY_AXIS = "policy"
 NAME_AXIS = "name"
@@ -133,8 +134,12 @@ def _scenario_brief(sc: Scenario) -> dict[str, Any]:
 
 
 def run_id_of(scenario: dict[str, Any], policy: str) -> str:
-    """Short hash of the canonical JSON of (scenario dict, policy)."""
-    blob = json.dumps([scenario, policy], sort_keys=True, separators=(",", ":"), default=str)
+    """Short hash of the canonical JSON of (scenario dict, policy), the simulator's code
+    revision and the bytes of the hardware profile it reads: a resumed sweep reuses a stored
+    run only if the same model would compute it again."""
+    profile = (scenario.get("hardware") or {}).get("profile")
+    key = [scenario, policy, model_revision(), file_digest(profile) if profile else None]
+    blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 

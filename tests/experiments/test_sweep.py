@@ -167,3 +167,20 @@ def test_demo_sweep_compares_every_policy_on_three_workloads():
     assert {r.group for r in sw.runs} == {"uniform", "zipf", "phased"}
     assert {r.policy for r in sw.runs} == {"lru", "slora", "overlap", "history", "lookahead", "resident"}
     assert len(sw.runs) == 18
+
+
+def test_run_id_changes_with_the_model_code_and_the_profile_bytes(tmp_path, monkeypatch):
+    """A resumed sweep must not reuse runs that older code or another profile computed."""
+    import experiments.sweep as sweep
+
+    prof = tmp_path / "hw.yaml"
+    prof.write_text("v: 1\n")
+    sc = {"name": "x", "hardware": {"profile": str(prof)}}
+    first = sweep.run_id_of(sc, "lru")
+    assert sweep.run_id_of(sc, "lru") == first
+    assert sweep.run_id_of(sc, "overlap") != first
+    prof.write_text("v: 2\n")
+    second = sweep.run_id_of(sc, "lru")
+    assert second != first
+    monkeypatch.setattr(sweep, "model_revision", lambda: "another-rev")
+    assert sweep.run_id_of(sc, "lru") != second

@@ -58,3 +58,21 @@ def test_cli_gpu_runs_needs_no_gpu_and_names_a_missing_folder(tmp_path):
         capture_output=True, text=True, cwd=ROOT,
     )
     assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_summary_counts_an_error_inside_the_gpus_own_spread_as_unresolved():
+    """A cell 30 % off a GPU mean whose runs span ±40 % cannot be called wrong; one 30 % off
+    a ±5 % mean can."""
+    import pandas as pd
+
+    from gpu.validate import error_table_markdown
+
+    rows = [
+        {"scenario": "s", "policy": p, "metric": m, "gpu": 100.0, "sim": 130.0, "rel_err": 0.3,
+         "gpu_runs": 2, "gpu_spread": spread}
+        for p, spread in (("noisy", 0.4), ("steady", 0.05))
+        for m in METRICS
+    ]
+    md = error_table_markdown(pd.DataFrame(rows))
+    assert "within 10 %: 0/2" in md
+    assert "within 10 % or the GPU's half-spread: 1/2" in md
