@@ -134,6 +134,14 @@ def register(app: typer.Typer) -> None:
                 "folder (repeat to compare with the mean of several runs); no GPU needed",
             ),
         ] = None,
+        repeats: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                help="GPU passes (every other in reverse policy order); the table then compares "
+                "the simulator with their mean and shows their spread. Finished passes are kept.",
+            ),
+        ] = 1,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -155,5 +163,10 @@ def register(app: typer.Typer) -> None:
         from gpu.validate import GpuOptions, run_validation
 
         opts = GpuOptions(device=device, adapter_dir=str(adapter_dir) if adapter_dir else None)
-        run_validation(scenario, profile, pols, out, opts, progress=typer.echo)
+        if repeats > 1:
+            from gpu.validate import run_validation_repeated
+
+            run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo)
+        else:
+            run_validation(scenario, profile, pols, out, opts, progress=typer.echo)
         typer.echo((out / "errors.md").read_text())

@@ -128,9 +128,12 @@ def run_validation(
     out: str | Path,
     opts: GpuOptions = GpuOptions(),
     progress=print,
+    *,
+    reverse: bool = False,
 ) -> pd.DataFrame:
     """Every scenario x policy on GPU and simulator; writes errors.csv, errors.md and both
-    drivers' per-request records under `out`. Returns the error table."""
+    drivers' per-request records under `out`. Returns the error table. `reverse` runs each
+    scenario's policies in reverse order."""
     from sim.runner import simulate
     from sim.workload import generate_trace
 
@@ -140,7 +143,8 @@ def run_validation(
     for path in scenarios:
         sc = _scenario_with_profile(path, profile)
         trace = generate_trace(sc)
-        for pol in policies or sc.policies:
+        pols = list(policies or sc.policies)
+        for pol in pols[::-1] if reverse else pols:
             progress(f"{sc.name} / {pol}: GPU ...")
             g = run_gpu(sc, pol, trace, opts, reuse_host=True)
             progress(f"{sc.name} / {pol}: simulator ...")
@@ -270,3 +274,32 @@ def _summary_lines(df: pd.DataFrame) -> list[str]:
                      f"within 10 % or the GPU's half-spread: {resolved}/{len(g)}")
         out.append(line)
     return out
+
+
+def run_validation_repeated(
+    scenarios: list[str | Path],
+    profile: str | Path | None,
+    policies: list[str] | None,
+    out: str | Path,
+    repeats: int,
+    opts: GpuOptions = GpuOptions(),
+    progress=print,
+) -> pd.DataFrame:
+    """`repeats` GPU passes into `out/pass-1`, `out/pass-2`, ..., every other one in reverse
+    policy order (so warm-up and slow periods do not always hit the same policy), then the
+    simulator against their mean and spread in `out/errors.*` (as `resimulate`). A pass whose
+    errors.csv already holds every scenario x policy is not run again."""
+    from sim.config import load_scenario
+
+    out = Path(out)
+    want = {(sc.name, p) for sc in map(load_scenario, scenarios) for p in (policies or sc.policies)}
+    dirs = [out / f"pass-{k}" for k in range(1, repeats + 1)]
+    for k, d in enumerate(dirs, start=1):
+        if (d / "errors.csv").is_file():
+            done = pd.read_csv(d / "errors.csv")
+            if want <= set(zip(done["scenario"], done["policy"], strict=True)):
+                progress(f"pass {k}/{repeats}: already complete in {d}")
+                continue
+        progress(f"pass {k}/{repeats} -> {d}")
+        run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0)
+    return resimulate(scenarios, profile, policies, dirs, out, progress)

@@ -49,3 +49,24 @@ def test_calibrate_cli_quick(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert yaml.safe_load(out.read_text())["model"] == "tiny"
+
+
+def test_repeated_validation_alternates_policy_order_and_compares_with_the_mean(tmp_path):
+    from gpu.validate import run_validation_repeated
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    opts = GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad"))
+    log: list[str] = []
+    df = run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append)
+    gpu_order = [m.split(" / ")[1].split(":")[0] for m in log if m.endswith(": GPU ...")]
+    assert gpu_order == ["lru", "overlap", "overlap", "lru"]
+    for k in (1, 2):
+        assert (tmp_path / "out" / f"pass-{k}" / "tiny-val.lru.summary.json").is_file()
+    assert set(df["gpu_runs"]) == {2} and set(df["policy"]) == {"lru", "overlap"}
+    assert "GPU half-spread" in (tmp_path / "out" / "errors.md").read_text()
+    # run again: both passes are complete, no GPU work is redone
+    log.clear()
+    run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append)
+    assert not [m for m in log if m.endswith(": GPU ...")]
+    assert sum("already complete" in m for m in log) == 2
