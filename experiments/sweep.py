@@ -137,7 +137,8 @@ def run_id_of(scenario: dict[str, Any], policy: str) -> str:
     """Short hash of the canonical JSON of (scenario dict, policy), the simulator's code
     revision and the bytes of the hardware profile it reads: a resumed sweep reuses a stored
     run only if the same model would compute it again."""
-    profile = (scenario.get("hardware") or {}).get("profile")
+    hw = scenario.get("hardware")
+    profile = hw.get("profile") if isinstance(hw, dict) else None
     key = [scenario, policy, model_revision(), file_digest(profile) if profile else None]
     blob = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
