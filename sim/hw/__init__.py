@@ -60,11 +60,21 @@ def _spec(cfg: HardwareCfg) -> GpuSpec:
 def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     if not cfg.profile:
         spec = _spec(cfg)
-        return Hardware(
-            CopyModel.from_spec(spec, cfg.pin_cache), RooflineCompute(shape, spec), cfg.contention, cfg.host_work,
-            cfg.wake_us * 1e-6, cfg.launch_fraction or 0.0,
-        )
+        copy = CopyModel.from_spec(spec, cfg.pin_cache)
+        return _assemble(cfg, copy, RooflineCompute(shape, spec), cfg.contention, cfg.launch_fraction or 0.0)
     return _from_profile(cfg, shape)
+
+
+def _assemble(cfg: HardwareCfg, copy: CopyModel, compute: ComputeModel, contention: float, launch: float) -> Hardware:
+    """The cost models plus the serving loop's host-side settings, taken from the scenario."""
+    return Hardware(
+        copy=copy,
+        compute=compute,
+        contention=contention,
+        host_work=cfg.host_work,
+        wake_s=cfg.wake_us * 1e-6,
+        launch_fraction=launch,
+    )
 
 
 def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
@@ -107,4 +117,4 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
         )
     contention = cfg.contention if "contention" in cfg.model_fields_set else p.contention
     launch = prof.compute.launch_fraction if cfg.launch_fraction is None else cfg.launch_fraction
-    return Hardware(copy, ProfileCompute(prof.compute), contention, cfg.host_work, cfg.wake_us * 1e-6, launch)
+    return _assemble(cfg, copy, ProfileCompute(prof.compute), contention, launch)
