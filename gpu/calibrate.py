@@ -38,6 +38,7 @@ from pathlib import Path
 import torch
 
 from gpu.adapters import flat_layout, ordered_targets
+from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
 from sim.core.model import ALL_TARGETS, ModelShape
@@ -370,7 +371,12 @@ class ComputeTables:
 
 
 def measure_compute(
-    shape: ModelShape, device: torch.device, grid: dict, *, progress=print
+    shape: ModelShape,
+    device: torch.device,
+    grid: dict,
+    *,
+    progress=print,
+    eager_decode: bool = False,
 ) -> ComputeTables:
     dtype = default_dtype(device)
     timer = Timer(device)
@@ -408,11 +414,23 @@ def measure_compute(
             lora,
         )
 
-    def stepping(b: int, c: int, make_lora=None):
+    max_b = max(max(grid["batch"]), min(32, rows))
+    runner = None if eager_decode else DecodeRunner(model, kv, max_batch=max_b)
+
+    def stepping(b: int, c: int, make_lora=None, tok_slots=None):
         """Consecutive decode steps whose context grows by one, as the driver runs them (a
-        shape-keyed cache that only ever sees one context would hide per-shape costs); the
-        LoRA batch is built per forward, as the driver does."""
+        shape-keyed cache that only ever sees one context would hide per-shape costs). Through
+        the driver's decode path: gpu.decode_graphs (prepare + one step), or with
+        eager_decode one model.forward with its LoRA batch built per step."""
         k = iter(range(1 << 30))
+        if runner is not None:
+            slots_of = tok_slots if tok_slots is not None else [-1] * b
+
+            def graph_step():
+                runner.prepare(list(range(b)), [c + next(k) % 2] * b, slots_of)
+                runner.step()
+
+            return graph_step
         return lambda: model.forward(
             decode_input(b, c + next(k) % 2, make_lora() if make_lora else None), kv
         ).argmax(-1)
@@ -444,6 +462,8 @@ def measure_compute(
         slots.pool.normal_(0, 0.01)
         slots.scaling = [1.0] * n_slots
         model.lora = slots
+        if not eager_decode:  # graphs keep the slot buffers they were captured with
+            runner = DecodeRunner(model, kv, max_batch=max_b)
         if rank in grid["lora_ranks"]:
             row = []
             for n in grid["adapters"]:
@@ -452,7 +472,12 @@ def measure_compute(
                     continue
                 base, with_lora = timer.paired(
                     stepping(b, c),
-                    stepping(b, c, lambda n=n, sl=slots: sl.batch([i % n for i in range(b)])),
+                    stepping(
+                        b,
+                        c,
+                        lambda n=n, sl=slots: sl.batch([i % n for i in range(b)]),
+                        [i % n for i in range(b)],
+                    ),
                     lreps,
                     warmup=2,
                 )
@@ -496,6 +521,7 @@ def measure_compute(
                 )
             pre_planes.append(monotone_grid(plane))
         model.lora = None
+        runner = None
     if timer.cuda:
         torch.cuda.empty_cache()
     lora = LoraTable(
@@ -552,6 +578,7 @@ def calibrate(
     command: str = "lorasim calibrate",
     rank: int = 64,
     progress: Callable[[str], None] = print,
+    eager_decode: bool = False,
 ) -> HardwareProfile:
     dev = (
         torch.device(device)
@@ -586,7 +613,9 @@ def calibrate(
         f" {peak / 1e9:.2f} GB/s; per module ({int(ad['copies'])} copies)"
         f" {ad['per_module_s'] * 1e3:.2f} ms"
     )
-    ct = measure_compute(shape, dev, grid, progress=progress)
+    mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
+    progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
+    ct = measure_compute(shape, dev, grid, progress=progress, eager_decode=eager_decode)
     return HardwareProfile(
         name=name,
         device=device_name(dev),

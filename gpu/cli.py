@@ -57,6 +57,13 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="profile name (default: the file's stem)")
         ] = None,
         rank: Annotated[int, typer.Option(help="LoRA rank of the adapter-copy check (the LoRA compute tables use the grid's ranks)")] = 64,
+        eager_decode: Annotated[
+            bool,
+            typer.Option(
+                help="time decode as one eager model.forward a step (validation rounds 1-4) "
+                "instead of the CUDA-graph decode the harness now runs"
+            ),
+        ] = False,
         refit_from: Annotated[
             Path | None,
             typer.Option(
@@ -102,6 +109,7 @@ def register(app: typer.Typer) -> None:
             command=cmd,
             rank=rank,
             progress=typer.echo,
+            eager_decode=eager_decode,
         )
         prof.to_yaml(out)
         typer.echo(f"wrote {out}")
@@ -142,6 +150,13 @@ def register(app: typer.Typer) -> None:
                 "the simulator with their mean and shows their spread. Finished passes are kept.",
             ),
         ] = 1,
+        eager_decode: Annotated[
+            bool,
+            typer.Option(
+                help="GPU side decodes with one eager model.forward a step (rounds 1-4) "
+                "instead of CUDA graphs; calibrate the profile the same way"
+            ),
+        ] = False,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -162,7 +177,11 @@ def register(app: typer.Typer) -> None:
         _need_torch()
         from gpu.validate import GpuOptions, run_validation
 
-        opts = GpuOptions(device=device, adapter_dir=str(adapter_dir) if adapter_dir else None)
+        opts = GpuOptions(
+            device=device,
+            adapter_dir=str(adapter_dir) if adapter_dir else None,
+            eager_decode=eager_decode,
+        )
         if repeats > 1:
             from gpu.validate import run_validation_repeated
 

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from gpu.adapters import HostAdapter, HostPool
+from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_device, default_dtype
 from gpu.streams import Clock, Marker
@@ -85,6 +86,7 @@ class CudaDriver:
         kv_rows: int | None = None,
         max_ctx: int | None = None,
         poll_s: float = 5e-5,
+        eager_decode: bool = False,
     ):
         self.device = torch.device(device) if device is not None else default_device()
         self.dtype = dtype or default_dtype(self.device)
@@ -99,6 +101,9 @@ class CudaDriver:
         need_ctx = max((r.input_len + r.output_len for r in trace.requests), default=16)
         rows = kv_rows or max(1, len(trace.requests))
         self.kv = KVPool(shape, rows, max_ctx or need_ctx, self.device, self.dtype)
+        # decode through gpu.decode_graphs (CUDA graphs on a GPU, the same pieces eagerly on
+        # CPU); eager_decode: one model.forward per step, the harness of validation rounds 1-4
+        self.decoder = None if eager_decode else DecodeRunner(self.model, self.kv, max_batch=rows)
         self.clock = Clock(self.device)
         self._staging: dict[str, torch.Tensor] = {}
         self.loads: dict[int, _Load] = {}
@@ -120,6 +125,8 @@ class CudaDriver:
         for lb in (None, self.slots.batch([0, 0, -1, -1])):
             self.model.forward(StepInput(toks, [0, 0], [0, 0], [2, 2], lb), self.kv)
             self.model.forward(StepInput(toks[:2], [0, 0], [2, 2], [1, 1], lb), self.kv)
+        if self.decoder is not None:
+            self.decoder.prewarm()
         self.clock.sync()
 
     def make_resident(self, names: list[str]) -> None:
@@ -316,14 +323,15 @@ class CudaDriver:
             )
         return self._prompts[rid]
 
-    def _lora_batch(self, batch: Batch, new: list[int]):
+    def _tok_slots(self, batch: Batch, new: list[int]) -> list[int]:
+        """The slot each new token reads its adapter from (-1: base model)."""
         tok_slots: list[int] = []
         for it, n in zip(batch.items, new, strict=True):
             s = it.slot if it.adapter is not None and it.rank > 0 else -1
             if self.resident is not None and it.adapter is not None:
                 s = self.resident[it.adapter]
             tok_slots.extend([s] * n)
-        return self.slots.batch(tok_slots)
+        return tok_slots
 
     def _order_after_loads(self, batch: Batch) -> None:
         """The compute stream must not read a slot whose load-stream copy is still running."""
@@ -353,9 +361,8 @@ class CudaDriver:
                         for it, c, n in zip(items, ctx, new, strict=True)
                     ]
                 )
-                inp = StepInput(
-                    toks.to(dev, non_blocking=True), rows, ctx, new, self._lora_batch(batch, new)
-                )
+                lb = self.slots.batch(self._tok_slots(batch, new))
+                inp = StepInput(toks.to(dev, non_blocking=True), rows, ctx, new, lb)
                 logits = self.model.forward(inp, self.kv)
                 done = [
                     i
@@ -368,13 +375,19 @@ class CudaDriver:
                 launch.steps.append(self.clock.mark("compute"))
                 self._release(items, 0)
             else:
-                lb = self._lora_batch(batch, [1] * len(items))
+                tok_slots = self._tok_slots(batch, [1] * len(items))
                 steps = max(1, eff.max_steps)
+                if self.decoder is not None:
+                    self.decoder.prepare(rows, [it.context for it in items], tok_slots)
+                else:
+                    lb = self.slots.batch(tok_slots)
                 for j in range(steps):
-                    ctx = [it.context + j for it in items]
-                    inp = StepInput(self.kv.last_tok[rows_t], rows, ctx, [1] * len(items), lb)
-                    logits = self.model.forward(inp, self.kv)
-                    self.kv.last_tok[rows_t] = logits.argmax(-1)
+                    if self.decoder is not None:
+                        self.decoder.step()
+                    else:
+                        ctx = [it.context + j for it in items]
+                        inp = StepInput(self.kv.last_tok[rows_t], rows, ctx, [1] * len(items), lb)
+                        self.kv.last_tok[rows_t] = self.model.forward(inp, self.kv).argmax(-1)
                     m = self.clock.mark("compute")
                     launch.steps.append(m)
                     if eff.wait and j + 1 < steps and self._stop_decode(m, eff):

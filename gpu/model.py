@@ -59,15 +59,18 @@ class KVPool:
     def __init__(self, shape: ModelShape, rows: int, max_ctx: int, device, dtype):
         kvh, hd = shape.kv_heads, shape.head_dim
         self.rows, self.max_ctx = rows, max_ctx
+        # one extra row (`scratch`) that no request gets: padding entries of a fixed-size
+        # decode batch (gpu.decode_graphs) write their keys and tokens there
+        self.scratch = rows
         self.k = [
-            torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype)
+            torch.zeros(rows + 1, max_ctx, kvh, hd, device=device, dtype=dtype)
             for _ in range(shape.layers)
         ]
         self.v = [
-            torch.zeros(rows, max_ctx, kvh, hd, device=device, dtype=dtype)
+            torch.zeros(rows + 1, max_ctx, kvh, hd, device=device, dtype=dtype)
             for _ in range(shape.layers)
         ]
-        self.last_tok = torch.zeros(rows, dtype=torch.long, device=device)  # greedy next token
+        self.last_tok = torch.zeros(rows + 1, dtype=torch.long, device=device)  # next token
         self.row_of: dict[int, int] = {}
         self._free = list(range(rows))
 
@@ -210,16 +213,9 @@ class LlamaModel:
 
         lb = inp.lora
         x = self.embed[inp.tokens]
-        nh, kvh, hd = s.heads, s.kv_heads, s.head_dim
-        for li, lw in enumerate(self.layers):
-            hn = self._rms(x, lw["attn_norm"])
-            xs = self._shrink(hn, lb)
-            q = self._proj(hn, xs, lw, li, "q_proj", lb).view(-1, nh, hd)
-            k = self._proj(hn, xs, lw, li, "k_proj", lb).view(-1, kvh, hd)
-            v = self._proj(hn, xs, lw, li, "v_proj", lb).view(-1, kvh, hd)
-            q, k = self._rope(q, pos), self._rope(k, pos)
-            kv.k[li][tok_rows, pos] = k
-            kv.v[li][tok_rows, pos] = v
+        nh, hd = s.heads, s.head_dim
+        for li in range(s.layers):
+            q = self.pre_attention(li, x, pos, tok_rows, kv, lb)
             qp = torch.zeros(n_items * lq, nh, hd, device=dev, dtype=self.dtype)
             qp[pad_idx] = q
             qp = qp.view(n_items, lq, nh, hd).transpose(1, 2)
@@ -227,14 +223,42 @@ class LlamaModel:
             vv = kv.v[li][rows, :lk].transpose(1, 2)
             att = _attention(qp, kk, vv, mask)
             att = att.transpose(1, 2).reshape(n_items * lq, nh * hd)[pad_idx]
-            xs = self._shrink(att, lb)
-            x = x + self._proj(att, xs, lw, li, "o_proj", lb)
-            hn = self._rms(x, lw["mlp_norm"])
-            xs = self._shrink(hn, lb)
-            gate = self._proj(hn, xs, lw, li, "gate_proj", lb)
-            up = self._proj(hn, xs, lw, li, "up_proj", lb)
-            act = F.silu(gate) * up
-            xs = self._shrink(act, lb)
-            x = x + self._proj(act, xs, lw, li, "down_proj", lb)
-        x = self._rms(x[last], self.norm)
-        return x @ self.lm_head.t()
+            x = self.post_attention(li, x, att, lb)
+        return self.logits(x[last])
+
+    # ---- the two halves of a layer (shared with gpu.decode_graphs) -------------------------
+
+    def pre_attention(
+        self, li: int, x: torch.Tensor, pos: torch.Tensor, tok_rows: torch.Tensor,
+        kv: KVPool, lb: LoraBatch | None,
+    ) -> torch.Tensor:
+        """Norm, q/k/v with LoRA, RoPE; writes k/v at (tok_rows, pos). -> q [T, heads, hd]."""
+        s, lw = self.shape, self.layers[li]
+        nh, kvh, hd = s.heads, s.kv_heads, s.head_dim
+        hn = self._rms(x, lw["attn_norm"])
+        xs = self._shrink(hn, lb)
+        q = self._proj(hn, xs, lw, li, "q_proj", lb).view(-1, nh, hd)
+        k = self._proj(hn, xs, lw, li, "k_proj", lb).view(-1, kvh, hd)
+        v = self._proj(hn, xs, lw, li, "v_proj", lb).view(-1, kvh, hd)
+        q, k = self._rope(q, pos), self._rope(k, pos)
+        kv.k[li][tok_rows, pos] = k
+        kv.v[li][tok_rows, pos] = v
+        return q
+
+    def post_attention(
+        self, li: int, x: torch.Tensor, att: torch.Tensor, lb: LoraBatch | None
+    ) -> torch.Tensor:
+        """o_proj and the MLP with LoRA, residuals added to `x` in place. -> x."""
+        lw = self.layers[li]
+        xs = self._shrink(att, lb)
+        x.add_(self._proj(att, xs, lw, li, "o_proj", lb))
+        hn = self._rms(x, lw["mlp_norm"])
+        xs = self._shrink(hn, lb)
+        gate = self._proj(hn, xs, lw, li, "gate_proj", lb)
+        up = self._proj(hn, xs, lw, li, "up_proj", lb)
+        act = F.silu(gate) * up
+        xs = self._shrink(act, lb)
+        return x.add_(self._proj(act, xs, lw, li, "down_proj", lb))
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self._rms(x, self.norm) @ self.lm_head.t()

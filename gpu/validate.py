@@ -28,6 +28,7 @@ class GpuOptions:
     device: str | None = None
     adapter_dir: str | None = None  # where synthetic PEFT adapters are written (reused)
     seed: int = 0
+    eager_decode: bool = False  # one model.forward a decode step (rounds 1-4), not graphs
 
 
 # Host pools kept across runs of one validation (same adapters, same host mode): reading and
@@ -100,7 +101,14 @@ def run_gpu(
     rows = min(sc.serving.max_running_requests, len(trace.requests))
     device = torch.device(opts.device) if opts.device else None
     driver = CudaDriver(
-        trace, shape, host, n_slots=max(1, n_slots), device=device, seed=opts.seed, kv_rows=rows
+        trace,
+        shape,
+        host,
+        n_slots=max(1, n_slots),
+        device=device,
+        seed=opts.seed,
+        kv_rows=rows,
+        eager_decode=opts.eager_decode,
     )
     if resident:
         driver.make_resident(names)
