@@ -109,24 +109,45 @@ class Timer:
         return time.perf_counter() - t0
 
     def paired(
-        self, fa: Callable[[], object], fb: Callable[[], object], reps: int, warmup: int = 1
+        self,
+        fa: Callable[[], object],
+        fb: Callable[[], object],
+        reps: int,
+        warmup: int = 1,
+        between: Callable[[], object] | None = None,
     ) -> tuple[float, float]:
         """Medians of `fa` and `fb` timed alternately (a, b, a, b, ...): slow drift (clocks,
-        temperature) hits both alike, so their difference is steadier than two runs apart."""
+        temperature) hits both alike, so their difference is steadier than two runs apart.
+        `between` runs untimed before each timed call (see `median`)."""
         for _ in range(warmup):
             fa()
             fb()
         a, b = [], []
         for _ in range(reps):
+            if between is not None:
+                between()
             a.append(self.once(fa))
+            if between is not None:
+                between()
             b.append(self.once(fb))
         return statistics.median(a), statistics.median(b)
 
-    def median(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
+    def median(
+        self,
+        fn: Callable[[], object],
+        reps: int,
+        warmup: int = 1,
+        between: Callable[[], object] | None = None,
+    ) -> float:
+        """Median wall time of `fn`. `between` runs untimed before each rep: a server runs a
+        prefill between decode steps, not after the same prefill, and a launch-bound forward
+        is measurably slower after other work than back to back (cold host caches)."""
         for _ in range(warmup):
             fn()
         out = []
         for _ in range(reps):
+            if between is not None:
+                between()
             self.sync()
             t0 = time.perf_counter()
             fn()
@@ -391,20 +412,6 @@ def measure_compute(
     rows = max(max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32, p_items)
     kv = KVPool(shape, rows, max_ctx, device, dtype)
 
-    prefill_raw = []
-    for t in grid["prefill"]:
-        inp = _prefill_input(t, shape.vocab, device)
-        prefill_raw.append(
-            timer.median(lambda inp=inp: model.forward(inp, kv).argmax(-1), reps, warmup=2)
-        )
-        progress(f"  prefill {t:>6} tokens: {prefill_raw[-1] * 1e3:8.2f} ms")
-    prefill = _monotone(prefill_raw)
-    launch = measure_launch_fraction(
-        timer, lambda inp: model.forward(inp, kv).argmax(-1),
-        [_prefill_input(t, shape.vocab, device) for t in grid["prefill"][2:6]], reps,
-    )
-    progress(f"  launch fraction {launch:.3f} (CPU launch / GPU time of a prefill)")
-
     def decode_input(b: int, c: int, lora=None) -> StepInput:
         return StepInput(
             torch.randint(0, shape.vocab, (b,), device=device),
@@ -434,6 +441,28 @@ def measure_compute(
         return lambda: model.forward(
             decode_input(b, c + next(k) % 2, make_lora() if make_lora else None), kv
         ).argmax(-1)
+
+    b_int, c_int = min(8, max_b), min(512, max(grid["context"]))
+
+    def between() -> None:
+        """One untimed decode step of a few requests before each timed prefill (Timer.median)."""
+        stepping(b_int, c_int)()
+
+    prefill_raw = []
+    for t in grid["prefill"]:
+        inp = _prefill_input(t, shape.vocab, device)
+        prefill_raw.append(
+            timer.median(
+                lambda inp=inp: model.forward(inp, kv).argmax(-1), reps, warmup=2, between=between
+            )
+        )
+        progress(f"  prefill {t:>6} tokens: {prefill_raw[-1] * 1e3:8.2f} ms")
+    prefill = _monotone(prefill_raw)
+    launch = measure_launch_fraction(
+        timer, lambda inp: model.forward(inp, kv).argmax(-1),
+        [_prefill_input(t, shape.vocab, device) for t in grid["prefill"][2:6]], reps,
+    )
+    progress(f"  launch fraction {launch:.3f} (CPU launch / GPU time of a prefill)")
 
     decode_raw = []
     for b in grid["batch"]:
@@ -509,6 +538,7 @@ def measure_compute(
                         lambda base_in=base_in: model.forward(base_in, kv).argmax(-1),
                         with_lora,
                         preps,
+                        between=between,
                     )
                     prow.append(max(0.0, lt - base))
                 plane.append(prow)

@@ -106,3 +106,26 @@ class _AsyncDevice:
     @staticmethod
     def launch(inp) -> None:
         _AsyncDevice.queued += 1
+
+
+def test_work_between_reps_runs_before_each_rep_and_is_not_timed():
+    import torch
+
+    from gpu.calibrate import Timer
+
+    calls: list[str] = []
+
+    def between():
+        calls.append("between")
+        time.sleep(0.03)
+
+    def fn():
+        calls.append("fn")
+        time.sleep(0.001)
+
+    timer = Timer(torch.device("cpu"))
+    assert timer.median(fn, 3, warmup=1, between=between) < 0.02
+    assert calls == ["fn"] + ["between", "fn"] * 3
+    calls.clear()
+    a, b = timer.paired(fn, fn, 2, warmup=0, between=between)
+    assert max(a, b) < 0.02 and calls == ["between", "fn"] * 4
