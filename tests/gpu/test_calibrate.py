@@ -129,3 +129,15 @@ def test_work_between_reps_runs_before_each_rep_and_is_not_timed():
     calls.clear()
     a, b = timer.paired(fn, fn, 2, warmup=0, between=between)
     assert max(a, b) < 0.02 and calls == ["between", "fn"] * 4
+
+
+def test_despike_lifts_a_lone_low_difference_and_keeps_real_readings():
+    from gpu.calibrate import despike, monotone_grid
+
+    assert despike([19.54, 3.95, 20.35, 28.58]) == [19.54, 19.54, 20.35, 28.58]
+    assert despike([19.0, 20.0, 21.0, 3.0]) == [19.0, 20.0, 21.0, 21.0]
+    assert despike([5.0, 10.0, 20.0]) == [5.0, 10.0, 20.0]  # steep but real growth
+    assert despike([1.0, 1.2, 0.9, 1.5]) == [1.0, 1.2, 0.9, 1.5]  # noise, not a spike
+    # without despiking, the lower envelope spreads the spike to the smaller size
+    assert monotone_grid([[19.54, 3.95, 20.35, 28.58]])[0][0] == 3.95
+    assert monotone_grid([despike([19.54, 3.95, 20.35, 28.58])])[0][0] == 19.54
