@@ -438,14 +438,15 @@ def measure_compute(
     max_b = max(max(grid["batch"]), min(32, rows))
     runner = None if eager_decode else DecodeRunner(model, kv, max_batch=max_b)
 
-    def stepping(b: int, c: int, make_lora=None, tok_slots=None):
+    def stepping(b: int, c: int, tok_slots: list[int] | None = None):
         """Consecutive decode steps whose context grows by one, as the driver runs them (a
         shape-keyed cache that only ever sees one context would hide per-shape costs). Through
         the driver's decode path: gpu.decode_graphs (prepare + one step), or with
-        eager_decode one model.forward with its LoRA batch built per step."""
+        eager_decode one model.forward with its LoRA batch built per step. `tok_slots`: the
+        slot of each request's adapter in model.lora (None: no LoRA)."""
         k = iter(range(1 << 30))
+        slots_of = tok_slots if tok_slots is not None else [-1] * b
         if runner is not None:
-            slots_of = tok_slots if tok_slots is not None else [-1] * b
 
             def graph_step():
                 runner.prepare(list(range(b)), [c + next(k) % 2] * b, slots_of)
@@ -453,7 +454,8 @@ def measure_compute(
 
             return graph_step
         return lambda: model.forward(
-            decode_input(b, c + next(k) % 2, make_lora() if make_lora else None), kv
+            decode_input(b, c + next(k) % 2, model.lora.batch(slots_of) if model.lora else None),
+            kv,
         ).argmax(-1)
 
     b_int, c_int = min(8, max_b), min(512, max(grid["context"]))
@@ -515,12 +517,7 @@ def measure_compute(
                     continue
                 base, with_lora = timer.paired(
                     stepping(b, c),
-                    stepping(
-                        b,
-                        c,
-                        lambda n=n, sl=slots: sl.batch([i % n for i in range(b)]),
-                        [i % n for i in range(b)],
-                    ),
+                    stepping(b, c, [i % n for i in range(b)]),
                     lreps,
                     warmup=2,
                 )

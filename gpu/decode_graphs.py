@@ -18,6 +18,7 @@ against LlamaModel.forward, and the graphs only replay what the tests checked.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from dataclasses import dataclass
 
@@ -86,7 +87,7 @@ class DecodeRunner:
         self._pool = None
         self._cur: _Static | None = None
         self._lk = 0
-        self.captured_s = 0.0  # time spent capturing (reported by the driver's warm-up)
+        self.captured_s = 0.0  # seconds spent capturing graphs so far
 
     # ---- buckets ---------------------------------------------------------------------------
 
@@ -145,19 +146,9 @@ class DecodeRunner:
         st.rows.copy_(torch.tensor(list(rows) + [self.kv.scratch] * pad), non_blocking=True)
         st.pos.copy_(torch.tensor(list(ctx) + [0] * pad), non_blocking=True)
         if st.lb is not None:
-            seg = {s: i for i, s in enumerate(used)}
-            fill = [0] * (st.n * st.b)
-            scale = [0.0] * (st.n * st.b)
-            count = [0] * st.n
-            for t, s in enumerate(tok_slots):
-                if s >= 0:
-                    i = seg[s]
-                    fill[i * st.b + count[i]] = t
-                    scale[i * st.b + count[i]] = self.lora.scaling[s]
-                    count[i] += 1
-            slots = used + [used[0]] * (st.n - len(used))  # padding adapters: zero scale
+            slots, gather, scale, _ = self.lora.segments(tok_slots, st.n, st.b)
             st.lb.slots.copy_(torch.tensor(slots), non_blocking=True)
-            st.lb.gather.copy_(torch.tensor(fill), non_blocking=True)
+            st.lb.gather.copy_(torch.tensor(gather), non_blocking=True)
             st.lb.tok_scale.copy_(torch.tensor(scale).view(-1, 1), non_blocking=True)
         self._cur, self._lk = st, max(ctx) + 1
 
@@ -202,8 +193,6 @@ class DecodeRunner:
         st.att.copy_(att.reshape(st.b, -1))
 
     def _capture(self, st: _Static) -> None:
-        import time
-
         t0 = time.perf_counter()
         n = self.model.shape.layers + 1
         side = torch.cuda.Stream(self.model.device)

@@ -92,29 +92,43 @@ class LoraSlots:
 
     # ---- batched compute -----------------------------------------------------------------
 
-    def batch(self, tok_slots: list[int]) -> LoraBatch | None:
-        """Segment layout for a packed batch; tok_slots[t] is token t's slot (-1: base model).
-        Returns None when no token uses an adapter (the LoRA ops are skipped entirely)."""
+    def segments(
+        self, tok_slots: list[int], n_min: int = 0, len_min: int = 0
+    ) -> tuple[list[int], list[int], list[float], int]:
+        """Host side of the segment layout; tok_slots[t] is token t's slot (-1: base model).
+        -> (slot of each segment, token row of each segment row, its scale, rows a segment),
+        at least `n_min` segments of at least `len_min` rows (fixed-size buffers of
+        gpu.decode_graphs): padding segments repeat the first slot, padding rows read token 0
+        with scale 0. No segments when no token uses an adapter."""
         groups: dict[int, list[int]] = {}
         for t, s in enumerate(tok_slots):
             if s >= 0:
                 groups.setdefault(s, []).append(t)
         if not groups:
-            return None
+            return [], [], [], 0
         used = sorted(groups)
-        n, seg_len = len(used), max(len(v) for v in groups.values())
+        n = max(len(used), n_min)
+        seg_len = max(len_min, *(len(v) for v in groups.values()))
         gather = [0] * (n * seg_len)
         scale = [0.0] * (n * seg_len)
         for i, s in enumerate(used):
             for j, t in enumerate(groups[s]):
                 gather[i * seg_len + j] = t
                 scale[i * seg_len + j] = self.scaling[s]
+        return used + [used[0]] * (n - len(used)), gather, scale, seg_len
+
+    def batch(self, tok_slots: list[int]) -> LoraBatch | None:
+        """Segment layout for a packed batch (`segments`) on the device. Returns None when
+        no token uses an adapter (the LoRA ops are skipped entirely)."""
+        used, gather, scale, seg_len = self.segments(tok_slots)
+        if not used:
+            return None
         dev = self.device
         return LoraBatch(
             slots=torch.tensor(used, device=dev),
             gather=torch.tensor(gather, device=dev),
             tok_scale=torch.tensor(scale, dtype=self.dtype, device=dev).unsqueeze(1),
-            n=n,
+            n=len(used),
             seg_len=seg_len,
             all_slots=used == list(range(self.n_slots)),
         )
