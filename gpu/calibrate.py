@@ -41,6 +41,7 @@ from gpu.adapters import flat_layout, ordered_targets
 from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
+from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner
 from sim.core.model import ALL_TARGETS, ModelShape
 from sim.hw.profile import (
     ComputeProfile,
@@ -57,7 +58,7 @@ KB, MB, GB = 1 << 10, 1 << 20, 1 << 30
 GRIDS = {
     "full": {
         "sizes": [4 * KB * 4**i for i in range(10)],  # 4 KB .. 1 GB
-        "prefill": [16, 64, 128, 256, 512, 1024, 2048, 4096, 8192],
+        "prefill": [16, 64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 4096, 8192],
         "batch": [1, 8, 32, 64, 128],
         "context": [128, 512, 1024, 2048],
         "adapters": [0, 1, 2, 4, 8, 16],
@@ -412,6 +413,7 @@ def measure_compute(
     *,
     progress=print,
     eager_decode: bool = False,
+    prefill_graph_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> ComputeTables:
     dtype = default_dtype(device)
     timer = Timer(device)
@@ -436,7 +438,20 @@ def measure_compute(
         )
 
     max_b = max(max(grid["batch"]), min(32, rows))
-    runner = None if eager_decode else DecodeRunner(model, kv, max_batch=max_b)
+
+    def runners():
+        """Decode and prefill runners for the model's current LoRA slots (graphs keep the
+        buffers they were captured with), as the CudaDriver's gpu.core builds them. A new
+        graph pool each time: a pool whose graphs were all freed cannot be captured into."""
+        pool = torch.cuda.graph_pool_handle() if timer.cuda else None
+        dec = None if eager_decode else DecodeRunner(model, kv, max_batch=max_b, pool=pool)
+        return dec, PrefillRunner(model, kv, max_tokens=prefill_graph_tokens, pool=pool)
+
+    runner, prefiller = runners()
+
+    def run_prefill(inp: StepInput, tok_slots: list[int] | None = None):
+        """One prefill the driver's way (PrefillRunner: graphs up to prefill_graph_tokens)."""
+        return prefiller.run(inp, tok_slots or [-1] * len(inp.tokens)).argmax(-1)
 
     def stepping(b: int, c: int, tok_slots: list[int] | None = None):
         """Consecutive decode steps whose context grows by one, as the driver runs them (a
@@ -468,14 +483,12 @@ def measure_compute(
     for t in grid["prefill"]:
         inp = _prefill_input(t, shape.vocab, device)
         prefill_raw.append(
-            timer.median(
-                lambda inp=inp: model.forward(inp, kv).argmax(-1), reps, warmup=2, between=between
-            )
+            timer.median(lambda inp=inp: run_prefill(inp), reps, warmup=2, between=between)
         )
         progress(f"  prefill {t:>6} tokens: {prefill_raw[-1] * 1e3:8.2f} ms")
     prefill = _monotone(prefill_raw)
     launch = measure_launch_fraction(
-        timer, lambda inp: model.forward(inp, kv).argmax(-1),
+        timer, run_prefill,
         [_prefill_input(t, shape.vocab, device) for t in grid["prefill"][2:6]], reps,
     )
     progress(f"  launch fraction {launch:.3f} (CPU launch / GPU time of a prefill)")
@@ -507,8 +520,7 @@ def measure_compute(
         slots.pool.normal_(0, 0.01)
         slots.scaling = [1.0] * n_slots
         model.lora = slots
-        if not eager_decode:  # graphs keep the slot buffers they were captured with
-            runner = DecodeRunner(model, kv, max_batch=max_b)
+        runner, prefiller = runners()
         if rank in grid["lora_ranks"]:
             row = []
             for n in grid["adapters"]:
@@ -540,14 +552,9 @@ def measure_compute(
                     tok_slots = [i % n for i in range(n_items) for _ in range(item)][:t]
                     base_in = _prefill_input(t, shape.vocab, device, item=item)
 
-                    def with_lora(base_in=base_in, tok_slots=tok_slots, sl=slots):
-                        lb = sl.batch(tok_slots)
-                        inp = StepInput(base_in.tokens, base_in.rows, base_in.ctx, base_in.new, lb)
-                        return model.forward(inp, kv).argmax(-1)
-
                     base, lt = timer.paired(
-                        lambda base_in=base_in: model.forward(base_in, kv).argmax(-1),
-                        with_lora,
+                        lambda base_in=base_in: run_prefill(base_in),
+                        lambda base_in=base_in, tok_slots=tok_slots: run_prefill(base_in, tok_slots),
                         preps,
                         between=between,
                     )
@@ -562,7 +569,7 @@ def measure_compute(
                 )
             pre_planes.append(monotone_grid([despike(r) for r in plane]))
         model.lora = None
-        runner = None
+        runner = prefiller = None
     if timer.cuda:
         torch.cuda.empty_cache()
     lora = LoraTable(
@@ -620,6 +627,7 @@ def calibrate(
     rank: int = 64,
     progress: Callable[[str], None] = print,
     eager_decode: bool = False,
+    prefill_graph_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> HardwareProfile:
     dev = (
         torch.device(device)
@@ -656,7 +664,17 @@ def calibrate(
     )
     mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
     progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
-    ct = measure_compute(shape, dev, grid, progress=progress, eager_decode=eager_decode)
+    cuda = dev.type == "cuda"
+    progress(
+        "  prefill path: "
+        + (f"gpu.prefill_graphs up to {prefill_graph_tokens} tokens, eager above"
+           if prefill_graph_tokens else "eager (model.forward)")
+        + ("" if cuda or not prefill_graph_tokens else ", no graphs on CPU")
+    )
+    ct = measure_compute(
+        shape, dev, grid, progress=progress, eager_decode=eager_decode,
+        prefill_graph_tokens=prefill_graph_tokens,
+    )
     return HardwareProfile(
         name=name,
         device=device_name(dev),

@@ -64,6 +64,14 @@ def register(app: typer.Typer) -> None:
                 "instead of the CUDA-graph decode the harness now runs"
             ),
         ] = False,
+        prefill_graph_tokens: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="largest prefill (packed tokens) replayed as piecewise CUDA graphs; "
+                "longer ones run eagerly. 0: every prefill eager (validation rounds 1-5)",
+            ),
+        ] = 2048,
         refit_from: Annotated[
             Path | None,
             typer.Option(
@@ -110,6 +118,7 @@ def register(app: typer.Typer) -> None:
             rank=rank,
             progress=typer.echo,
             eager_decode=eager_decode,
+            prefill_graph_tokens=prefill_graph_tokens,
         )
         prof.to_yaml(out)
         typer.echo(f"wrote {out}")
@@ -157,6 +166,14 @@ def register(app: typer.Typer) -> None:
                 "instead of CUDA graphs; calibrate the profile the same way"
             ),
         ] = False,
+        prefill_graph_tokens: Annotated[
+            int,
+            typer.Option(
+                min=0,
+                help="largest prefill (packed tokens) replayed as piecewise CUDA graphs; "
+                "longer ones run eagerly. 0: every prefill eager (rounds 1-5); calibrate the profile the same way",
+            ),
+        ] = 2048,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -181,6 +198,7 @@ def register(app: typer.Typer) -> None:
             device=device,
             adapter_dir=str(adapter_dir) if adapter_dir else None,
             eager_decode=eager_decode,
+            prefill_graph_tokens=prefill_graph_tokens,
         )
         if repeats > 1:
             from gpu.validate import run_validation_repeated

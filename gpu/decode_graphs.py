@@ -1,31 +1,22 @@
-"""Decode steps replayed as CUDA graphs, attention run eagerly between them ("piecewise").
+"""Decode steps as piecewise CUDA graphs (gpu.piecewise), keyed by (padded batch, adapters).
 
-Why: eagerly, a decode step issues ~100 kernels per layer, so on the device host it costs
-the CPU's launch time (~40 ms for Llama-3.1-8B) instead of the GPU's (a few ms), and its
-timings follow whatever else the shared host CPU does (round 4: one cell's median TPOT was
-51 / 63 / 51 ms in three runs). SGLang decodes with CUDA graphs; so does this harness now.
-
-Everything in a step except attention has shapes fixed by the padded batch size and the
-number of adapters in it, so each layer boundary ("piece": the end of layer l and the start
-of layer l+1) is captured once per (batch bucket, adapter bucket). Attention, whose key
-length grows every step, runs eagerly between pieces (about ten kernels a layer), as vLLM's
-piecewise graphs do. Padding entries of a bucket use the KV pool's scratch row and LoRA
-scale 0, so they change nothing a real request reads.
-
-Without CUDA (or with graphs=False) the same pieces run eagerly: the CPU tests check them
-against LlamaModel.forward, and the graphs only replay what the tests checked.
+A decode step's pieces have shapes fixed by the padded batch size and the number of adapters
+in it, so each is captured once per (batch bucket, adapter bucket); attention, whose key
+length grows every step, runs eagerly between them. Padding entries of a bucket use the KV
+pool's scratch row and LoRA scale 0, so they change nothing a real request reads.
 """
 
 from __future__ import annotations
 
-import time
-from bisect import bisect_left
 from dataclasses import dataclass
 
 import torch
 
 from gpu.lora import LoraBatch
 from gpu.model import KVPool, LlamaModel, _attention
+from gpu.piecewise import PiecewiseGraphs, adapter_buckets, bucket
+
+__all__ = ["DecodeRunner", "adapter_buckets", "batch_buckets"]
 
 
 def batch_buckets(max_batch: int) -> list[int]:
@@ -34,24 +25,6 @@ def batch_buckets(max_batch: int) -> list[int]:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     sizes = {1, 2, 4, max_batch} | set(range(8, max_batch, 8))
     return sorted(s for s in sizes if s <= max_batch)
-
-
-def adapter_buckets(max_adapters: int) -> list[int]:
-    """Padded counts of distinct adapters in a decode batch: 1, 2, 4, 8, ... max. Bucketing
-    by the adapters actually used (not all slots) keeps the LoRA cost of a step what the
-    eager path and the simulator's LoRA table charge: it grows with the adapters in the batch."""
-    sizes, n = {max_adapters}, 1
-    while n < max_adapters:
-        sizes.add(n)
-        n *= 2
-    return sorted(s for s in sizes if s >= 1)
-
-
-def _bucket(sizes: list[int], n: int) -> int:
-    i = bisect_left(sizes, n)
-    if i == len(sizes):
-        raise ValueError(f"{n} exceeds the largest bucket {sizes[-1]}")
-    return sizes[i]
 
 
 @dataclass
@@ -69,41 +42,30 @@ class _Static:
     graphs: list | None = None  # torch.cuda.CUDAGraph per piece, once captured
 
 
-class DecodeRunner:
-    """Runs decode steps for a model, KV pool and its LoRA slots (fixed at construction:
-    graphs keep the addresses of the slots, weights and KV they were captured with)."""
+class DecodeRunner(PiecewiseGraphs):
+    """Runs decode steps for a model, KV pool and its LoRA slots."""
 
     def __init__(
-        self, model: LlamaModel, kv: KVPool, *, max_batch: int, graphs: bool | None = None
+        self,
+        model: LlamaModel,
+        kv: KVPool,
+        *,
+        max_batch: int,
+        graphs: bool | None = None,
+        pool=None,
+        max_adapters: int | None = None,
     ):
-        self.model, self.kv = model, kv
-        self.lora = model.lora
-        self.graphs = model.device.type == "cuda" if graphs is None else graphs
-        if self.graphs and model.device.type != "cuda":
-            raise ValueError("CUDA graphs need a CUDA device")
+        super().__init__(model, kv, graphs=graphs, pool=pool, max_adapters=max_adapters)
         self.b_sizes = batch_buckets(max_batch)
-        self.n_sizes = adapter_buckets(self.lora.n_slots) if self.lora is not None else []
-        self._static: dict[tuple[int, int], _Static] = {}
-        self._pool = None
         self._cur: _Static | None = None
         self._lk = 0
-        self.captured_s = 0.0  # seconds spent capturing graphs so far
-
-    # ---- buckets ---------------------------------------------------------------------------
 
     def keys(self) -> list[tuple[int, int]]:
         """Every (batch, adapters) bucket a decode can use."""
         return [(b, n) for b in self.b_sizes for n in [0, *self.n_sizes] if n <= b]
 
-    def _get(self, key: tuple[int, int]) -> _Static:
-        st = self._static.get(key)
-        if st is None:
-            st = self._static[key] = self._make(*key)
-        if self.graphs and st.graphs is None:
-            self._capture(st)
-        return st
-
-    def _make(self, b: int, n: int) -> _Static:
+    def _make(self, key: tuple[int, int]) -> _Static:
+        b, n = key
         m, dev, s = self.model, self.model.device, self.model.shape
         z = dict(device=dev, dtype=m.dtype)
         lb = None
@@ -127,11 +89,6 @@ class DecodeRunner:
             lb=lb,
         )
 
-    def prewarm(self, keys: list[tuple[int, int]] | None = None) -> None:
-        """Capture the graphs of these buckets (default: all) now, not during a run."""
-        for key in keys if keys is not None else self.keys():
-            self._get(key)
-
     # ---- one decode ------------------------------------------------------------------------
 
     def prepare(self, rows: list[int], ctx: list[int], tok_slots: list[int]) -> None:
@@ -139,9 +96,10 @@ class DecodeRunner:
         b = len(rows)
         if b == 0:
             raise ValueError("empty decode batch")
-        used = sorted({s for s in tok_slots if s >= 0}) if self.lora is not None else []
-        key = (_bucket(self.b_sizes, b), _bucket(self.n_sizes, len(used)) if used else 0)
-        st = self._get(key)
+        n_key = self.adapter_key(tok_slots)
+        if n_key is None:
+            raise ValueError(f"a decode batch with more adapters than the largest bucket {self.n_sizes}")
+        st = self._get((bucket(self.b_sizes, b), n_key))
         pad = st.b - b
         st.rows.copy_(torch.tensor(list(rows) + [self.kv.scratch] * pad), non_blocking=True)
         st.pos.copy_(torch.tensor(list(ctx) + [0] * pad), non_blocking=True)
@@ -162,11 +120,8 @@ class DecodeRunner:
         mask = (
             torch.arange(lk, device=self.model.device)[None, :] <= st.pos[:, None]
         ).view(st.b, 1, 1, lk)
-        for i in range(self.model.shape.layers + 1):
-            if st.graphs is not None:
-                st.graphs[i].replay()
-            else:
-                self._piece(st, i)
+        for i in range(self.n_pieces):
+            self.run_piece(st, i)
             if i < self.model.shape.layers:
                 self._attend(st, i, lk, mask)
         self._lk += 1
@@ -191,23 +146,3 @@ class DecodeRunner:
         vv = self.kv.v[li][st.rows, :lk].transpose(1, 2)
         att = _attention(st.q.unsqueeze(2), kk, vv, mask)  # [b, heads, 1, hd]
         st.att.copy_(att.reshape(st.b, -1))
-
-    def _capture(self, st: _Static) -> None:
-        t0 = time.perf_counter()
-        n = self.model.shape.layers + 1
-        side = torch.cuda.Stream(self.model.device)
-        side.wait_stream(torch.cuda.current_stream(self.model.device))
-        with torch.cuda.stream(side):  # warm-up: cuBLAS handles, workspaces, allocator
-            for i in range(n):
-                self._piece(st, i)
-        torch.cuda.current_stream(self.model.device).wait_stream(side)
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        graphs = []
-        for i in range(n):
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g, pool=self._pool):  # pieces never run concurrently
-                self._piece(st, i)
-            graphs.append(g)
-        st.graphs = graphs
-        self.captured_s += time.perf_counter() - t0

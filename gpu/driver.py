@@ -25,9 +25,9 @@ from typing import Any
 import torch
 
 from gpu.adapters import HostAdapter, HostPool
-from gpu.decode_graphs import DecodeRunner
-from gpu.lora import LoraSlots
-from gpu.model import KVPool, LlamaModel, StepInput, default_device, default_dtype
+from gpu.core import GpuCore
+from gpu.model import StepInput
+from gpu.prefill_graphs import DEFAULT_MAX_TOKENS
 from gpu.streams import Clock, Marker
 from sim.core.effects import (
     Batch,
@@ -87,23 +87,45 @@ class CudaDriver:
         max_ctx: int | None = None,
         poll_s: float = 5e-5,
         eager_decode: bool = False,
+        prefill_graph_tokens: int = DEFAULT_MAX_TOKENS,
+        max_batch_adapters: int | None = None,
+        core: GpuCore | None = None,
     ):
-        self.device = torch.device(device) if device is not None else default_device()
-        self.dtype = dtype or default_dtype(self.device)
-        self.shape, self.host, self.seed, self.poll_s = shape, host, seed, poll_s
+        """`core`: GPU state of an earlier run to run on (gpu.core; must serve this trace),
+        else one is built. eager_decode: one model.forward per decode step (validation
+        rounds 1-4); prefill_graph_tokens: largest prefill replayed as graphs (0: eager);
+        max_batch_adapters: most distinct adapters a batch can hold (fewer graphs)."""
+        self.host, self.poll_s = host, poll_s
         self.requests = {r.rid: r for r in trace.requests}
         ranks = [a.rank for a in trace.adapters] or [1]
         targets = {t for a in trace.adapters for t in a.targets} or set(ALL_TARGETS)
-        self.slots = LoraSlots(shape, n_slots, max(ranks), targets, self.device, self.dtype)
-        self.model = LlamaModel(
-            shape, device=self.device, dtype=self.dtype, seed=seed, lora=self.slots
-        )
         need_ctx = max((r.input_len + r.output_len for r in trace.requests), default=16)
-        rows = kv_rows or max(1, len(trace.requests))
-        self.kv = KVPool(shape, rows, max_ctx or need_ctx, self.device, self.dtype)
-        # decode through gpu.decode_graphs (CUDA graphs on a GPU, the same pieces eagerly on
-        # CPU); eager_decode: one model.forward per step, the harness of validation rounds 1-4
-        self.decoder = None if eager_decode else DecodeRunner(self.model, self.kv, max_batch=rows)
+        spec = GpuCore.spec_for(
+            shape,
+            n_slots=n_slots,
+            max_rank=max(ranks),
+            targets=targets,
+            kv_rows=kv_rows or max(1, len(trace.requests)),
+            max_ctx=max_ctx or need_ctx,
+            device=device,
+            dtype=dtype,
+            seed=seed,
+            eager_decode=eager_decode,
+            prefill_graph_tokens=prefill_graph_tokens,
+            max_batch_adapters=max_batch_adapters,
+        )
+        if core is None:
+            core = GpuCore(spec)
+        elif not core.spec.serves(spec):
+            raise ValueError(f"the given GPU core ({core.spec}) cannot run this trace ({spec})")
+        else:
+            core.reset()
+        self.core = core
+        self.device, self.dtype, self.shape, self.seed = core.device, core.dtype, shape, seed
+        self.slots, self.model, self.kv = core.slots, core.model, core.kv
+        # decode and prefill through the piecewise graphs of gpu.decode_graphs and
+        # gpu.prefill_graphs (on CPU the same pieces run eagerly)
+        self.decoder, self.prefiller = core.decoder, core.prefiller
         self.clock = Clock(self.device)
         self._staging: dict[str, torch.Tensor] = {}
         self.loads: dict[int, _Load] = {}
@@ -125,8 +147,7 @@ class CudaDriver:
         for lb in (None, self.slots.batch([0, 0, -1, -1])):
             self.model.forward(StepInput(toks, [0, 0], [0, 0], [2, 2], lb), self.kv)
             self.model.forward(StepInput(toks[:2], [0, 0], [2, 2], [1, 1], lb), self.kv)
-        if self.decoder is not None:
-            self.decoder.prewarm()
+        self.core.capture()
         self.clock.sync()
 
     def make_resident(self, names: list[str]) -> None:
@@ -361,9 +382,8 @@ class CudaDriver:
                         for it, c, n in zip(items, ctx, new, strict=True)
                     ]
                 )
-                lb = self.slots.batch(self._tok_slots(batch, new))
-                inp = StepInput(toks.to(dev, non_blocking=True), rows, ctx, new, lb)
-                logits = self.model.forward(inp, self.kv)
+                inp = StepInput(toks.to(dev, non_blocking=True), rows, ctx, new)
+                logits = self.prefiller.run(inp, self._tok_slots(batch, new))
                 done = [
                     i
                     for i, it in enumerate(items)

@@ -34,6 +34,19 @@ class LoraBatch:
     all_slots: bool  # the used slots are exactly 0..S-1 in order: no weight gather needed
 
 
+@dataclass
+class DenseLoraBatch:
+    """Fixed-shape LoRA layout for captured prefill graphs (gpu.prefill_graphs): every token
+    runs through the n used adapters' A at once (`[T, n*R]`, one GEMM) and a per-token mask
+    keeps only its own adapter's block before B. The segment layout pads each adapter to the
+    longest segment, so a fixed-shape prefill would pay n x T rows of gathered activations;
+    here extra adapters cost n*R more columns of a skinny GEMM instead."""
+
+    slots: torch.Tensor  # [n] slot of each used adapter (padding repeats a used one)
+    mask: torch.Tensor  # [T, n, 1] token t's scale on its own adapter's block, 0 elsewhere
+    n: int
+
+
 class LoraSlots:
     """Stacked, rank-padded adapter buffers for `n_slots` GPU slots."""
 
@@ -132,6 +145,33 @@ class LoraSlots:
             seg_len=seg_len,
             all_slots=used == list(range(self.n_slots)),
         )
+
+    def dense(
+        self, tok_slots: list[int], n_min: int = 0, t_min: int = 0
+    ) -> tuple[list[int], list[list[float]]]:
+        """Host side of DenseLoraBatch: (slot of each of at least `n_min` blocks, per token
+        of at least `t_min` rows its scale on each block). Padding tokens and base-model
+        tokens (-1) have an all-zero row; padding blocks repeat the first used slot."""
+        used = sorted({s for s in tok_slots if s >= 0})
+        n = max(len(used), n_min, 1)
+        col = {s: i for i, s in enumerate(used)}
+        mask = [[0.0] * n for _ in range(max(len(tok_slots), t_min))]
+        for t, s in enumerate(tok_slots):
+            if s >= 0:
+                mask[t][col[s]] = self.scaling[s]
+        first = used[0] if used else 0
+        return used + [first] * (n - len(used)), mask
+
+    def apply_dense(
+        self, y: torch.Tensor, x: torch.Tensor, layer: int, module: str, db: DenseLoraBatch
+    ) -> torch.Tensor:
+        """As `apply`, in the DenseLoraBatch layout: y += ((x A_used^T) * mask) B_used^T."""
+        a = self.A(layer, module).index_select(0, db.slots)  # [n, R, in], contiguous
+        bt = self.Bt(layer, module).index_select(0, db.slots)  # [n, R, out]
+        n, r = db.n, a.shape[1]
+        h = x @ a.view(n * r, -1).t()  # [T, n*R]
+        h = (h.view(-1, n, r) * db.mask).view(-1, n * r)
+        return y.addmm_(h, bt.view(n * r, -1))
 
     def shrink_input(self, x: torch.Tensor, lb: LoraBatch) -> torch.Tensor:
         """Padded segments of the input, scaled per adapter: [n, L, in]. Shared by every

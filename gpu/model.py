@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gpu.lora import LoraBatch, LoraSlots
+from gpu.lora import DenseLoraBatch, LoraBatch, LoraSlots
 from sim.core.model import ModelShape
+
+Lora = LoraBatch | DenseLoraBatch | None  # how a forward's tokens read their adapters
 
 
 def default_device() -> torch.device:
@@ -100,7 +102,22 @@ class StepInput:
     rows: list[int]
     ctx: list[int]
     new: list[int]
-    lora: LoraBatch | None = None
+    lora: Lora = None
+
+
+@dataclass
+class AttnMeta:
+    """Index tensors of one packed forward's attention, built once and used by every layer."""
+
+    pos: torch.Tensor  # [T] position of each new token
+    tok_rows: torch.Tensor  # [T] its KV row
+    pad_idx: torch.Tensor  # [T] its place in the [items * lq] padded query layout
+    last: torch.Tensor  # [items] packed index of each item's last new token
+    rows: torch.Tensor  # [items] KV rows
+    mask: torch.Tensor  # [items, 1, lq, lk] True = visible
+    n_items: int
+    lq: int
+    lk: int
 
 
 class LlamaModel:
@@ -169,29 +186,28 @@ class LlamaModel:
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
-    def _proj(self, x, xs, lw, layer: int, module: str, lb: LoraBatch | None) -> torch.Tensor:
+    def _proj(self, x, xs, lw, layer: int, module: str, lb: Lora) -> torch.Tensor:
         y = x @ lw[module].t()
-        if lb is not None and xs is not None and self.lora is not None and self.lora.has(module):
-            y = self.lora.apply(y, xs, layer, module, lb)
-        return y
+        if lb is None or self.lora is None or not self.lora.has(module):
+            return y
+        if isinstance(lb, DenseLoraBatch):
+            return self.lora.apply_dense(y, x, layer, module, lb)
+        return self.lora.apply(y, xs, layer, module, lb)
 
-    def _shrink(self, x, lb: LoraBatch | None):
-        if lb is None or self.lora is None:
+    def _shrink(self, x, lb: Lora):
+        if not isinstance(lb, LoraBatch) or self.lora is None:
             return None
         return self.lora.shrink_input(x, lb)
 
     # ---- forward ----------------------------------------------------------------------------
 
-    def forward(self, inp: StepInput, kv: KVPool) -> torch.Tensor:
-        """Run the packed batch, writing its keys/values into `kv`. -> logits [items, vocab]."""
-        s = self.shape
+    def attn_meta(self, inp: StepInput, kv: KVPool) -> AttnMeta:
+        """Host-built index tensors of a packed batch (one small H2D copy each)."""
         dev = self.device
-        n_items = len(inp.rows)
         lq = max(inp.new)
         lk = max(c + n for c, n in zip(inp.ctx, inp.new, strict=True))
         if lk > kv.max_ctx:
             raise RuntimeError(f"context {lk} exceeds the KV pool's {kv.max_ctx} positions")
-        # host-built index tensors (one small H2D copy each)
         pos_l, row_l, pad_l, last_l = [], [], [], []
         t = 0
         for i, (r, c, n) in enumerate(zip(inp.rows, inp.ctx, inp.new, strict=True)):
@@ -200,37 +216,49 @@ class LlamaModel:
             pad_l.extend(range(i * lq, i * lq + n))
             t += n
             last_l.append(t - 1)
-        pos = torch.tensor(pos_l, device=dev)
-        tok_rows = torch.tensor(row_l, device=dev)
-        pad_idx = torch.tensor(pad_l, device=dev)
-        last = torch.tensor(last_l, device=dev)
-        rows = torch.tensor(inp.rows, device=dev)
         ctx = torch.tensor(inp.ctx, device=dev)
         new = torch.tensor(inp.new, device=dev)
-        # mask [items, 1, lq, lk]: key j visible to query q iff j <= ctx + min(q, new-1)
+        # key j visible to query q iff j <= ctx + min(q, new-1)
         qpos = ctx[:, None] + torch.minimum(torch.arange(lq, device=dev)[None, :], new[:, None] - 1)
         mask = (torch.arange(lk, device=dev)[None, None, :] <= qpos[:, :, None]).unsqueeze(1)
+        return AttnMeta(
+            pos=torch.tensor(pos_l, device=dev),
+            tok_rows=torch.tensor(row_l, device=dev),
+            pad_idx=torch.tensor(pad_l, device=dev),
+            last=torch.tensor(last_l, device=dev),
+            rows=torch.tensor(inp.rows, device=dev),
+            mask=mask,
+            n_items=len(inp.rows),
+            lq=lq,
+            lk=lk,
+        )
 
-        lb = inp.lora
+    def attend(self, li: int, q: torch.Tensor, kv: KVPool, am: AttnMeta) -> torch.Tensor:
+        """Attention of layer li for packed queries q [T, heads, hd] over each item's cached
+        keys (this forward's already written by pre_attention). -> [T, heads*hd]."""
+        nh, hd = self.shape.heads, self.shape.head_dim
+        qp = torch.zeros(am.n_items * am.lq, nh, hd, device=self.device, dtype=self.dtype)
+        qp[am.pad_idx] = q
+        qp = qp.view(am.n_items, am.lq, nh, hd).transpose(1, 2)
+        kk = kv.k[li][am.rows, : am.lk].transpose(1, 2)  # [items, kvh, lk, hd]
+        vv = kv.v[li][am.rows, : am.lk].transpose(1, 2)
+        att = _attention(qp, kk, vv, am.mask)
+        return att.transpose(1, 2).reshape(am.n_items * am.lq, nh * hd)[am.pad_idx]
+
+    def forward(self, inp: StepInput, kv: KVPool) -> torch.Tensor:
+        """Run the packed batch, writing its keys/values into `kv`. -> logits [items, vocab]."""
+        am = self.attn_meta(inp, kv)
         x = self.embed[inp.tokens]
-        nh, hd = s.heads, s.head_dim
-        for li in range(s.layers):
-            q = self.pre_attention(li, x, pos, tok_rows, kv, lb)
-            qp = torch.zeros(n_items * lq, nh, hd, device=dev, dtype=self.dtype)
-            qp[pad_idx] = q
-            qp = qp.view(n_items, lq, nh, hd).transpose(1, 2)
-            kk = kv.k[li][rows, :lk].transpose(1, 2)  # [items, kvh, lk, hd]
-            vv = kv.v[li][rows, :lk].transpose(1, 2)
-            att = _attention(qp, kk, vv, mask)
-            att = att.transpose(1, 2).reshape(n_items * lq, nh * hd)[pad_idx]
-            x = self.post_attention(li, x, att, lb)
-        return self.logits(x[last])
+        for li in range(self.shape.layers):
+            q = self.pre_attention(li, x, am.pos, am.tok_rows, kv, inp.lora)
+            x = self.post_attention(li, x, self.attend(li, q, kv, am), inp.lora)
+        return self.logits(x[am.last])
 
     # ---- the two halves of a layer (shared with gpu.decode_graphs) -------------------------
 
     def pre_attention(
         self, li: int, x: torch.Tensor, pos: torch.Tensor, tok_rows: torch.Tensor,
-        kv: KVPool, lb: LoraBatch | None,
+        kv: KVPool, lb: Lora,
     ) -> torch.Tensor:
         """Norm, q/k/v with LoRA, RoPE; writes k/v at (tok_rows, pos). -> q [T, heads, hd]."""
         s, lw = self.shape, self.layers[li]
@@ -246,7 +274,7 @@ class LlamaModel:
         return q
 
     def post_attention(
-        self, li: int, x: torch.Tensor, att: torch.Tensor, lb: LoraBatch | None
+        self, li: int, x: torch.Tensor, att: torch.Tensor, lb: Lora
     ) -> torch.Tensor:
         """o_proj and the MLP with LoRA, residuals added to `x` in place. -> x."""
         lw = self.layers[li]

@@ -29,6 +29,7 @@ class GpuOptions:
     adapter_dir: str | None = None  # where synthetic PEFT adapters are written (reused)
     seed: int = 0
     eager_decode: bool = False  # one model.forward a decode step (rounds 1-4), not graphs
+    prefill_graph_tokens: int = 2048  # largest prefill replayed as graphs (0: eager, rounds 1-5)
 
 
 # Host pools kept across runs of one validation (same adapters, same host mode): reading and
@@ -54,6 +55,32 @@ def _host_pool(shape, paths: dict, mode: str, names: list[str], cap: int, reuse:
     return host
 
 
+# GPU cores (gpu.core: model, slots, KV pool, captured graphs) kept across runs: building
+# one and capturing its graphs takes tens of seconds for Llama-3.1-8B, and a pass has 15
+# runs. `run_gpu(reuse=True)` asks for a core every policy of the scenario can run on (a slot
+# per adapter, graphs for any number of adapters in a batch), so one core serves a pass whose
+# scenarios share the model and adapter shapes. At most two alive: each holds the weights.
+_CORES: list = []
+
+
+def _core(spec):
+    from gpu.core import GpuCore
+
+    for i, c in enumerate(_CORES):
+        if c.spec.serves(spec):
+            _CORES.append(_CORES.pop(i))
+            return c
+    if len(_CORES) >= 2:
+        _CORES.pop(0)
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    core = GpuCore(spec)
+    _CORES.append(core)
+    return core
+
+
 def warm_pin_cache(host, n_adapters: int, per_module: bool) -> None:
     """Pin (and free) `n_adapters` adapters' worth of temporary copies, as many as can be in
     flight at once, so torch's caching host allocator holds the pinned blocks: the server's
@@ -70,14 +97,17 @@ def run_gpu(
     trace: Trace,
     opts: GpuOptions = GpuOptions(),
     *,
-    reuse_host: bool = False,
+    reuse: bool = False,
 ) -> RunResult:
-    """Run `policy` on `trace` through the engine and the CudaDriver."""
+    """Run `policy` on `trace` through the engine and the CudaDriver. `reuse`: keep the host
+    pool and the GPU core (weights, slots, KV, graphs) for the next run (a validation pass)."""
     import torch
 
     from gpu.adapters import write_population
+    from gpu.core import GpuCore
     from gpu.driver import CudaDriver
     from sim.core.engine import Engine
+    from sim.core.model import ALL_TARGETS
     from sim.hw import load_hardware
     from sim.policies import registry
     from sim.runner import check_feasible, finish_run, merge_counters
@@ -95,20 +125,35 @@ def run_gpu(
     names = [a.name for a in trace.adapters]
     cap = sc.serving.max_loaded_loras or len(names)
     mode = "pinned" if host_mode == "pinned" else "pageable"
-    host = _host_pool(shape, paths, mode, names, cap, reuse_host)
+    host = _host_pool(shape, paths, mode, names, cap, reuse)
     resident = policy == "resident"
     n_slots = len(names) if resident else pol.slot_capacity(sc.serving)
-    rows = min(sc.serving.max_running_requests, len(trace.requests))
     device = torch.device(opts.device) if opts.device else None
-    driver = CudaDriver(
-        trace,
-        shape,
-        host,
-        n_slots=max(1, n_slots),
-        device=device,
+    options = dict(
         seed=opts.seed,
-        kv_rows=rows,
         eager_decode=opts.eager_decode,
+        prefill_graph_tokens=opts.prefill_graph_tokens,
+        max_batch_adapters=None if resident else sc.serving.max_loras_per_batch,
+    )
+    rows = min(sc.serving.max_running_requests, len(trace.requests))
+    core = None
+    if reuse:  # runs of a pass share GPU cores, sized up so that scenarios can share them
+        need_ctx = max(r.input_len + r.output_len for r in trace.requests)
+        core = _core(
+            GpuCore.spec_for(
+                shape,
+                n_slots=max(1, n_slots, len(names)),
+                max_rank=max((a.rank for a in trace.adapters), default=1),
+                targets={t for a in trace.adapters for t in a.targets} or set(ALL_TARGETS),
+                kv_rows=min(sc.serving.max_running_requests, -(-rows // 32) * 32),
+                max_ctx=-(-need_ctx // 1024) * 1024,
+                device=device,
+                **{**options, "max_batch_adapters": None},
+            )
+        )
+    driver = CudaDriver(
+        trace, shape, host, n_slots=max(1, n_slots), device=device, kv_rows=rows, core=core,
+        **options,
     )
     if resident:
         driver.make_resident(names)
@@ -156,7 +201,7 @@ def run_validation(
         pols = list(policies or sc.policies)
         for pol in pols[::-1] if reverse else pols:
             progress(f"{sc.name} / {pol}: GPU ...")
-            g = run_gpu(sc, pol, trace, opts, reuse_host=True)
+            g = run_gpu(sc, pol, trace, opts, reuse=True)
             progress(f"{sc.name} / {pol}: simulator ...")
             s = simulate(sc, pol, trace=trace)
             stem = f"{sc.name}.{pol}"

@@ -111,6 +111,24 @@ def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
     return float(np.sum(b_end - b_start))
 
 
+def hidden_load_fraction(timeline: pd.DataFrame) -> float:
+    """Share of the PCIe lane's busy time that lies under prefill/decode compute: how much
+    of the loading `overlap`-style policies hide (DESIGN: >= 90 % on a workload built for
+    it). Blocking copies are compute-lane rows of kind "blocking" and hide nothing.
+    Intersection of the two unions = |P| + |C| - |P u C|. NaN without copies."""
+    pcie = timeline[timeline["lane"] == "pcie"]
+    if pcie.empty:
+        return np.nan
+    comp = timeline[(timeline["lane"] == "compute") & timeline["kind"].isin(["prefill", "decode"])]
+    ps, pe = pcie["start"].to_numpy(float), pcie["end"].to_numpy(float)
+    cs, ce = comp["start"].to_numpy(float), comp["end"].to_numpy(float)
+    p = _union_length(ps, pe)
+    if p <= 0:
+        return np.nan
+    both = _union_length(np.r_[ps, cs], np.r_[pe, ce])
+    return (p + _union_length(cs, ce) - both) / p
+
+
 def _stats(prefix: str, values: np.ndarray, median_key: str = "median") -> dict[str, float]:
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
@@ -156,7 +174,9 @@ def summarize(
 
     busy = 0.0
     blocking = 0.0
+    out["pcie_hidden_frac"] = np.nan
     if timeline is not None and len(timeline):
+        out["pcie_hidden_frac"] = hidden_load_fraction(timeline)
         pcie = timeline[timeline["lane"] == "pcie"]
         if len(pcie) and has_dur:
             s = np.clip(pcie["start"].to_numpy(float), t0, t1)

@@ -30,8 +30,11 @@ def test_analysis_notebook_executes(tmp_path: Path, monkeypatch):
                                      resources={"metadata": {"path": str(ROOT)}})
     client.execute(env=dict(os.environ))
 
-    text = "\n".join(
-        o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+    # stream outputs concatenated as written: a busy kernel can split one print() across
+    # two stream messages ("lines per axis:" | " [3, 3]")
+    text = "".join(
+        o.get("text", "") + "\n" + str(o.get("data", {}).get("text/plain", "")) + "\n"
+        if "data" in o else o.get("text", "")
         for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
     )
     assert "nb: 6 ok runs, 0 failed" in text

@@ -12,6 +12,7 @@ from sim.core.model import Request, RequestState
 from sim.metrics import (
     RECORD_COLUMNS,
     build_records,
+    hidden_load_fraction,
     itl_array,
     read_parquet,
     summarize,
@@ -159,3 +160,21 @@ def test_parquet_round_trip(tmp_path):
     back = read_parquet(p)
     pd.testing.assert_frame_equal(back, df)
     assert [f.name for f in p.parent.iterdir()] == ["records.parquet"]
+
+
+def test_hidden_load_fraction_counts_copy_time_under_forwards_only():
+    tl = pd.DataFrame(
+        [
+            ("pcie", 0.0, 1.0, "overlap", "a"),
+            ("pcie", 0.5, 1.5, "overlap", "b"),  # copies: union [0, 1.5] = 1.5 s
+            ("compute", 0.25, 0.75, "prefill", "p"),
+            ("compute", 0.5, 1.0, "decode", "d"),  # forwards: union [0.25, 1.0]
+            ("compute", 1.0, 1.5, "blocking", "a"),  # a blocking copy hides nothing
+            ("pcie", 3.0, 3.0, "overlap", "c"),
+        ],
+        columns=["lane", "start", "end", "kind", "label"],
+    )
+    assert hidden_load_fraction(tl) == pytest.approx(0.75 / 1.5)
+    assert math.isnan(hidden_load_fraction(tl[tl["lane"] == "compute"]))
+    only_copies = tl[~tl["kind"].isin(["prefill", "decode"])]
+    assert hidden_load_fraction(only_copies) == 0.0

@@ -1,0 +1,143 @@
+"""Prefills as piecewise CUDA graphs (gpu.piecewise), keyed by (padded tokens, adapters).
+
+Why: an eager prefill of a few hundred tokens is launch-bound on the device host (round 5:
+a 400-token rank-64 prefill took 47 ms, of which the GPU needs well under half, and 50-79 ms
+after the host idled 300 ms), so the simulator, calibrated on back-to-back prefills, was fast
+on every validation cell. Replayed pieces make a prefill cost the GPU's time.
+
+Packed prefill tokens are padded to a token bucket (16-token steps to 64, 32 to 256, 64
+beyond: at most a few % of extra rows); padding tokens write keys to the KV pool's scratch
+row and have no adapter. LoRA uses the fixed-shape DenseLoraBatch layout. Attention runs
+eagerly between pieces over the real (unpadded) items, exactly as LlamaModel.forward does,
+and so do the logits of each item's last token. Prefills above the largest bucket run
+eagerly (LlamaModel.forward): long prefills are GPU-bound anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+
+from gpu.lora import DenseLoraBatch
+from gpu.model import KVPool, LlamaModel, StepInput
+from gpu.piecewise import PiecewiseGraphs, bucket
+
+DEFAULT_MAX_TOKENS = 2048
+
+
+def token_buckets(max_tokens: int) -> list[int]:
+    """Padded prefill sizes: 16, 32, 48, 64, then +32 to 256, then +64 up to max_tokens."""
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    sizes, t = {max_tokens}, 16
+    while t < max_tokens:
+        sizes.add(t)
+        t += 16 if t < 64 else 32 if t < 256 else 64
+    return sorted(sizes)
+
+
+@dataclass
+class _Static:
+    """The fixed-address inputs and outputs of one bucket's pieces."""
+
+    t: int
+    n: int  # adapters (0: no LoRA ops at all)
+    tokens: torch.Tensor  # [t] token ids (0 for padding)
+    rows: torch.Tensor  # [t] KV row of each token (scratch for padding)
+    pos: torch.Tensor  # [t] its position
+    x: torch.Tensor  # [t, hidden] residual stream
+    q: torch.Tensor  # [t, heads, hd] queries handed to the eager attention
+    att: torch.Tensor  # [t, heads*hd] its output
+    lb: DenseLoraBatch | None
+    graphs: list | None = None
+
+
+class PrefillRunner(PiecewiseGraphs):
+    """Runs packed prefills (any mix of items, chunked ones included) for a model, KV pool
+    and its LoRA slots. `max_tokens`: largest graphed prefill (0: always eager);
+    `max_adapters`: most distinct adapters a batch can hold (default: all slots)."""
+
+    def __init__(
+        self,
+        model: LlamaModel,
+        kv: KVPool,
+        *,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        max_adapters: int | None = None,
+        graphs: bool | None = None,
+        pool=None,
+    ):
+        super().__init__(model, kv, graphs=graphs, pool=pool, max_adapters=max_adapters)
+        self.t_sizes = token_buckets(max_tokens) if max_tokens > 0 else []
+
+    def keys(self) -> list[tuple[int, int]]:
+        return [(t, n) for t in self.t_sizes for n in [0, *self.n_sizes]]
+
+    def graphed(self, tokens: int) -> bool:
+        return bool(self.t_sizes) and tokens <= self.t_sizes[-1]
+
+    def run(self, inp: StepInput, tok_slots: list[int]) -> torch.Tensor:
+        """One prefill: `inp` without its LoRA (ignored), tok_slots[t] the slot of token t's
+        adapter (-1: none). Writes KV like LlamaModel.forward. -> logits [items, vocab]."""
+        n_tok = len(tok_slots)
+        if n_tok != sum(inp.new):
+            raise ValueError(f"{n_tok} token slots for {sum(inp.new)} new tokens")
+        m, kv = self.model, self.kv
+        n_key = self.adapter_key(tok_slots)
+        if not self.graphed(n_tok) or n_key is None:
+            lb = self.lora.batch(tok_slots) if self.lora is not None else None
+            return m.forward(replace(inp, lora=lb), kv)
+        am = m.attn_meta(inp, kv)
+        st = self._get((bucket(self.t_sizes, n_tok), n_key))
+        st.tokens[:n_tok].copy_(inp.tokens, non_blocking=True)
+        st.pos[:n_tok].copy_(am.pos)
+        st.rows[:n_tok].copy_(am.tok_rows)
+        if n_tok < st.t:
+            st.tokens[n_tok:].zero_()
+            st.pos[n_tok:].zero_()
+            st.rows[n_tok:].fill_(kv.scratch)
+        if st.lb is not None:
+            slots, mask = self.lora.dense(tok_slots, st.n, st.t)
+            st.lb.slots.copy_(torch.tensor(slots), non_blocking=True)
+            st.lb.mask.copy_(torch.tensor(mask).view(st.t, st.n, 1), non_blocking=True)
+        for i in range(self.n_pieces):
+            self.run_piece(st, i)
+            if i < m.shape.layers:
+                st.att[:n_tok].copy_(m.attend(i, st.q[:n_tok], kv, am))
+        return m.logits(st.x.index_select(0, am.last))
+
+    # ---- pieces ----------------------------------------------------------------------------
+
+    def _make(self, key: tuple[int, int]) -> _Static:
+        t, n = key
+        m, dev, s = self.model, self.model.device, self.model.shape
+        z = dict(device=dev, dtype=m.dtype)
+        lb = None
+        if n:
+            lb = DenseLoraBatch(
+                slots=torch.zeros(n, dtype=torch.long, device=dev),
+                mask=torch.zeros(t, n, 1, **z),
+                n=n,
+            )
+        return _Static(
+            t=t,
+            n=n,
+            tokens=torch.zeros(t, dtype=torch.long, device=dev),
+            rows=torch.full((t,), self.kv.scratch, dtype=torch.long, device=dev),
+            pos=torch.zeros(t, dtype=torch.long, device=dev),
+            x=torch.zeros(t, s.hidden, **z),
+            q=torch.zeros(t, s.heads, s.head_dim, **z),
+            att=torch.zeros(t, s.heads * s.head_dim, **z),
+            lb=lb,
+        )
+
+    def _piece(self, st: _Static, i: int) -> None:
+        """Piece i: the end of layer i-1 (after attention) and the start of layer i."""
+        m = self.model
+        if i == 0:
+            st.x.copy_(m.embed[st.tokens])
+        else:
+            m.post_attention(i - 1, st.x, st.att, st.lb)
+        if i < m.shape.layers:
+            st.q.copy_(m.pre_attention(i, st.x, st.pos, st.rows, self.kv, st.lb))
