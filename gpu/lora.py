@@ -148,19 +148,36 @@ class LoraSlots:
 
     def dense(
         self, tok_slots: list[int], n_min: int = 0, t_min: int = 0
-    ) -> tuple[list[int], list[list[float]]]:
-        """Host side of DenseLoraBatch: (slot of each of at least `n_min` blocks, per token
-        of at least `t_min` rows its scale on each block). Padding tokens and base-model
-        tokens (-1) have an all-zero row; padding blocks repeat the first used slot."""
-        used = sorted({s for s in tok_slots if s >= 0})
+    ) -> tuple[list[int], torch.Tensor]:
+        """Host side of DenseLoraBatch: (slot of each of at least `n_min` blocks, a CPU
+        tensor [rows, blocks] of each token's scale on each block, at least `t_min` rows).
+        Padding tokens and base-model tokens (-1) have an all-zero row; padding blocks
+        repeat the first used slot. Built with tensor ops: a long prefill has 10^4-10^5 cells."""
+        ts = torch.tensor(tok_slots, dtype=torch.long)
+        real = ts >= 0
+        used = sorted(set(ts[real].tolist()))
         n = max(len(used), n_min, 1)
-        col = {s: i for i, s in enumerate(used)}
-        mask = [[0.0] * n for _ in range(max(len(tok_slots), t_min))]
-        for t, s in enumerate(tok_slots):
-            if s >= 0:
-                mask[t][col[s]] = self.scaling[s]
+        mask = torch.zeros(max(len(tok_slots), t_min), n)
+        if used:
+            col = torch.zeros(max(used) + 1, dtype=torch.long)
+            col[used] = torch.arange(len(used))
+            scale = torch.tensor(self.scaling, dtype=torch.float32)
+            rows = real.nonzero().squeeze(1)
+            mask[rows, col[ts[rows]]] = scale[ts[rows]]
         first = used[0] if used else 0
         return used + [first] * (n - len(used)), mask
+
+    def dense_batch(self, tok_slots: list[int]) -> DenseLoraBatch | None:
+        """`dense` on the device, unpadded (an eager forward). None when no token uses an
+        adapter."""
+        if all(s < 0 for s in tok_slots):
+            return None
+        slots, mask = self.dense(tok_slots)
+        return DenseLoraBatch(
+            slots=torch.tensor(slots, device=self.device),
+            mask=mask.to(self.device, self.dtype).unsqueeze(2),
+            n=len(slots),
+        )
 
     def apply_dense(
         self, y: torch.Tensor, x: torch.Tensor, layer: int, module: str, db: DenseLoraBatch

@@ -10,7 +10,8 @@ beyond: at most a few % of extra rows); padding tokens write keys to the KV pool
 row and have no adapter. LoRA uses the fixed-shape DenseLoraBatch layout. Attention runs
 eagerly between pieces over the real (unpadded) items, exactly as LlamaModel.forward does,
 and so do the logits of each item's last token. Prefills above the largest bucket run
-eagerly (LlamaModel.forward): long prefills are GPU-bound anyway.
+eagerly (LlamaModel.forward, with the same DenseLoraBatch layout): long prefills are
+GPU-bound anyway.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class PrefillRunner(PiecewiseGraphs):
             raise ValueError(f"{n_tok} token slots for {sum(inp.new)} new tokens")
         m, kv = self.model, self.kv
         n_key = self.adapter_key(tok_slots)
-        if not self.graphed(n_tok) or n_key is None:
-            lb = self.lora.batch(tok_slots) if self.lora is not None else None
+        if not self.graphed(n_tok) or n_key is None:  # eager, same LoRA layout
+            lb = self.lora.dense_batch(tok_slots) if self.lora is not None else None
             return m.forward(replace(inp, lora=lb), kv)
         am = m.attn_meta(inp, kv)
         st = self._get((bucket(self.t_sizes, n_tok), n_key))
@@ -100,7 +101,7 @@ class PrefillRunner(PiecewiseGraphs):
         if st.lb is not None:
             slots, mask = self.lora.dense(tok_slots, st.n, st.t)
             st.lb.slots.copy_(torch.tensor(slots), non_blocking=True)
-            st.lb.mask.copy_(torch.tensor(mask).view(st.t, st.n, 1), non_blocking=True)
+            st.lb.mask.copy_(mask.view(st.t, st.n, 1), non_blocking=True)
         for i in range(self.n_pieces):
             self.run_piece(st, i)
             if i < m.shape.layers:

@@ -102,7 +102,8 @@ class ProfileCompute:
     context) bilinear, plus a LoRA extra by distinct adapters (decode) or by total tokens x
     distinct adapters (prefill, when the profile measured it), interpolated in the batch's
     mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
-    Linear extrapolation beyond the measured range."""
+    Prefills are looked up at their padded token count (`prefill_buckets`). Linear
+    extrapolation beyond the measured range."""
 
     def __init__(self, profile: ComputeProfile):
         self.p = profile
@@ -122,8 +123,9 @@ class ProfileCompute:
         rank = sum(ranks.values()) / n
         lp = self.p.lora_prefill
         if batch.kind == "prefill" and lp is not None:
+            tokens = self.p.padded_tokens(batch.tokens)
             vals = [
-                float(interp_bilinear(batch.tokens, n, lp.tokens, lp.adapters, plane))
+                float(interp_bilinear(tokens, n, lp.tokens, lp.adapters, plane))
                 for plane in lp.seconds
             ]
             return max(0.0, self._in_rank(rank, lp.ranks, vals))
@@ -136,7 +138,8 @@ class ProfileCompute:
             return 0.0
         if batch.kind == "decode":
             return float(self.decode_times(batch, 1)[0])
-        return float(interp_linear(batch.tokens, self.p.prefill.x, self.p.prefill.y)) + self._lora_time(batch)
+        tokens = self.p.padded_tokens(batch.tokens)
+        return float(interp_linear(tokens, self.p.prefill.x, self.p.prefill.y)) + self._lora_time(batch)
 
     def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
         if not batch.items or steps <= 0:

@@ -7,6 +7,7 @@ shape. The format is documented in docs/hardware_profile.md.
 
 from __future__ import annotations
 
+import bisect
 import os
 import tempfile
 from dataclasses import dataclass
@@ -86,6 +87,18 @@ class ComputeProfile:
     # scheduler issues nothing else, so a prefill "launched ahead" (overlap) holds it this
     # long. ~1 for an eager, launch-bound server; small when the GPU is the bottleneck.
     launch_fraction: float = 0.0
+    # Token counts a prefill is padded up to before it runs (CUDA-graph capture sizes, as
+    # vLLM's piecewise graphs and the GPU harness's gpu.prefill_graphs pad); a prefill above
+    # the last one runs unpadded. Prefill tables are looked up at the padded count. Empty:
+    # no padding (an eager server).
+    prefill_buckets: tuple[int, ...] = ()
+
+    def padded_tokens(self, tokens: int) -> int:
+        """The token count a prefill of `tokens` is computed at."""
+        b = self.prefill_buckets
+        if not b or tokens > b[-1]:
+            return tokens
+        return b[bisect.bisect_left(b, tokens)]
 
     def decode_lora(self) -> LoraTable | None:
         """The decode LoRA table in the multi-rank form, whichever form the profile has."""
@@ -137,6 +150,8 @@ class HardwareProfile:
             }
         if c.launch_fraction:
             compute["launch_fraction"] = float(f"{c.launch_fraction:.4g}")
+        if c.prefill_buckets:
+            compute["prefill_buckets"] = _ints(c.prefill_buckets)
         return {
             "name": self.name,
             "device": self.device,
@@ -216,6 +231,9 @@ class HardwareProfile:
                 lora_ranks=lora_ranks,
                 lora_prefill=lora_prefill,
                 launch_fraction=r.fraction(comp.get("launch_fraction", 0.0), "compute.launch_fraction"),
+                prefill_buckets=tuple(
+                    int(x) for x in r.axis(comp, "compute", "prefill_buckets", True, min_len=1)
+                ) if comp.get("prefill_buckets") is not None else (),
             ),
         )
 

@@ -58,6 +58,20 @@ def test_monotone_fit_drops_a_slow_first_reading_instead_of_spreading_it():
     assert _monotone([0.032, 0.026, 0.024, 0.0235, 0.043]) == [0.0235, 0.0235, 0.0235, 0.0235, 0.043]
 
 
+def test_isotonic_fit_averages_violators_instead_of_taking_the_minimum():
+    """Round 6: LoRA prefill extras 1 adapter 6.15 ms, 2 adapters 4.92 ms; the lower envelope
+    charged 4.92 for both, pooling charges their mean. Monotone rows are left as they are."""
+    from gpu.calibrate import isotonic, isotonic_grid
+
+    assert isotonic([6.15, 4.92, 5.48, 7.04]) == pytest.approx([5.5167, 5.5167, 5.5167, 7.04], abs=1e-4)
+    assert isotonic([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    assert isotonic([3.0, 1.0]) == [2.0, 2.0]
+    g = isotonic_grid([[6.0, 5.0, 8.0], [5.0, 7.0, 9.0]])
+    assert all(a <= b for row in g for a, b in zip(row, row[1:], strict=False))
+    assert all(g[0][j] <= g[1][j] for j in range(3))
+    assert g[1][2] == 9.0
+
+
 def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     from gpu.calibrate import refit_from_log
 
@@ -72,6 +86,16 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     assert r.lora_ranks.ranks == c.lora_ranks.ranks
     assert r.lora_prefill.tokens == c.lora_prefill.tokens
     assert r.launch_fraction == pytest.approx(c.launch_fraction, abs=1e-3)
+    assert r.prefill_buckets == c.prefill_buckets != ()  # from the "prefill path" line
+    from dataclasses import replace
+
+    bare = replace(prof, compute=replace(c, prefill_buckets=()))
+    eager_log = [ln.replace("gpu.prefill_graphs up to 2048 tokens, eager above", "eager")
+                 for ln in lines]
+    assert any("prefill path: eager" in ln for ln in eager_log)
+    assert refit_from_log(prof, "\n".join(eager_log)).compute.prefill_buckets == ()
+    no_line = [ln for ln in lines if "prefill path" not in ln]
+    assert refit_from_log(bare, "\n".join(no_line)).compute.prefill_buckets == ()
     with pytest.raises(ValueError):
         refit_from_log(prof, "not a log")
 

@@ -105,8 +105,9 @@ def test_dense_lora_equals_the_reference_per_token():
     x = torch.randn(7, TINY.hidden)
     tok_slots = [1, 1, -1, 3, 1, 3, -1]
     used, mask = slots.dense(tok_slots, n_min=4, t_min=8)
-    assert used == [1, 3, 1, 1] and len(mask) == 8 and mask[7] == [0.0] * 4
-    db = DenseLoraBatch(torch.tensor(used), torch.tensor(mask).view(8, 4, 1), 4)
+    assert used == [1, 3, 1, 1] and mask.shape == (8, 4) and mask[7].abs().max() == 0
+    assert mask[0].tolist() == [0.5, 0, 0, 0] and mask[3].tolist() == [0, 1.5, 0, 0]
+    db = DenseLoraBatch(torch.tensor(used), mask.view(8, 4, 1), 4)
     xp = torch.cat([x, torch.randn(1, TINY.hidden)])
     out = slots.apply_dense(torch.zeros(8, TINY.hidden), xp, 0, "q_proj", db)
     for t, s in enumerate(tok_slots):

@@ -62,6 +62,7 @@ def _write(tmp_path, data) -> Path:
         (lambda d: d["compute"]["prefill"]["seconds"].__setitem__(0, -1), "compute.prefill.seconds[0]"),
         (lambda d: d.update(name=""), "name"),
         (lambda d: d["compute"].update(launch_fraction=1.5), "compute.launch_fraction"),
+        (lambda d: d["compute"].update(prefill_buckets=[64, 32]), "compute.prefill_buckets"),
     ],
 )
 def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
@@ -172,3 +173,25 @@ def test_launch_fraction_round_trips_and_reaches_the_hardware(tmp_path, prof):
     # an explicit key overrides the measured value; analytic presets default to 0
     assert load_hardware(HardwareCfg(profile=str(p), launch_fraction=0.0), SHAPE).launch_fraction == 0.0
     assert load_hardware(HardwareCfg(), SHAPE).launch_fraction == 0.0
+
+
+def test_prefills_are_priced_at_their_padded_size(tmp_path, prof):
+    """prefill_buckets: a 100-token prefill costs what a 128-token one does (a harness or
+    server padding prefills to CUDA-graph sizes); above the last bucket no padding."""
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, prefill_buckets=(64, 128, 256))).to_yaml(p)
+    back = HardwareProfile.from_yaml(p)
+    assert back.compute.prefill_buckets == (64, 128, 256)
+    comp = ProfileCompute(back.compute)
+    plain = ProfileCompute(replace(back.compute, prefill_buckets=()))  # same (YAML-rounded) tables
+
+    def t(c, n, adapter=None):
+        return c.forward_time(Batch("prefill", (BatchItem(0, adapter, 0, 64 if adapter else 0, n, 0),)))
+
+    assert t(comp, 100) == t(plain, 128) > t(plain, 100)
+    assert t(comp, 128) == t(plain, 128)
+    assert t(comp, 300) == t(plain, 300)  # above the last bucket
+    assert t(comp, 100, "a") == t(plain, 128, "a")
+    assert [back.compute.padded_tokens(n) for n in (1, 64, 65, 256, 257)] == [64, 64, 128, 256, 257]
