@@ -118,10 +118,8 @@ class GpuCore:
 
     def reset(self) -> None:
         """Forget one run: free every KV row, empty the slots' owners and scales."""
-        kv = self.kv
-        kv.row_of.clear()
-        kv._free = list(range(kv.rows))
+        self.kv.reset()
         n = self.slots.n_slots
         self.slots.owner, self.slots.scaling = [None] * n, [0.0] * n
         if self.decoder is not None:
-            self.decoder._cur = None
+            self.decoder.reset()

@@ -8,13 +8,11 @@ pool's scratch row and LoRA scale 0, so they change nothing a real request reads
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from gpu.lora import LoraBatch
 from gpu.model import KVPool, LlamaModel, _attention
-from gpu.piecewise import PiecewiseGraphs, adapter_buckets, bucket
+from gpu.piecewise import PiecewiseGraphs, Static, adapter_buckets, bucket
 
 __all__ = ["DecodeRunner", "adapter_buckets", "batch_buckets"]
 
@@ -25,21 +23,6 @@ def batch_buckets(max_batch: int) -> list[int]:
         raise ValueError(f"max_batch must be >= 1, got {max_batch}")
     sizes = {1, 2, 4, max_batch} | set(range(8, max_batch, 8))
     return sorted(s for s in sizes if s <= max_batch)
-
-
-@dataclass
-class _Static:
-    """The fixed-address inputs and outputs of one bucket's pieces."""
-
-    b: int
-    n: int  # adapters (0: no LoRA ops at all)
-    rows: torch.Tensor  # [b] KV row per entry (scratch for padding)
-    pos: torch.Tensor  # [b] position of the token being decoded
-    x: torch.Tensor  # [b, hidden] residual stream
-    q: torch.Tensor  # [b, heads, hd] queries handed to the eager attention
-    att: torch.Tensor  # [b, heads*hd] its output
-    lb: LoraBatch | None
-    graphs: list | None = None  # torch.cuda.CUDAGraph per piece, once captured
 
 
 class DecodeRunner(PiecewiseGraphs):
@@ -57,39 +40,33 @@ class DecodeRunner(PiecewiseGraphs):
     ):
         super().__init__(model, kv, graphs=graphs, pool=pool, max_adapters=max_adapters)
         self.b_sizes = batch_buckets(max_batch)
-        self._cur: _Static | None = None
+        self._cur: Static | None = None
         self._lk = 0
 
     def keys(self) -> list[tuple[int, int]]:
         """Every (batch, adapters) bucket a decode can use."""
         return [(b, n) for b in self.b_sizes for n in [0, *self.n_sizes] if n <= b]
 
-    def _make(self, key: tuple[int, int]) -> _Static:
+    def _make(self, key: tuple[int, int]) -> Static:
         b, n = key
-        m, dev, s = self.model, self.model.device, self.model.shape
-        z = dict(device=dev, dtype=m.dtype)
+        dev = self.model.device
         lb = None
         if n:
             lb = LoraBatch(
                 slots=torch.zeros(n, dtype=torch.long, device=dev),
                 gather=torch.zeros(n * b, dtype=torch.long, device=dev),
-                tok_scale=torch.zeros(n * b, 1, **z),
+                tok_scale=torch.zeros(n * b, 1, device=dev, dtype=self.model.dtype),
                 n=n,
                 seg_len=b,
                 all_slots=False,
             )
-        return _Static(
-            b=b,
-            n=n,
-            rows=torch.full((b,), self.kv.scratch, dtype=torch.long, device=dev),
-            pos=torch.zeros(b, dtype=torch.long, device=dev),
-            x=torch.zeros(b, s.hidden, **z),
-            q=torch.zeros(b, s.heads, s.head_dim, **z),
-            att=torch.zeros(b, s.heads * s.head_dim, **z),
-            lb=lb,
-        )
+        return self._static(b, n, lb)
 
     # ---- one decode ------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget the prepared batch (a new run on the same runner)."""
+        self._cur, self._lk = None, 0
 
     def prepare(self, rows: list[int], ctx: list[int], tok_slots: list[int]) -> None:
         """Set up the next steps for these items: KV rows, cached context, slot (-1: none)."""
@@ -100,11 +77,11 @@ class DecodeRunner(PiecewiseGraphs):
         if n_key is None:
             raise ValueError(f"a decode batch with more adapters than the largest bucket {self.n_sizes}")
         st = self._get((bucket(self.b_sizes, b), n_key))
-        pad = st.b - b
+        pad = st.t - b
         st.rows.copy_(torch.tensor(list(rows) + [self.kv.scratch] * pad), non_blocking=True)
         st.pos.copy_(torch.tensor(list(ctx) + [0] * pad), non_blocking=True)
         if st.lb is not None:
-            slots, gather, scale, _ = self.lora.segments(tok_slots, st.n, st.b)
+            slots, gather, scale, _ = self.lora.segments(tok_slots, st.n, st.t)
             st.lb.slots.copy_(torch.tensor(slots), non_blocking=True)
             st.lb.gather.copy_(torch.tensor(gather), non_blocking=True)
             st.lb.tok_scale.copy_(torch.tensor(scale).view(-1, 1), non_blocking=True)
@@ -119,7 +96,7 @@ class DecodeRunner(PiecewiseGraphs):
             raise RuntimeError(f"context {lk} exceeds the KV pool's {kv.max_ctx} positions")
         mask = (
             torch.arange(lk, device=self.model.device)[None, :] <= st.pos[:, None]
-        ).view(st.b, 1, 1, lk)
+        ).view(st.t, 1, 1, lk)
         for i in range(self.n_pieces):
             self.run_piece(st, i)
             if i < self.model.shape.layers:
@@ -128,21 +105,15 @@ class DecodeRunner(PiecewiseGraphs):
 
     # ---- pieces ----------------------------------------------------------------------------
 
-    def _piece(self, st: _Static, i: int) -> None:
-        """Piece i: the end of layer i-1 (after attention) and the start of layer i."""
-        m, kv = self.model, self.kv
-        if i == 0:
-            st.x.copy_(m.embed[kv.last_tok[st.rows]])
-        else:
-            m.post_attention(i - 1, st.x, st.att, st.lb)
-        if i < m.shape.layers:
-            st.q.copy_(m.pre_attention(i, st.x, st.pos, st.rows, kv, st.lb))
-        else:
-            kv.last_tok[st.rows] = m.logits(st.x).argmax(-1)
-            st.pos.add_(1)
+    def _embed(self, st: Static) -> None:
+        st.x.copy_(self.model.embed[self.kv.last_tok[st.rows]])
 
-    def _attend(self, st: _Static, li: int, lk: int, mask: torch.Tensor) -> None:
+    def _last(self, st: Static) -> None:
+        self.kv.last_tok[st.rows] = self.model.logits(st.x).argmax(-1)
+        st.pos.add_(1)
+
+    def _attend(self, st: Static, li: int, lk: int, mask: torch.Tensor) -> None:
         kk = self.kv.k[li][st.rows, :lk].transpose(1, 2)  # [b, kvh, lk, hd]
         vv = self.kv.v[li][st.rows, :lk].transpose(1, 2)
         att = _attention(st.q.unsqueeze(2), kk, vv, mask)  # [b, heads, 1, hd]
-        st.att.copy_(att.reshape(st.b, -1))
+        st.att.copy_(att.reshape(st.t, -1))

@@ -88,6 +88,11 @@ class KVPool:
             self.row_of[rid] = self._free.pop(0)
         return self.row_of[rid]
 
+    def reset(self) -> None:
+        """Every row free (a new run on the same pool; contents are overwritten before use)."""
+        self.row_of.clear()
+        self._free = list(range(self.rows))
+
     def release(self, rid: int) -> None:
         r = self.row_of.pop(rid, None)
         if r is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -44,6 +45,22 @@ def bucket(sizes: list[int], n: int) -> int:
     if i == len(sizes):
         raise ValueError(f"{n} exceeds the largest bucket {sizes[-1]}")
     return sizes[i]
+
+
+@dataclass
+class Static:
+    """The fixed-address inputs and outputs of one key's pieces, for `t` token rows."""
+
+    t: int
+    n: int  # adapters (0: no LoRA ops at all)
+    rows: torch.Tensor  # [t] KV row of each token (scratch for padding)
+    pos: torch.Tensor  # [t] its position
+    x: torch.Tensor  # [t, hidden] residual stream
+    q: torch.Tensor  # [t, heads, hd] queries handed to the eager attention
+    att: torch.Tensor  # [t, heads*hd] its output
+    lb: Any  # the LoRA layout the pieces read (None: no LoRA)
+    tokens: torch.Tensor | None = None  # [t] token ids, when the input is not in the KV pool
+    graphs: list | None = None  # torch.cuda.CUDAGraph per piece, once captured
 
 
 class PiecewiseGraphs:
@@ -73,7 +90,7 @@ class PiecewiseGraphs:
         if self.lora is not None:
             top = min(self.lora.n_slots, max_adapters or self.lora.n_slots)
             self.n_sizes = adapter_buckets(max(1, top))
-        self._static: dict[tuple[int, int], Any] = {}
+        self._keys: dict[tuple[int, int], Static] = {}
         self.pool = pool
         self.captured_s = 0.0  # seconds spent capturing graphs so far
 
@@ -84,11 +101,41 @@ class PiecewiseGraphs:
     def keys(self) -> list[tuple[int, int]]:
         raise NotImplementedError
 
-    def _make(self, key: tuple[int, int]) -> Any:
+    def _make(self, key: tuple[int, int]) -> Static:
         raise NotImplementedError
 
-    def _piece(self, st: Any, i: int) -> None:
+    def _embed(self, st: Static) -> None:
+        """Start of piece 0: the input embeddings into st.x."""
         raise NotImplementedError
+
+    def _last(self, st: Static) -> None:
+        """End of the last piece (after the last layer), if anything."""
+
+    def _static(self, t: int, n: int, lb: Any) -> Static:
+        m, dev, s = self.model, self.model.device, self.model.shape
+        z = dict(device=dev, dtype=m.dtype)
+        return Static(
+            t=t,
+            n=n,
+            rows=torch.full((t,), self.kv.scratch, dtype=torch.long, device=dev),
+            pos=torch.zeros(t, dtype=torch.long, device=dev),
+            x=torch.zeros(t, s.hidden, **z),
+            q=torch.zeros(t, s.heads, s.head_dim, **z),
+            att=torch.zeros(t, s.heads * s.head_dim, **z),
+            lb=lb,
+        )
+
+    def _piece(self, st: Static, i: int) -> None:
+        """Piece i: the end of layer i-1 (after attention) and the start of layer i."""
+        m = self.model
+        if i == 0:
+            self._embed(st)
+        else:
+            m.post_attention(i - 1, st.x, st.att, st.lb)
+        if i < m.shape.layers:
+            st.q.copy_(m.pre_attention(i, st.x, st.pos, st.rows, self.kv, st.lb))
+        else:
+            self._last(st)
 
     def adapter_key(self, tok_slots: list[int]) -> int | None:
         """The adapter bucket of a batch: 0 when no token uses an adapter, None when it uses
@@ -98,10 +145,10 @@ class PiecewiseGraphs:
             return 0
         return bucket(self.n_sizes, n) if n <= self.n_sizes[-1] else None
 
-    def _get(self, key: tuple[int, int]) -> Any:
-        st = self._static.get(key)
+    def _get(self, key: tuple[int, int]) -> Static:
+        st = self._keys.get(key)
         if st is None:
-            st = self._static[key] = self._make(key)
+            st = self._keys[key] = self._make(key)
         if self.graphs and st.graphs is None:
             self._capture(st)
         return st
@@ -111,13 +158,13 @@ class PiecewiseGraphs:
         for key in keys if keys is not None else self.keys():
             self._get(key)
 
-    def run_piece(self, st: Any, i: int) -> None:
+    def run_piece(self, st: Static, i: int) -> None:
         if st.graphs is not None:
             st.graphs[i].replay()
         else:
             self._piece(st, i)
 
-    def _capture(self, st: Any) -> None:
+    def _capture(self, st: Static) -> None:
         t0 = time.perf_counter()
         dev = self.model.device
         side = torch.cuda.Stream(dev)

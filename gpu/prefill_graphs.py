@@ -16,13 +16,13 @@ GPU-bound anyway.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
 from gpu.lora import DenseLoraBatch
 from gpu.model import KVPool, LlamaModel, StepInput
-from gpu.piecewise import PiecewiseGraphs, bucket
+from gpu.piecewise import PiecewiseGraphs, Static, bucket
 
 DEFAULT_MAX_TOKENS = 2048
 
@@ -36,22 +36,6 @@ def token_buckets(max_tokens: int) -> list[int]:
         sizes.add(t)
         t += 16 if t < 64 else 32 if t < 256 else 64
     return sorted(sizes)
-
-
-@dataclass
-class _Static:
-    """The fixed-address inputs and outputs of one bucket's pieces."""
-
-    t: int
-    n: int  # adapters (0: no LoRA ops at all)
-    tokens: torch.Tensor  # [t] token ids (0 for padding)
-    rows: torch.Tensor  # [t] KV row of each token (scratch for padding)
-    pos: torch.Tensor  # [t] its position
-    x: torch.Tensor  # [t, hidden] residual stream
-    q: torch.Tensor  # [t, heads, hd] queries handed to the eager attention
-    att: torch.Tensor  # [t, heads*hd] its output
-    lb: DenseLoraBatch | None
-    graphs: list | None = None
 
 
 class PrefillRunner(PiecewiseGraphs):
@@ -110,35 +94,19 @@ class PrefillRunner(PiecewiseGraphs):
 
     # ---- pieces ----------------------------------------------------------------------------
 
-    def _make(self, key: tuple[int, int]) -> _Static:
+    def _make(self, key: tuple[int, int]) -> Static:
         t, n = key
-        m, dev, s = self.model, self.model.device, self.model.shape
-        z = dict(device=dev, dtype=m.dtype)
+        dev = self.model.device
         lb = None
         if n:
             lb = DenseLoraBatch(
                 slots=torch.zeros(n, dtype=torch.long, device=dev),
-                mask=torch.zeros(t, n, 1, **z),
+                mask=torch.zeros(t, n, 1, device=dev, dtype=self.model.dtype),
                 n=n,
             )
-        return _Static(
-            t=t,
-            n=n,
-            tokens=torch.zeros(t, dtype=torch.long, device=dev),
-            rows=torch.full((t,), self.kv.scratch, dtype=torch.long, device=dev),
-            pos=torch.zeros(t, dtype=torch.long, device=dev),
-            x=torch.zeros(t, s.hidden, **z),
-            q=torch.zeros(t, s.heads, s.head_dim, **z),
-            att=torch.zeros(t, s.heads * s.head_dim, **z),
-            lb=lb,
-        )
+        st = self._static(t, n, lb)
+        st.tokens = torch.zeros(t, dtype=torch.long, device=dev)
+        return st
 
-    def _piece(self, st: _Static, i: int) -> None:
-        """Piece i: the end of layer i-1 (after attention) and the start of layer i."""
-        m = self.model
-        if i == 0:
-            st.x.copy_(m.embed[st.tokens])
-        else:
-            m.post_attention(i - 1, st.x, st.att, st.lb)
-        if i < m.shape.layers:
-            st.q.copy_(m.pre_attention(i, st.x, st.pos, st.rows, self.kv, st.lb))
+    def _embed(self, st: Static) -> None:
+        st.x.copy_(self.model.embed[st.tokens])

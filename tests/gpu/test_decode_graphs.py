@@ -59,7 +59,7 @@ def test_piecewise_decode_equals_the_eager_forward(tok_slot_of_item):
     run.prepare(rows, lens, tok_slot_of_item)  # 3 items -> bucket 4: one padding entry
     for _ in range(4):
         run.step()
-    assert run._cur.b == 4
+    assert run._cur.t == 4
     assert run._cur.n == len({s for s in tok_slot_of_item if s >= 0})
     idx = torch.tensor(rows)
     assert torch.equal(twin.last_tok[idx], kv.last_tok[idx])  # same generated tokens
@@ -104,7 +104,7 @@ def test_graph_replay_equals_the_eager_pieces():
         run.prepare(rows, lens, tok_slot_of_item)
         for _ in range(5):
             run.step()
-    assert run.captured_s > 0 and all(st.graphs for st in run._static.values())
+    assert run.captured_s > 0 and all(st.graphs for st in run._keys.values())
     idx = torch.tensor(rows, device="cuda")
     torch.cuda.synchronize()
     assert torch.equal(twin.last_tok[idx], kv.last_tok[idx])

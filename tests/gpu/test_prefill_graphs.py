@@ -55,7 +55,7 @@ def test_piecewise_prefill_equals_the_eager_forward(slot_of_item):
     run = PrefillRunner(m, twin, max_tokens=64, graphs=False)
     got = run.run(StepInput(toks, rows, [0, 0, 0], lens), tok_slots)
     n_used = len({s for s in slot_of_item if s >= 0})
-    assert list(run._static) == [(16, {0: 0, 1: 1, 2: 2, 3: 4}[n_used])]  # 15 tokens -> 16
+    assert list(run._keys) == [(16, {0: 0, 1: 1, 2: 2, 3: 4}[n_used])]  # 15 tokens -> 16
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
     _expect_same(kv, twin, rows)
     free = torch.tensor([1, 3, 5])  # rows of no request: untouched by the padding token
@@ -93,7 +93,7 @@ def test_larger_prefills_and_adapter_counts_run_eagerly():
     torch.testing.assert_close(run.run(big, [0] * 21), want, rtol=1e-4, atol=1e-4)
     three = [0] * 4 + [1] * 4 + [2] * 4  # 3 adapters > max_adapters: no graph either
     run.run(StepInput(toks[:12], [2, 3, 4], [0, 0, 0], [4, 4, 4]), three)
-    assert not run._static
+    assert not run._keys
     with pytest.raises(ValueError, match="token slots"):
         run.run(big, [0] * 20)
 
@@ -133,7 +133,7 @@ def test_graph_replay_equals_the_eager_pieces_on_cuda():
         run = PrefillRunner(m, pool, max_tokens=64, graphs=graphs)
         run.prewarm()
         outs.append(run.run(StepInput(toks, rows, [0, 0, 0], lens), tok_slots))
-    assert run.captured_s > 0 and all(st.graphs for st in run._static.values())
+    assert run.captured_s > 0 and all(st.graphs for st in run._keys.values())
     torch.cuda.synchronize()
     torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-4)
     _expect_same(kv, twin, rows)
