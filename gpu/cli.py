@@ -10,7 +10,19 @@ from typing import Annotated
 
 import typer
 
+from gpu import PREFILL_GRAPH_TOKENS
 from sim.errors import LorasimError
+
+# --prefill-graph-tokens of calibrate and validate: both sides of a validation must agree
+PrefillGraphTokens = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="largest prefill (packed tokens) replayed as piecewise CUDA graphs; longer ones "
+        "run eagerly. 0: every prefill eager (validation rounds 1-5). Calibrate and validate "
+        "with the same value",
+    ),
+]
 
 
 class TorchMissing(LorasimError):
@@ -64,14 +76,7 @@ def register(app: typer.Typer) -> None:
                 "instead of the CUDA-graph decode the harness now runs"
             ),
         ] = False,
-        prefill_graph_tokens: Annotated[
-            int,
-            typer.Option(
-                min=0,
-                help="largest prefill (packed tokens) replayed as piecewise CUDA graphs; "
-                "longer ones run eagerly. 0: every prefill eager (validation rounds 1-5)",
-            ),
-        ] = 2048,
+        prefill_graph_tokens: PrefillGraphTokens = PREFILL_GRAPH_TOKENS,
         refit_from: Annotated[
             Path | None,
             typer.Option(
@@ -166,14 +171,7 @@ def register(app: typer.Typer) -> None:
                 "instead of CUDA graphs; calibrate the profile the same way"
             ),
         ] = False,
-        prefill_graph_tokens: Annotated[
-            int,
-            typer.Option(
-                min=0,
-                help="largest prefill (packed tokens) replayed as piecewise CUDA graphs; "
-                "longer ones run eagerly. 0: every prefill eager (rounds 1-5); calibrate the profile the same way",
-            ),
-        ] = 2048,
+        prefill_graph_tokens: PrefillGraphTokens = PREFILL_GRAPH_TOKENS,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 

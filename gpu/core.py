@@ -18,7 +18,7 @@ from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, default_device, default_dtype
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner
-from sim.core.model import ModelShape
+from sim.core.model import ALL_TARGETS, ModelShape, Trace
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,32 @@ class GpuCore:
         return CoreSpec(
             shape, n_slots, max_rank, ordered_targets(targets), kv_rows, max_ctx,
             str(dev), str(dt).removeprefix("torch."), **options,
+        )
+
+    @staticmethod
+    def spec_for_trace(
+        trace: Trace,
+        shape: ModelShape,
+        *,
+        n_slots: int,
+        kv_rows: int | None = None,
+        max_ctx: int | None = None,
+        **kw,
+    ) -> CoreSpec:
+        """What `trace` needs: its adapters' largest rank and all their targets (rank 1, all
+        targets without adapters), a KV row per request and its longest context, unless
+        `kv_rows` / `max_ctx` say more (or fewer rows: the scheduler's limit)."""
+        ranks = [a.rank for a in trace.adapters] or [1]
+        targets = {t for a in trace.adapters for t in a.targets} or set(ALL_TARGETS)
+        need_ctx = max((r.input_len + r.output_len for r in trace.requests), default=16)
+        return GpuCore.spec_for(
+            shape,
+            n_slots=n_slots,
+            max_rank=max(ranks),
+            targets=targets,
+            kv_rows=kv_rows or max(1, len(trace.requests)),
+            max_ctx=max_ctx or need_ctx,
+            **kw,
         )
 
     def capture(self) -> float:

@@ -43,7 +43,7 @@ from sim.core.effects import (
     WaitForward,
     WaitLoad,
 )
-from sim.core.model import ALL_TARGETS, ModelShape, Trace
+from sim.core.model import ModelShape, Trace
 from sim.errors import DeadlockError
 
 Row = tuple[str, float, float, str, str]
@@ -97,16 +97,12 @@ class CudaDriver:
         max_batch_adapters: most distinct adapters a batch can hold (fewer graphs)."""
         self.host, self.poll_s = host, poll_s
         self.requests = {r.rid: r for r in trace.requests}
-        ranks = [a.rank for a in trace.adapters] or [1]
-        targets = {t for a in trace.adapters for t in a.targets} or set(ALL_TARGETS)
-        need_ctx = max((r.input_len + r.output_len for r in trace.requests), default=16)
-        spec = GpuCore.spec_for(
+        spec = GpuCore.spec_for_trace(
+            trace,
             shape,
             n_slots=n_slots,
-            max_rank=max(ranks),
-            targets=targets,
-            kv_rows=kv_rows or max(1, len(trace.requests)),
-            max_ctx=max_ctx or need_ctx,
+            kv_rows=kv_rows,
+            max_ctx=max_ctx,
             device=device,
             dtype=dtype,
             seed=seed,

@@ -20,11 +20,12 @@ from dataclasses import replace
 
 import torch
 
+from gpu import PREFILL_GRAPH_TOKENS
 from gpu.lora import DenseLoraBatch
 from gpu.model import KVPool, LlamaModel, StepInput
 from gpu.piecewise import PiecewiseGraphs, Static, bucket
 
-DEFAULT_MAX_TOKENS = 2048
+DEFAULT_MAX_TOKENS = PREFILL_GRAPH_TOKENS
 
 
 def token_buckets(max_tokens: int) -> list[int]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gpu import PREFILL_GRAPH_TOKENS
 from sim.config import Scenario, load_scenario
 from sim.core.model import Trace
 from sim.errors import LorasimError
@@ -29,7 +30,7 @@ class GpuOptions:
     adapter_dir: str | None = None  # where synthetic PEFT adapters are written (reused)
     seed: int = 0
     eager_decode: bool = False  # one model.forward a decode step (rounds 1-4), not graphs
-    prefill_graph_tokens: int = 2048  # largest prefill replayed as graphs (0: eager, rounds 1-5)
+    prefill_graph_tokens: int = PREFILL_GRAPH_TOKENS  # largest graphed prefill (0: eager, rounds 1-5)
 
 
 # Host pools kept across runs of one validation (same adapters, same host mode): reading and
@@ -107,7 +108,6 @@ def run_gpu(
     from gpu.core import GpuCore
     from gpu.driver import CudaDriver
     from sim.core.engine import Engine
-    from sim.core.model import ALL_TARGETS
     from sim.hw import load_hardware
     from sim.policies import registry
     from sim.runner import check_feasible, finish_run, merge_counters
@@ -140,11 +140,10 @@ def run_gpu(
     if reuse:  # runs of a pass share GPU cores, sized up so that scenarios can share them
         need_ctx = max(r.input_len + r.output_len for r in trace.requests)
         core = _core(
-            GpuCore.spec_for(
+            GpuCore.spec_for_trace(
+                trace,
                 shape,
                 n_slots=max(1, n_slots, len(names)),
-                max_rank=max((a.rank for a in trace.adapters), default=1),
-                targets={t for a in trace.adapters for t in a.targets} or set(ALL_TARGETS),
                 kv_rows=min(sc.serving.max_running_requests, -(-rows // 32) * 32),
                 max_ctx=-(-need_ctx // 1024) * 1024,
                 device=device,
