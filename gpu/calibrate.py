@@ -66,14 +66,16 @@ GRIDS = {
         "context": [128, 512, 1024, 2048],
         "adapters": [0, 1, 2, 4, 8, 16],
         "lora_ranks": [16, 64, 256],
+        "lora_batch": [1, 4, 16, 64],  # decode LoRA extra by batch size (n > batch: at n)
         "prefill_lora_ranks": [64, 256],
-        "prefill_lora_tokens": [256, 512, 1024, 2048, 4096],  # 4096: the eager path
+        # every bucket a single light-load request pads to, then larger (4096: the eager path)
+        "prefill_lora_tokens": [128, 256, 384, 512, 1024, 2048, 4096],
         "prefill_lora_adapters": [1, 2, 4, 8, 16],
         "pin_bytes": 256 * MB,
         "reps": 5,  # copies
         "compute_reps": 9,
-        "lora_reps": 7,
-        "prefill_lora_reps": 7,
+        "lora_reps": 9,
+        "prefill_lora_reps": 11,
     },
     "quick": {
         "sizes": [4 * KB, 64 * KB, 1 * MB, 4 * MB],
@@ -82,6 +84,7 @@ GRIDS = {
         "context": [4, 8, 16],
         "adapters": [0, 1, 2],
         "lora_ranks": [4, 8],
+        "lora_batch": [1, 2],
         "prefill_lora_ranks": [4, 8],
         "prefill_lora_tokens": [8, 16],
         "prefill_lora_adapters": [1, 2],
@@ -112,17 +115,14 @@ class Timer:
         self.sync()
         return time.perf_counter() - t0
 
-    def paired(
+    def _alternate(
         self,
         fa: Callable[[], object],
         fb: Callable[[], object],
         reps: int,
-        warmup: int = 1,
-        between: Callable[[], object] | None = None,
-    ) -> tuple[float, float]:
-        """Medians of `fa` and `fb` timed alternately (a, b, a, b, ...): slow drift (clocks,
-        temperature) hits both alike, so their difference is steadier than two runs apart.
-        `between` runs untimed before each timed call (see `median`)."""
+        warmup: int,
+        between: Callable[[], object] | None,
+    ) -> tuple[list[float], list[float]]:
         for _ in range(warmup):
             fa()
             fb()
@@ -134,7 +134,36 @@ class Timer:
             if between is not None:
                 between()
             b.append(self.once(fb))
+        return a, b
+
+    def paired(
+        self,
+        fa: Callable[[], object],
+        fb: Callable[[], object],
+        reps: int,
+        warmup: int = 1,
+        between: Callable[[], object] | None = None,
+    ) -> tuple[float, float]:
+        """Medians of `fa` and `fb` timed alternately (a, b, a, b, ...): slow drift (clocks,
+        temperature) hits both alike, so their difference is steadier than two runs apart.
+        `between` runs untimed before each timed call (see `median`)."""
+        a, b = self._alternate(fa, fb, reps, warmup, between)
         return statistics.median(a), statistics.median(b)
+
+    def paired_extra(
+        self,
+        fa: Callable[[], object],
+        fb: Callable[[], object],
+        reps: int,
+        warmup: int = 1,
+        between: Callable[[], object] | None = None,
+    ) -> float:
+        """Median of the per-pair differences b - a (timed as `paired`): what `fb` adds to
+        `fa`. The difference of two medians can mix a fast `a` with a slow `b` from other
+        pairs; round 6's 1-adapter LoRA prefill extra read 2.5 ms that way where the
+        validation runs showed ~6.5 ms."""
+        a, b = self._alternate(fa, fb, reps, warmup, between)
+        return statistics.median(y - x for x, y in zip(a, b, strict=True))
 
     def median(
         self,
@@ -416,6 +445,15 @@ def measure_adapter_copy(
     }
 
 
+def copy_gap_us(flat_s: float, per_module_s: float, copies: int) -> float:
+    """Microseconds each further copy adds when `copies` copies of one adapter run back to
+    back, from the same bytes copied flat and per module (sim.hw.pcie.CopyModel). Isolated
+    single-copy times overstate it: an isolated copy pays its launch-to-completion latency
+    (~15 us on an H200), a pipelined one does not (round 6: 448 copies took 7.46 ms on the
+    GPU, 11.07 ms as 448 isolated copies)."""
+    return max(0.0, (per_module_s - flat_s) / max(copies - 1, 1) * 1e6)
+
+
 # ---- compute ---------------------------------------------------------------------------------
 
 
@@ -431,7 +469,7 @@ def _prefill_input(
 class ComputeTables:
     prefill: list[float]
     decode: list[list[float]]
-    lora: LoraTable
+    lora: LoraPrefillTable  # decode: (rank, batch, adapters)
     lora_prefill: LoraPrefillTable | None
     raw: dict = field(default_factory=dict)  # before the monotone fit (for the log)
     launch_fraction: float = 0.0
@@ -454,9 +492,12 @@ def measure_compute(
     max_ctx = max(
         max(grid["context"]) + 2,
         min(max(grid["prefill"]), 512),
-        -(-max(grid["prefill_lora_tokens"]) // p_items),
+        min(max(grid["prefill_lora_tokens"]), 512),  # LoRA prefill requests: <= 512 tokens
     )
-    rows = max(max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32, p_items)
+    rows = max(
+        max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32, p_items,
+        -(-max(grid["prefill_lora_tokens"]) // 512), max(grid["lora_batch"]),
+    )
     kv = KVPool(shape, rows, max_ctx, device, dtype)
 
     def decode_input(b: int, c: int, lora=None) -> StepInput:
@@ -468,7 +509,7 @@ def measure_compute(
             lora,
         )
 
-    max_b = max(max(grid["batch"]), min(32, rows))
+    max_b = max(max(grid["batch"]), max(grid["lora_batch"]), max(grid["adapters"]), min(32, rows))
 
     def runners():
         """Decode and prefill runners for the model's current LoRA slots (graphs keep the
@@ -540,10 +581,10 @@ def measure_compute(
             progress(f"    batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
 
     # LoRA extra, per rank: slots of that rank on the same model
-    b, c = min(32, rows), min(256, max(grid["context"]))
+    c = min(256, max(grid["context"]))
     n_slots = max(max(grid["adapters"]), p_items, 1)
     lreps, preps = grid.get("lora_reps", reps), grid.get("prefill_lora_reps", reps)
-    dec_rows, pre_planes, raw_lora = [], [], {}
+    dec_planes, pre_planes, raw_lora = [], [], {}
     ranks = sorted(set(grid["lora_ranks"]) | set(grid["prefill_lora_ranks"]))
     for rank in ranks:
         model.lora = None
@@ -555,43 +596,43 @@ def measure_compute(
         model.lora = slots
         runner, prefiller = runners()
         if rank in grid["lora_ranks"]:
-            row = []
-            for n in grid["adapters"]:
-                if n == 0:
-                    row.append(0.0)
-                    continue
-                base, with_lora = timer.paired(
-                    stepping(b, c),
-                    stepping(b, c, [i % n for i in range(b)]),
-                    lreps,
-                    warmup=2,
+            dplane = []
+            for b in grid["lora_batch"]:
+                row = []
+                for n in grid["adapters"]:
+                    if n == 0:
+                        row.append(0.0)
+                        continue
+                    bb = max(b, n)  # n adapters need n requests: that cell is measured at n
+                    row.append(max(0.0, timer.paired_extra(
+                        stepping(bb, c), stepping(bb, c, [i % n for i in range(bb)]), lreps, warmup=2,
+                    )))
+                # not forced monotone in adapters: with every slot in use LoraSlots.batch
+                # takes a cheaper path (no gather), so 16 adapters can cost less than 8
+                dplane.append(row)
+                progress(
+                    f"  lora decode extra, rank {rank:>3}, batch {b:>3}, vs adapters: "
+                    + " ".join(f"{n}:{x * 1e3:.2f}ms" for n, x in zip(grid["adapters"], row, strict=True))
                 )
-                row.append(max(0.0, with_lora - base))
-            raw_lora[rank] = row
-            # not forced monotone in adapters: with every slot in use LoraSlots.batch takes a
-            # cheaper path (no gather), so 16 adapters can cost less than 8
-            dec_rows.append(list(row))
-            progress(
-                f"  lora decode extra, rank {rank:>3}, vs adapters: "
-                + " ".join(f"{n}:{x * 1e3:.2f}ms" for n, x in zip(grid["adapters"], row, strict=True))
-            )
+            raw_lora[rank] = dplane
+            dec_planes.append(dplane)
         if rank in grid["prefill_lora_ranks"]:
             plane = []
             for t in grid["prefill_lora_tokens"]:
-                item = -(-t // p_items)  # p_items requests of equal length
-                n_items = -(-t // item)
                 prow = []
                 for n in grid["prefill_lora_adapters"]:
+                    # n requests for n adapters (one for one: the light-load prefill), none
+                    # longer than 512 tokens, as the base prefill table's inputs
+                    item = -(-t // max(n, -(-t // 512)))
+                    n_items = -(-t // item)
                     tok_slots = [i % n for i in range(n_items) for _ in range(item)][:t]
                     base_in = _prefill_input(t, shape.vocab, device, item=item)
-
-                    base, lt = timer.paired(
+                    prow.append(max(0.0, timer.paired_extra(
                         lambda base_in=base_in: run_prefill(base_in),
                         lambda base_in=base_in, tok_slots=tok_slots: run_prefill(base_in, tok_slots),
                         preps,
                         between=between,
-                    )
-                    prow.append(max(0.0, lt - base))
+                    )))
                 plane.append(prow)
                 progress(
                     f"  lora prefill extra, rank {rank:>3}, {t:>5} tokens, vs adapters: "
@@ -605,10 +646,11 @@ def measure_compute(
         runner = prefiller = None
     if timer.cuda:
         torch.cuda.empty_cache()
-    lora = LoraTable(
+    lora = LoraPrefillTable(
         tuple(float(r) for r in grid["lora_ranks"]),
-        tuple(grid["adapters"]),
-        tuple(tuple(r) for r in dec_rows),
+        tuple(float(b) for b in grid["lora_batch"]),
+        tuple(float(n) for n in grid["adapters"]),
+        tuple(tuple(tuple(r) for r in plane) for plane in dec_planes),
     )
     lora_prefill = LoraPrefillTable(
         tuple(float(r) for r in grid["prefill_lora_ranks"]),
@@ -689,12 +731,14 @@ def calibrate(
     ad = measure_adapter_copy(shape, dev, rank, reps)
     peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
     flat_bw = ad["bytes"] / ad["flat_s"]
+    gap = copy_gap_us(ad["flat_s"], ad["per_module_s"], int(ad["copies"]))
     progress(
         f"  adapter copy (rank {rank}, {ad['bytes'] / 1e6:.0f} MB): flat {ad['flat_s'] * 1e3:.2f} ms"
         f" = {flat_bw / 1e9:.2f} GB/s = {100 * flat_bw / peak:.1f}% of the pinned peak"
         f" {peak / 1e9:.2f} GB/s; per module ({int(ad['copies'])} copies)"
         f" {ad['per_module_s'] * 1e3:.2f} ms"
     )
+    progress(f"  back-to-back copy gap {gap:.2f} us/copy (per module - flat, over copies - 1)")
     mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
     progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
     cuda = dev.type == "cuda"
@@ -722,13 +766,14 @@ def calibrate(
             disk_gbps=disk,
             contention=contention,
             pin_per_tensor_us=pin_tensor,
+            copy_gap_us=gap,
         ),
         compute=ComputeProfile(
             prefill=Table(tuple(grid["prefill"]), tuple(ct.prefill)),
             decode=Grid(
                 tuple(grid["batch"]), tuple(grid["context"]), tuple(tuple(r) for r in ct.decode)
             ),
-            lora_ranks=ct.lora,
+            lora_decode=ct.lora,
             lora_prefill=ct.lora_prefill,
             launch_fraction=ct.launch_fraction,
             # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
@@ -743,11 +788,15 @@ _LOG_PATTERNS = {
     "prefill_path": re.compile(r"^  prefill path: (?:gpu\.prefill_graphs up to (\d+) tokens|eager)"),
     "prefill": re.compile(r"^  prefill\s+(\d+) tokens:\s+([\d.]+) ms$"),
     "decode": re.compile(r"^  decode batch\s+(\d+):((?:\s+[\d.]+)+) ms$"),
-    "lora": re.compile(r"^  lora decode extra, rank\s+(\d+), vs adapters: (.*)$"),
+    "lora": re.compile(r"^  lora decode extra, rank\s+(\d+), vs adapters: (.*)$"),  # before round 7
+    "lora_decode": re.compile(r"^  lora decode extra, rank\s+(\d+), batch\s+(\d+), vs adapters: (.*)$"),
     "lora_prefill": re.compile(
         r"^  lora prefill extra, rank\s+(\d+),\s+(\d+) tokens, vs adapters: (.*)$"
     ),
     "launch": re.compile(r"^  launch fraction ([\d.]+) "),
+    "adapter_copy": re.compile(
+        r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
+    ),
 }
 
 
@@ -763,22 +812,29 @@ def _pairs(text: str) -> tuple[list[int], list[float]]:
 def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     """The profile with its compute tables re-derived from the raw medians a calibration
     printed (its log), by the current fitting rules: lets a fix to the fitting reach an
-    existing measurement without a GPU. The grids are the log's; PCIe is kept as it is."""
+    existing measurement without a GPU. The grids are the log's; PCIe is kept as it is but
+    for the back-to-back copy gap, derived from the adapter copy line."""
     from dataclasses import replace
 
     prefill: dict[int, float] = {}
     decode: dict[int, list[float]] = {}
     lora: dict[int, tuple[list[int], list[float]]] = {}
     planes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
+    dplanes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
     launch: float | None = None
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
+    gap: float | None = None
     for line in log_text.splitlines():
+        if m := _LOG_PATTERNS["adapter_copy"].match(line):
+            gap = copy_gap_us(float(m[1]) / 1e3, float(m[3]) / 1e3, int(m[2]))
         if m := _LOG_PATTERNS["prefill"].match(line):
             prefill[int(m[1])] = float(m[2]) / 1e3
         elif m := _LOG_PATTERNS["decode"].match(line):
             decode[int(m[1])] = [float(x) / 1e3 for x in m[2].split()]
         elif m := _LOG_PATTERNS["lora"].match(line):
             lora[int(m[1])] = _pairs(m[2])
+        elif m := _LOG_PATTERNS["lora_decode"].match(line):
+            dplanes.setdefault(int(m[1]), {})[int(m[2])] = _pairs(m[3])
         elif m := _LOG_PATTERNS["lora_prefill"].match(line):
             planes.setdefault(int(m[1]), {})[int(m[2])] = _pairs(m[3])
         elif m := _LOG_PATTERNS["launch"].match(line):
@@ -810,6 +866,20 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
                 tuple(tuple(lora[r][1]) for r in ranks),
             ),
         )
+    if dplanes:
+        ranks = sorted(dplanes)
+        bs = sorted(dplanes[ranks[0]])
+        comp = replace(
+            comp,
+            lora=None,
+            lora_ranks=None,
+            lora_decode=LoraPrefillTable(
+                tuple(float(r) for r in ranks),
+                tuple(float(b) for b in bs),
+                tuple(float(a) for a in dplanes[ranks[0]][bs[0]][0]),
+                tuple(tuple(tuple(dplanes[r][b][1]) for b in bs) for r in ranks),
+            ),
+        )
     if planes:
         ranks = sorted(planes)
         ptoks = sorted(planes[ranks[0]])
@@ -832,4 +902,5 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         comp = replace(comp, launch_fraction=launch)
     if buckets is not None:
         comp = replace(comp, prefill_buckets=buckets)
-    return replace(profile, compute=comp)
+    pcie = profile.pcie if gap is None else replace(profile.pcie, copy_gap_us=gap)
+    return replace(profile, pcie=pcie, compute=comp)

@@ -103,6 +103,7 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
         pinned_table=p.pinned,
         pageable_table=p.pageable,
         pin_per_tensor_us=p.pin_per_tensor_us,
+        copy_gap_us=p.copy_gap_us,
     )
     # Explicit bandwidth/overhead keys mean "what if": switch to the analytic formula,
     # keeping the profile's values for whatever was not overridden.

@@ -19,7 +19,7 @@ from sim.core.effects import Batch
 from sim.core.model import ALL_TARGETS, ModelShape
 from sim.hw.interp import interp_bilinear, interp_linear
 from sim.hw.presets import GpuSpec
-from sim.hw.profile import ComputeProfile
+from sim.hw.profile import ComputeProfile, LoraPrefillTable
 
 
 class ComputeModel(Protocol):
@@ -99,8 +99,9 @@ class RooflineCompute:
 
 class ProfileCompute:
     """Measured tables: prefill by total new tokens, decode step by (batch size, mean
-    context) bilinear, plus a LoRA extra by distinct adapters (decode) or by total tokens x
-    distinct adapters (prefill, when the profile measured it), interpolated in the batch's
+    context) bilinear, plus a LoRA extra by distinct adapters (decode; by batch size x
+    distinct adapters with `lora_decode`) or by total tokens x distinct adapters (prefill,
+    when the profile measured it), interpolated in the batch's
     mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
     Prefills are looked up at their padded token count (`prefill_buckets`). Linear
     extrapolation beyond the measured range."""
@@ -115,20 +116,26 @@ class ProfileCompute:
             return values[0] * rank / ranks[0]
         return float(interp_linear(rank, ranks, values))
 
+    def _plane(self, t: LoraPrefillTable, x: float, n: int, rank: float) -> float:
+        vals = [float(interp_bilinear(x, n, t.tokens, t.adapters, plane)) for plane in t.seconds]
+        return max(0.0, self._in_rank(rank, t.ranks, vals))
+
     def _lora_time(self, batch: Batch) -> float:
         ranks = _lora_ranks(batch)
-        if not ranks or self._dlora is None:
+        lp, ld = self.p.lora_prefill, self.p.lora_decode
+        if not ranks or (self._dlora is None and ld is None):
             return 0.0
         n = len(ranks)
         rank = sum(ranks.values()) / n
-        lp = self.p.lora_prefill
         if batch.kind == "prefill" and lp is not None:
-            tokens = self.p.padded_tokens(batch.tokens)
-            vals = [
-                float(interp_bilinear(tokens, n, lp.tokens, lp.adapters, plane))
-                for plane in lp.seconds
-            ]
-            return max(0.0, self._in_rank(rank, lp.ranks, vals))
+            return self._plane(lp, self.p.padded_tokens(batch.tokens), n, rank)
+        if ld is not None:
+            # decode at its batch size; a prefill without its own table at its request
+            # count, within the measured batches
+            b = len(batch.items)
+            if batch.kind == "prefill":
+                b = min(max(b, ld.tokens[0]), ld.tokens[-1])
+            return self._plane(ld, b, n, rank)
         t = self._dlora
         vals = [float(interp_linear(n, t.adapters, row)) for row in t.seconds]
         return max(0.0, self._in_rank(rank, t.ranks, vals))

@@ -5,7 +5,10 @@ pin_s:  host CPU time pinning a temporary copy before the DMA (host_mode "pin_pe
         cost per tensor pinned (per-module loads pin every A and B separately).
 disk_s: reading the adapter from disk when it is not in the host tier.
 dma_s:  the copies themselves: n_copies copies of nbytes / n_copies each. Either analytic,
-        n * (overhead + size / peak), or interpolated from a measured one-copy-time curve.
+        n * (overhead + size / peak), or from a measured one-copy-time curve: with the
+        measured gap between back-to-back copies, one copy of all the bytes plus a gap per
+        further copy (the DMA engine pipelines issued copies; an isolated copy's time is
+        mostly its launch-to-completion latency, which back-to-back copies do not pay again).
 The driver decides which parts occupy the PCIe channel (dma_s) and which only delay it.
 """
 
@@ -42,6 +45,9 @@ class CopyModel:
     pinned_table: Table | None = None  # measured seconds of ONE copy vs bytes
     pageable_table: Table | None = None
     pin_per_tensor_us: float = 0.0
+    # extra DMA time per further copy when n copies run back to back (measured: per-module
+    # minus flat adapter copy, over copies - 1). None: n isolated copies, n * table(size)
+    copy_gap_us: float | None = None
 
     @staticmethod
     def from_spec(spec: GpuSpec, pin_cache: Literal["warm", "cold"] = "warm") -> CopyModel:
@@ -66,7 +72,13 @@ class CopyModel:
         size = nbytes / n_copies
         table = self.pinned_table if source == "pinned" else self.pageable_table
         if table is not None:
-            return n_copies * float(interp_copy_time(size, table.x, table.y))
+            if n_copies == 1 or self.copy_gap_us is None:
+                return n_copies * float(interp_copy_time(size, table.x, table.y))
+            # never faster than issuing the copies (copy_overhead_us each, tiny copies)
+            return max(
+                n_copies * self.copy_overhead_us * 1e-6,
+                float(interp_copy_time(nbytes, table.x, table.y)) + (n_copies - 1) * self.copy_gap_us * 1e-6,
+            )
         peak = self.pinned_gbps if source == "pinned" else self.pageable_gbps
         return n_copies * (self.copy_overhead_us * 1e-6 + size / (peak * 1e9))
 

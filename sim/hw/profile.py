@@ -39,6 +39,9 @@ class PcieProfile:
     # host time per tensor pinned, beyond the bytes: a per-module pin calls pin_memory() on
     # every A and B (2 x 7 x layers tensors), each an allocator lookup and a small memcpy
     pin_per_tensor_us: float = 0.0
+    # DMA time each further copy adds when copies run back to back (sim.hw.pcie.CopyModel);
+    # None (profiles before it was measured): copies priced as isolated, n * table(size)
+    copy_gap_us: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,11 +64,13 @@ class LoraTable:
 
 @dataclass(frozen=True)
 class LoraPrefillTable:
-    """Extra seconds of a prefill forward with LoRA: seconds[i][j][k] at
-    (ranks[i], tokens[j], adapters[k])."""
+    """Extra seconds of a forward with LoRA: seconds[i][j][k] at (ranks[i], tokens[j],
+    adapters[k]). For prefills `tokens` is the forward's new tokens; the decode table
+    (`compute.lora_decode`) has the same form with its batch size there (a decode step has
+    one new token per request)."""
 
     ranks: tuple[float, ...]
-    tokens: tuple[float, ...]  # total new tokens of the prefill forward
+    tokens: tuple[float, ...]  # total new tokens of the forward (decode: batch size)
     adapters: tuple[float, ...]
     seconds: tuple[tuple[tuple[float, ...], ...], ...]
 
@@ -83,6 +88,9 @@ class ComputeProfile:
     # LoRA extra of prefill forwards over tokens x adapters (optional; without it prefill
     # uses the decode LoRA table, as format v1 did).
     lora_prefill: LoraPrefillTable | None = None
+    # LoRA extra of a decode step over batch size x adapters (optional; replaces `lora` for
+    # decode: the harness's segment LoRA costs ~1 ms less a step at batch 1 than at 32)
+    lora_decode: LoraPrefillTable | None = None
     # CPU time to launch a forward as a fraction of its GPU time: while launching, the
     # scheduler issues nothing else, so a prefill "launched ahead" (overlap) holds it this
     # long. ~1 for an eager, launch-bound server; small when the GPU is the bottleneck.
@@ -140,14 +148,16 @@ class HardwareProfile:
                 "seconds": _floats(c.lora.y),
                 "rank": int(c.lora_rank),
             }
-        if c.lora_prefill is not None:
-            lp = c.lora_prefill
-            compute["lora_prefill"] = {
-                "ranks": _ints(lp.ranks),
-                "tokens": _ints(lp.tokens),
-                "adapters": _ints(lp.adapters),
-                "seconds": [[_floats(row) for row in plane] for plane in lp.seconds],
-            }
+        for key, axis, lp in (
+            ("lora_prefill", "tokens", c.lora_prefill), ("lora_decode", "batch", c.lora_decode)
+        ):
+            if lp is not None:
+                compute[key] = {
+                    "ranks": _ints(lp.ranks),
+                    axis: _ints(lp.tokens),
+                    "adapters": _ints(lp.adapters),
+                    "seconds": [[_floats(row) for row in plane] for plane in lp.seconds],
+                }
         if c.launch_fraction:
             compute["launch_fraction"] = float(f"{c.launch_fraction:.4g}")
         if c.prefill_buckets:
@@ -166,6 +176,7 @@ class HardwareProfile:
                 "disk_gbps": float(p.disk_gbps),
                 "contention": float(p.contention),
                 "pin_per_tensor_us": float(p.pin_per_tensor_us),
+                **({} if p.copy_gap_us is None else {"copy_gap_us": float(p.copy_gap_us)}),
             },
             "compute": compute,
         }
@@ -198,7 +209,7 @@ class HardwareProfile:
         lora = None
         lora_rank = 64
         lora_ranks = None
-        lora_prefill = None
+        lora_prefill = lora_decode = None
         if comp.get("lora") is not None:
             lora_m = r.mapping(comp["lora"], "compute.lora")
             if lora_m.get("ranks") is not None:
@@ -208,6 +219,10 @@ class HardwareProfile:
                 lora_rank = int(r.number(lora_m.get("rank", 64), "compute.lora.rank", positive=True))
         if comp.get("lora_prefill") is not None:
             lora_prefill = r.lora_prefill(r.mapping(comp["lora_prefill"], "compute.lora_prefill"), "compute.lora_prefill")
+        if comp.get("lora_decode") is not None:
+            lora_decode = r.lora_prefill(
+                r.mapping(comp["lora_decode"], "compute.lora_decode"), "compute.lora_decode", axis="batch"
+            )
         return HardwareProfile(
             name=r.string(top, "", "name"),
             device=r.string(top, "", "device"),
@@ -222,6 +237,10 @@ class HardwareProfile:
                 disk_gbps=r.number(r.get(pcie, "pcie", "disk_gbps"), "pcie.disk_gbps", positive=True),
                 contention=r.fraction(pcie.get("contention", 0.0), "pcie.contention"),
                 pin_per_tensor_us=r.number(pcie.get("pin_per_tensor_us", 0.0), "pcie.pin_per_tensor_us"),
+                copy_gap_us=(
+                    None if pcie.get("copy_gap_us") is None
+                    else r.number(pcie["copy_gap_us"], "pcie.copy_gap_us")
+                ),
             ),
             compute=ComputeProfile(
                 prefill=r.table(comp, "compute.prefill", "tokens", positive_x=True),
@@ -230,6 +249,7 @@ class HardwareProfile:
                 lora_rank=lora_rank,
                 lora_ranks=lora_ranks,
                 lora_prefill=lora_prefill,
+                lora_decode=lora_decode,
                 launch_fraction=r.fraction(comp.get("launch_fraction", 0.0), "compute.launch_fraction"),
                 prefill_buckets=tuple(
                     int(x) for x in r.axis(comp, "compute", "prefill_buckets", True, min_len=1)
@@ -328,15 +348,15 @@ class _Reader:
         secs = self.rows(self.get(m, key, "seconds"), f"{key}.seconds", len(ranks), len(ads), "one per rank")
         return LoraTable(ranks, ads, secs)
 
-    def lora_prefill(self, m: dict, key: str) -> LoraPrefillTable:
+    def lora_prefill(self, m: dict, key: str, axis: str = "tokens") -> LoraPrefillTable:
         ranks = self.axis(m, key, "ranks", True, min_len=1)
-        toks = self.axis(m, key, "tokens", True)
+        toks = self.axis(m, key, axis, True)
         ads = self.axis(m, key, "adapters", False)
         planes = self.get(m, key, "seconds")
         if not isinstance(planes, list) or len(planes) != len(ranks):
             raise self.fail(f"{key}.seconds", f"expected {len(ranks)} planes (one per rank) of {len(toks)} x {len(ads)}")
         secs = tuple(
-            self.rows(p, f"{key}.seconds[{i}]", len(toks), len(ads), "one per tokens value")
+            self.rows(p, f"{key}.seconds[{i}]", len(toks), len(ads), f"one per {axis} value")
             for i, p in enumerate(planes)
         )
         return LoraPrefillTable(ranks, toks, ads, secs)

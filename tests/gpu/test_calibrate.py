@@ -29,9 +29,10 @@ def test_quick_calibration_writes_all_sections(tmp_path):
         "pin_cold_gbps",
         "disk_gbps",
         "contention",
+        "copy_gap_us",
     ):
         assert key in data["pcie"]
-    assert {"prefill", "decode", "lora"} <= set(data["compute"])
+    assert {"prefill", "decode", "lora_decode", "lora_prefill"} <= set(data["compute"])
     for kind in ("pinned", "pageable"):
         secs = data["pcie"][kind]["seconds"]
         assert secs == sorted(secs) and all(s > 0 for s in secs)
@@ -83,8 +84,14 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     assert r.prefill.y == pytest.approx(c.prefill.y, abs=1e-5)
     for a, b in zip(r.decode.seconds, c.decode.seconds, strict=True):
         assert a == pytest.approx(b, abs=1e-5)
-    assert r.lora_ranks.ranks == c.lora_ranks.ranks
+    assert r.lora_decode.ranks == c.lora_decode.ranks and r.lora_decode.tokens == c.lora_decode.tokens
+    for pa, pb in zip(r.lora_decode.seconds, c.lora_decode.seconds, strict=True):
+        for a, b in zip(pa, pb, strict=True):
+            assert a == pytest.approx(b, abs=1e-5)
     assert r.lora_prefill.tokens == c.lora_prefill.tokens
+    # the back-to-back copy gap from the adapter copy line: 2 decimals of ms over the tiny
+    # model's 28 - 1 copies
+    assert again.pcie.copy_gap_us == pytest.approx(prof.pcie.copy_gap_us, abs=10 / 27 + 1e-3)
     assert r.launch_fraction == pytest.approx(c.launch_fraction, abs=1e-3)
     assert r.prefill_buckets == c.prefill_buckets != ()  # from the "prefill path" line
     from dataclasses import replace
@@ -103,10 +110,30 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
 def test_quick_profile_has_multi_rank_and_prefill_lora():
     prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
     c = prof.compute
-    assert c.lora_ranks is not None and len(c.lora_ranks.ranks) == 2
+    assert c.lora_decode is not None and len(c.lora_decode.ranks) == 2
+    assert len(c.lora_decode.seconds[0]) == len(c.lora_decode.tokens)  # one row per batch
     assert c.lora_prefill is not None and len(c.lora_prefill.seconds) == len(c.lora_prefill.ranks)
     for row in c.decode.seconds:
         assert list(row) == sorted(row)
+
+
+def test_copy_gap_is_what_each_further_copy_adds():
+    from gpu.calibrate import copy_gap_us
+
+    # round 6 on the H200: 336 MB flat 6.13 ms, as 448 copies 7.28 ms
+    assert copy_gap_us(6.13e-3, 7.28e-3, 448) == pytest.approx(1.15e3 / 447)
+    assert copy_gap_us(6.13e-3, 6.0e-3, 448) == 0.0  # noise never makes copies free
+    assert copy_gap_us(1e-3, 2e-3, 1) == pytest.approx(1e3)
+
+
+def test_paired_extra_is_the_median_of_per_pair_differences():
+    from gpu.calibrate import Timer
+
+    timer = Timer(torch.device("cpu"))
+    t = iter([0.0, 1.0, 1.0, 2.5, 10.0, 11.0, 20.0, 21.5, 30.0, 31.0, 40.0, 41.0])
+    timer.once = lambda fn: next(t)  # a, b, a, b, ...: differences 1, 1.5, 1, 1.5, 1, 1
+    # the medians of a and b alone are 15 and 16.25: 1.25 apart
+    assert timer.paired_extra(lambda: None, lambda: None, 6, warmup=0) == 1.0
 
 
 def test_launch_fraction_is_one_when_forward_returns_only_when_done():

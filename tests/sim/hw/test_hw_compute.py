@@ -163,6 +163,33 @@ def test_prefill_uses_prefill_lora_table():
     assert extra == pytest.approx(0.024 + 0.020 * 899 / 900)  # rank-256 plane, 3 adapters
 
 
+def test_decode_lora_table_is_looked_up_at_the_batch_size():
+    """Round 6: the harness's decode LoRA costs ~1 ms less a step at batch 1 than at the
+    batch 32 the single-batch table was measured at; `lora_decode` has a batch axis."""
+    from dataclasses import replace
+
+    pc = ProfileCompute(replace(
+        PROF2,
+        lora_ranks=None,
+        lora_decode=LoraPrefillTable(
+            (64.0,), (1.0, 32.0), (0.0, 1.0, 4.0), (((0.0, 0.005, 0.007), (0.0, 0.0065, 0.0085)),),
+        ),
+    ))
+
+    def extra(b: int, n: int) -> float:
+        items = tuple(BatchItem(k, f"a{k % n}", k, 64, 1, 0) for k in range(b))
+        base = tuple(BatchItem(k, None, -1, 0, 1, 0) for k in range(b))
+        return pc.forward_time(Batch("decode", items)) - pc.forward_time(Batch("decode", base))
+
+    assert extra(1, 1) == pytest.approx(0.005)
+    assert extra(32, 1) == pytest.approx(0.0065)
+    assert extra(32, 4) == pytest.approx(0.0085)
+    assert extra(4, 4) == pytest.approx(0.007 + 0.0015 * 3 / 31)
+    # prefills keep their own table
+    one = Batch("prefill", (BatchItem(0, "x", 0, 64, 100, 0),))
+    assert pc.forward_time(one) - pc.forward_time(prefill(100)) == pytest.approx(0.020)
+
+
 def test_single_rank_profile_still_scales_by_rank():
     assert PROF.decode_lora().ranks == (64.0,)
     base = PC.forward_time(prefill(100))

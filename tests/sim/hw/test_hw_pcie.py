@@ -88,6 +88,21 @@ def test_table_hits_points_exactly_and_interpolates_log_log():
     assert m.dma_time(int(1e9), 1000) == pytest.approx(1000 * 1e-4)
 
 
+def test_back_to_back_copies_pay_the_measured_gap_not_each_copys_latency():
+    """Round 6 on the H200: an isolated 750 KB copy takes ~25 us (mostly launch-to-completion
+    latency), but 448 of them back to back took 7.46 ms, not 448 x 25 = 11 ms: with the
+    measured gap, one copy of all the bytes plus the gap per further copy."""
+    t = Table((1e3, 1e6, 1e9), (1e-5, 1e-4, 1e-2))
+    m = CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t, copy_gap_us=3.0)
+    assert m.dma_time(int(1e9), 1) == pytest.approx(1e-2)  # one copy: the table
+    assert m.dma_time(int(1e9), 1000) == pytest.approx(1e-2 + 999 * 3e-6)
+    # tiny copies are bounded by issuing them (copy_overhead_us = 4 each)
+    assert m.dma_time(1000 * 1000, 1000) == pytest.approx(1000 * 4e-6)
+    # more copies of the same bytes never cost less
+    times = [m.dma_time(int(1e8), n) for n in (1, 2, 16, 448, 4096)]
+    assert times == sorted(times)
+
+
 def test_table_extrapolates_with_last_segment_bandwidth():
     t = Table((1e6, 1e9), (1e-4, 1e-2))
     m = CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t)

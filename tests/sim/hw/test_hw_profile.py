@@ -147,13 +147,21 @@ def test_v2_lora_tables_round_trip_and_v1_still_loads(tmp_path, prof):
         lora=None,
         lora_ranks=LoraTable((16.0, 256.0), (0.0, 1.0, 4.0), ((0.0, 0.01, 0.012), (0.0, 0.011, 0.013))),
         lora_prefill=LoraPrefillTable((64.0,), (256.0, 1024.0), (1.0, 4.0), (((0.02, 0.021), (0.03, 0.031)),)),
+        lora_decode=LoraPrefillTable((64.0,), (1.0, 16.0), (1.0, 4.0), (((0.005, 0.006), (0.006, 0.007)),)),
     )
-    v2 = replace(prof, compute=comp)
+    v2 = replace(prof, compute=comp, pcie=replace(prof.pcie, copy_gap_us=2.5))
     p = tmp_path / "v2.yaml"
     v2.to_yaml(p)
     back = HardwareProfile.from_yaml(p)
     assert back.to_dict() == v2.to_dict()
     assert back.compute.lora_ranks.ranks == (16.0, 256.0) and back.compute.lora_prefill.tokens == (256.0, 1024.0)
+    assert back.compute.lora_decode.tokens == (1.0, 16.0) and back.pcie.copy_gap_us == 2.5
+    assert v2.to_dict()["compute"]["lora_decode"]["batch"] == [1, 16]
+    data = v2.to_dict()
+    data["compute"]["lora_decode"]["seconds"][0].pop()
+    with pytest.raises(ConfigError) as e:
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert e.value.key == "compute.lora_decode.seconds[0]"
     data = v2.to_dict()
     data["compute"]["lora"]["seconds"].pop()
     with pytest.raises(ConfigError) as e:
@@ -161,6 +169,7 @@ def test_v2_lora_tables_round_trip_and_v1_still_loads(tmp_path, prof):
     assert e.value.key == "compute.lora.seconds"
     old = HardwareProfile.from_yaml(SHIPPED)  # v1: single-rank `lora` table with `rank`
     assert old.compute.lora_ranks is None and old.compute.decode_lora().ranks == (64.0,)
+    assert old.pcie.copy_gap_us is None  # copies priced as isolated, as before it was measured
 
 
 def test_launch_fraction_round_trips_and_reaches_the_hardware(tmp_path, prof):
