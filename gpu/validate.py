@@ -19,6 +19,7 @@ from gpu import PREFILL_GRAPH_TOKENS
 from sim.config import Scenario, load_scenario
 from sim.core.model import Trace
 from sim.errors import LorasimError
+from sim.hw.profile import atomic_write_text
 from sim.runner import RunResult
 
 METRICS = ("ttft_median_ms", "ttft_p99_ms", "e2e_mean_ms", "tpot_median_ms")
@@ -184,10 +185,13 @@ def run_validation(
     progress=print,
     *,
     reverse: bool = False,
+    resume: bool = False,
 ) -> pd.DataFrame:
     """Every scenario x policy on GPU and simulator; writes errors.csv, errors.md and both
     drivers' per-request records under `out`. Returns the error table. `reverse` runs each
-    scenario's policies in reverse order."""
+    scenario's policies in reverse order. `resume` keeps the GPU runs `out` already records
+    (their summary.json is written last, atomically) and only re-simulates them: a pass cut
+    off by a time limit goes on where it stopped."""
     from sim.runner import simulate
     from sim.workload import generate_trace
 
@@ -199,18 +203,22 @@ def run_validation(
         trace = generate_trace(sc)
         pols = list(policies or sc.policies)
         for pol in pols[::-1] if reverse else pols:
-            progress(f"{sc.name} / {pol}: GPU ...")
-            g = run_gpu(sc, pol, trace, opts, reuse=True)
+            stem = f"{sc.name}.{pol}"
+            done = out / f"{stem}.summary.json"
+            if resume and done.is_file():
+                progress(f"{sc.name} / {pol}: GPU run already recorded in {out}")
+                gsum = json.loads(done.read_text())["gpu"]
+            else:
+                progress(f"{sc.name} / {pol}: GPU ...")
+                g = run_gpu(sc, pol, trace, opts, reuse=True)
+                g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
+                g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
+                gsum = g.summary
             progress(f"{sc.name} / {pol}: simulator ...")
             s = simulate(sc, pol, trace=trace)
-            stem = f"{sc.name}.{pol}"
-            g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
             s.records.to_csv(out / f"{stem}.sim.csv", index=False)
-            g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
-            (out / f"{stem}.summary.json").write_text(
-                json.dumps({"gpu": g.summary, "sim": s.summary}, indent=2, default=str)
-            )
-            for r in compare(g.summary, s.summary):
+            atomic_write_text(done, json.dumps({"gpu": gsum, "sim": s.summary}, indent=2, default=str))
+            for r in compare(gsum, s.summary):
                 rows.append({"scenario": sc.name, "policy": pol, **r})
             _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
     return _write_tables(rows, out)
@@ -355,5 +363,5 @@ def run_validation_repeated(
                 progress(f"pass {k}/{repeats}: already complete in {d}")
                 continue
         progress(f"pass {k}/{repeats} -> {d}")
-        run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0)
+        run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0, resume=True)
     return resimulate(scenarios, profile, policies, dirs, out, progress)

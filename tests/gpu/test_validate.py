@@ -70,3 +70,12 @@ def test_repeated_validation_alternates_policy_order_and_compares_with_the_mean(
     run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append)
     assert not [m for m in log if m.endswith(": GPU ...")]
     assert sum("already complete" in m for m in log) == 2
+    # a pass cut off after its first run goes on from there: only the missing run is redone
+    p2 = tmp_path / "out" / "pass-2"
+    (p2 / "errors.csv").unlink()
+    (p2 / "tiny-val.lru.summary.json").unlink()  # pass 2 ran overlap first, then lru
+    log.clear()
+    again = run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append)
+    assert [m for m in log if m.endswith(": GPU ...")] == ["tiny-val / lru: GPU ..."]
+    assert "tiny-val / overlap: GPU run already recorded in " + str(p2) in log
+    assert set(zip(again["scenario"], again["policy"], strict=True)) == set(zip(df["scenario"], df["policy"], strict=True))
