@@ -84,33 +84,24 @@ def register(app: typer.Typer) -> None:
                 "this calibration log's raw medians with the current fitting rules"
             ),
         ] = None,
+        host_gap_from: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="no measuring: set compute.forward_overhead_us of the profile at --out to "
+                "the median host gap between back-to-back forwards in this folder's GPU "
+                "timelines (*.gpu.timeline.csv of a `lorasim validate` pass; repeatable)"
+            ),
+        ] = None,
     ) -> None:
         """Measure copies, pinning, disk and forward times; write a hardware profile YAML.
 
         Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
         lorasim calibrate --refit-from results/validation/calibrate.log
         --out configs/hardware/h200-measured.yaml (anywhere)."""
-        _need_torch()
-        if refit_from is not None:
-            from gpu.calibrate import refit_from_log
-            from sim.errors import ConfigError
-            from sim.hw.profile import HardwareProfile
-
-            if not refit_from.is_file():
-                raise ConfigError(str(refit_from), "--refit-from", "file not found; expected a calibrate log")
-            if not out.is_file():
-                raise ConfigError(str(out), "--out", "file not found; expected the profile that log wrote")
-            try:
-                prof = refit_from_log(HardwareProfile.from_yaml(out), refit_from.read_text())
-            except ValueError as e:
-                raise ConfigError(str(refit_from), "--refit-from", str(e)) from None
-            from dataclasses import replace
-
-            cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-            prof = replace(prof, command=f"{prof.command}; then {cmd}")
-            prof.to_yaml(out)
-            typer.echo(f"refitted {out} from {refit_from}")
+        if refit_from is not None or host_gap_from:
+            _refit(out, refit_from, host_gap_from or [])
             return
+        _need_torch()
         from gpu.calibrate import calibrate as run
 
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -127,6 +118,53 @@ def register(app: typer.Typer) -> None:
         )
         prof.to_yaml(out)
         typer.echo(f"wrote {out}")
+
+    def _refit(out: Path, refit_from: Path | None, gap_dirs: list[Path]) -> None:
+        """calibrate's no-measuring modes: refit the profile at `out` in place."""
+        from dataclasses import replace
+
+        from sim.errors import ConfigError
+        from sim.hw.profile import HardwareProfile
+
+        if not out.is_file():
+            raise ConfigError(str(out), "--out", "file not found; expected the profile to refit")
+        prof = HardwareProfile.from_yaml(out)
+        if refit_from is not None:
+            _need_torch()
+            from gpu.calibrate import refit_from_log
+
+            if not refit_from.is_file():
+                raise ConfigError(str(refit_from), "--refit-from", "file not found; expected a calibrate log")
+            try:
+                prof = refit_from_log(prof, refit_from.read_text())
+            except ValueError as e:
+                raise ConfigError(str(refit_from), "--refit-from", str(e)) from None
+            typer.echo(f"refitted {out} from {refit_from}")
+        if gap_dirs:
+            gap = _median_host_gap(gap_dirs)
+            prof = replace(prof, compute=replace(prof.compute, forward_overhead_us=gap * 1e6))
+            typer.echo(f"forward overhead {gap * 1e6:.0f} us (median host gap between forwards)")
+        cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        prof = replace(prof, command=f"{prof.command}; then {cmd}")
+        prof.to_yaml(out)
+
+    def _median_host_gap(dirs: list[Path]) -> float:
+        import numpy as np
+        import pandas as pd
+
+        from sim.errors import ConfigError
+        from sim.metrics import host_gaps
+
+        gaps = []
+        for d in dirs:
+            files = sorted(d.glob("*.gpu.timeline.csv"))
+            if not files:
+                raise ConfigError(str(d), "--host-gap-from", "no *.gpu.timeline.csv here; expected a `lorasim validate` output folder")
+            gaps += [host_gaps(pd.read_csv(f)) for f in files]
+        allg = np.concatenate(gaps)
+        if len(allg) == 0:
+            raise ConfigError(str(dirs[0]), "--host-gap-from", "no back-to-back forwards in these timelines")
+        return float(np.median(allg))
 
     @app.command()
     def validate(

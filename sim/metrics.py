@@ -129,6 +129,16 @@ def hidden_load_fraction(timeline: pd.DataFrame) -> float:
     return (p + _union_length(cs, ce) - both) / p
 
 
+def host_gaps(timeline: pd.DataFrame, max_gap_s: float = 0.002) -> np.ndarray:
+    """Seconds between one compute-lane operation ending and the next starting, for gaps of
+    at most `max_gap_s`: the host time a serving loop spends between back-to-back forwards
+    (noticing the end, scheduling, preparing and launching the next). Longer gaps are idle
+    periods with no work waiting. Their median calibrates `compute.forward_overhead_us`."""
+    comp = timeline[timeline["lane"] == "compute"].sort_values("start")
+    gaps = comp["start"].to_numpy(float)[1:] - comp["end"].to_numpy(float)[:-1]
+    return gaps[(gaps > 0) & (gaps <= max_gap_s)]
+
+
 def _stats(prefix: str, values: np.ndarray, median_key: str = "median") -> dict[str, float]:
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]

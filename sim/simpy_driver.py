@@ -9,7 +9,9 @@ CUDA driver: the engine issues nothing else meanwhile, though the GPU finishes w
 queued; with `background` it only delays its own copy. An idle scheduler reacts
 `hardware.wake_us` after what woke it, so arrivals microseconds apart (bursts) share a batch
 as they do in a real serving loop. A prefill launched ahead (overlap) holds the scheduler for
-`launch_fraction` of its GPU time: the CPU cost of launching its kernels. Decode runs are
+`launch_fraction` of its GPU time: the CPU cost of launching its kernels. Every forward
+first holds the scheduler `forward_overhead_s` (preparing inputs, launching) before the GPU
+can start it: the host gap a real loop leaves between back-to-back forwards. Decode runs are
 fast-forwarded: one SimPy timeout covers many steps, cut short at `until` or, when asked, at
 the first load completion.
 """
@@ -59,6 +61,7 @@ class SimPyDriver:
         self._host_on_scheduler = getattr(hardware, "host_work", "scheduler") == "scheduler"
         self._wake_s = float(getattr(hardware, "wake_s", 0.0))
         self._launch_frac = float(getattr(hardware, "launch_fraction", 0.0))
+        self._fwd_overhead = float(getattr(hardware, "forward_overhead_s", 0.0))
         self.timeline: list[Row] = []
         self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
         self.error: BaseException | None = None
@@ -115,6 +118,8 @@ class SimPyDriver:
                 yield ev
             return ev.value
         if isinstance(eff, Forward):
+            if self._fwd_overhead > 0:
+                yield env.timeout(self._fwd_overhead)
             t = self._ticket
             self._ticket += 1
             ev = env.event()

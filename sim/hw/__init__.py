@@ -45,6 +45,9 @@ class Hardware:
     wake_s: float = 250e-6
     # CPU launch time of a forward / its GPU time (profile.compute.launch_fraction)
     launch_fraction: float = 0.0
+    # host time the scheduler spends preparing and launching each forward before the GPU can
+    # start it (profile.compute.forward_overhead_us): the gap between back-to-back forwards
+    forward_overhead_s: float = 0.0
 
 
 def _spec(cfg: HardwareCfg) -> GpuSpec:
@@ -61,11 +64,17 @@ def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     if not cfg.profile:
         spec = _spec(cfg)
         copy = CopyModel.from_spec(spec, cfg.pin_cache)
-        return _assemble(cfg, copy, RooflineCompute(shape, spec), cfg.contention, cfg.launch_fraction or 0.0)
+        return _assemble(
+            cfg, copy, RooflineCompute(shape, spec), cfg.contention, cfg.launch_fraction or 0.0,
+            cfg.forward_overhead_us or 0.0,
+        )
     return _from_profile(cfg, shape)
 
 
-def _assemble(cfg: HardwareCfg, copy: CopyModel, compute: ComputeModel, contention: float, launch: float) -> Hardware:
+def _assemble(
+    cfg: HardwareCfg, copy: CopyModel, compute: ComputeModel, contention: float, launch: float,
+    overhead_us: float,
+) -> Hardware:
     """The cost models plus the serving loop's host-side settings, taken from the scenario."""
     return Hardware(
         copy=copy,
@@ -74,6 +83,7 @@ def _assemble(cfg: HardwareCfg, copy: CopyModel, compute: ComputeModel, contenti
         host_work=cfg.host_work,
         wake_s=cfg.wake_us * 1e-6,
         launch_fraction=launch,
+        forward_overhead_s=overhead_us * 1e-6,
     )
 
 
@@ -118,4 +128,7 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
         )
     contention = cfg.contention if "contention" in cfg.model_fields_set else p.contention
     launch = prof.compute.launch_fraction if cfg.launch_fraction is None else cfg.launch_fraction
-    return _assemble(cfg, copy, ProfileCompute(prof.compute), contention, launch)
+    overhead = (
+        prof.compute.forward_overhead_us if cfg.forward_overhead_us is None else cfg.forward_overhead_us
+    )
+    return _assemble(cfg, copy, ProfileCompute(prof.compute), contention, launch, overhead)

@@ -95,6 +95,10 @@ class ComputeProfile:
     # scheduler issues nothing else, so a prefill "launched ahead" (overlap) holds it this
     # long. ~1 for an eager, launch-bound server; small when the GPU is the bottleneck.
     launch_fraction: float = 0.0
+    # Host time between one forward ending and the next starting when the scheduler was
+    # waiting for it (preparing inputs, launching): `lorasim calibrate --host-gap-from`
+    # takes the median over a GPU validation pass's timelines.
+    forward_overhead_us: float = 0.0
     # Token counts a prefill is padded up to before it runs (CUDA-graph capture sizes, as
     # vLLM's piecewise graphs and the GPU harness's gpu.prefill_graphs pad); a prefill above
     # the last one runs unpadded. Prefill tables are looked up at the padded count. Empty:
@@ -162,6 +166,8 @@ class HardwareProfile:
             compute["launch_fraction"] = float(f"{c.launch_fraction:.4g}")
         if c.prefill_buckets:
             compute["prefill_buckets"] = _ints(c.prefill_buckets)
+        if c.forward_overhead_us:
+            compute["forward_overhead_us"] = float(f"{c.forward_overhead_us:.4g}")
         return {
             "name": self.name,
             "device": self.device,
@@ -251,6 +257,9 @@ class HardwareProfile:
                 lora_prefill=lora_prefill,
                 lora_decode=lora_decode,
                 launch_fraction=r.fraction(comp.get("launch_fraction", 0.0), "compute.launch_fraction"),
+                forward_overhead_us=r.number(
+                    comp.get("forward_overhead_us", 0.0), "compute.forward_overhead_us"
+                ),
                 prefill_buckets=tuple(
                     int(x) for x in r.axis(comp, "compute", "prefill_buckets", True, min_len=1)
                 ) if comp.get("prefill_buckets") is not None else (),

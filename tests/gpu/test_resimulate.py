@@ -76,3 +76,34 @@ def test_summary_counts_an_error_inside_the_gpus_own_spread_as_unresolved():
     md = error_table_markdown(pd.DataFrame(rows))
     assert "within 10 %: 0/2" in md
     assert "within 10 % or the GPU's half-spread: 1/2" in md
+
+
+def test_cli_host_gap_from_sets_the_profiles_forward_overhead(tmp_path):
+    """`lorasim calibrate --host-gap-from DIR`: the median host gap between back-to-back
+    forwards in a validation pass's GPU timelines becomes compute.forward_overhead_us."""
+    import shutil
+
+    import pandas as pd
+
+    from sim.cli import app
+    from sim.hw.profile import HardwareProfile
+
+    prof = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "configs/hardware/h200-measured.yaml", prof)
+    runs = tmp_path / "pass-1"
+    runs.mkdir()
+    rows = [("compute", 0.0, 0.01, "prefill", "p"), ("compute", 0.0103, 0.02, "decode", "d"),
+            ("compute", 0.0205, 0.03, "decode", "d"), ("compute", 0.9, 1.0, "prefill", "p")]
+    pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]).to_csv(
+        runs / "s.lru.gpu.timeline.csv", index=False)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--host-gap-from", str(runs)])
+    assert r.exit_code == 0, r.output
+    p = HardwareProfile.from_yaml(prof)
+    assert p.compute.forward_overhead_us == pytest.approx(400.0)  # median of 0.3 and 0.5 ms
+    assert "--host-gap-from" in p.command
+    r = subprocess.run(
+        [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof),
+         "--host-gap-from", str(tmp_path)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 2 and "--host-gap-from" in r.stderr and "Traceback" not in r.stderr

@@ -57,6 +57,7 @@ class FixedHardware:
     host_work: str = "scheduler"
     wake_s: float = 0.0
     launch_fraction: float = 0.0
+    forward_overhead_s: float = 0.0
 
 
 def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.0) -> FixedHardware:

@@ -13,6 +13,7 @@ from sim.metrics import (
     RECORD_COLUMNS,
     build_records,
     hidden_load_fraction,
+    host_gaps,
     itl_array,
     read_parquet,
     summarize,
@@ -178,3 +179,19 @@ def test_hidden_load_fraction_counts_copy_time_under_forwards_only():
     assert math.isnan(hidden_load_fraction(tl[tl["lane"] == "compute"]))
     only_copies = tl[~tl["kind"].isin(["prefill", "decode"])]
     assert hidden_load_fraction(only_copies) == 0.0
+
+
+def test_host_gaps_are_the_short_gaps_between_compute_operations():
+    tl = pd.DataFrame(
+        [
+            ("compute", 0.0, 0.010, "prefill", "p"),
+            ("pcie", 0.0105, 0.02, "overlap", "a"),  # other lanes do not count
+            ("compute", 0.0104, 0.020, "decode", "d"),  # 0.4 ms after the prefill
+            ("compute", 0.0203, 0.030, "decode", "d"),  # 0.3 ms
+            ("compute", 0.5, 0.6, "prefill", "p"),  # 470 ms: idle, no work waiting
+            ("compute", 0.6, 0.7, "decode", "d"),  # back to back: no gap
+        ],
+        columns=["lane", "start", "end", "kind", "label"],
+    ).sample(frac=1.0, random_state=0)  # order of rows does not matter
+    assert sorted(host_gaps(tl)) == pytest.approx([0.0003, 0.0004])
+    assert len(host_gaps(tl, max_gap_s=1.0)) == 3

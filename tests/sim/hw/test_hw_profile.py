@@ -184,6 +184,24 @@ def test_launch_fraction_round_trips_and_reaches_the_hardware(tmp_path, prof):
     assert load_hardware(HardwareCfg(), SHAPE).launch_fraction == 0.0
 
 
+def test_forward_overhead_round_trips_and_reaches_the_hardware(tmp_path, prof):
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, forward_overhead_us=386.0)).to_yaml(p)
+    assert HardwareProfile.from_yaml(p).compute.forward_overhead_us == 386.0
+    assert load_hardware(HardwareCfg(profile=str(p)), SHAPE).forward_overhead_s == pytest.approx(386e-6)
+    over = HardwareCfg(profile=str(p), forward_overhead_us=0.0)
+    assert load_hardware(over, SHAPE).forward_overhead_s == 0.0
+    assert load_hardware(HardwareCfg(), SHAPE).forward_overhead_s == 0.0
+    assert load_hardware(HardwareCfg(forward_overhead_us=100), SHAPE).forward_overhead_s == pytest.approx(1e-4)
+    data = yaml.safe_load(p.read_text())
+    data["compute"]["forward_overhead_us"] = -1
+    with pytest.raises(ConfigError) as e:
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert e.value.key == "compute.forward_overhead_us"
+
+
 def test_prefills_are_priced_at_their_padded_size(tmp_path, prof):
     """prefill_buckets: a 100-token prefill costs what a 128-token one does (a harness or
     server padding prefills to CUDA-graph sizes); above the last bucket no padding."""
