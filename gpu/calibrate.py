@@ -136,20 +136,6 @@ class Timer:
             b.append(self.once(fb))
         return a, b
 
-    def paired(
-        self,
-        fa: Callable[[], object],
-        fb: Callable[[], object],
-        reps: int,
-        warmup: int = 1,
-        between: Callable[[], object] | None = None,
-    ) -> tuple[float, float]:
-        """Medians of `fa` and `fb` timed alternately (a, b, a, b, ...): slow drift (clocks,
-        temperature) hits both alike, so their difference is steadier than two runs apart.
-        `between` runs untimed before each timed call (see `median`)."""
-        a, b = self._alternate(fa, fb, reps, warmup, between)
-        return statistics.median(a), statistics.median(b)
-
     def paired_extra(
         self,
         fa: Callable[[], object],
@@ -158,9 +144,11 @@ class Timer:
         warmup: int = 1,
         between: Callable[[], object] | None = None,
     ) -> float:
-        """Median of the per-pair differences b - a (timed as `paired`): what `fb` adds to
-        `fa`. The difference of two medians can mix a fast `a` with a slow `b` from other
-        pairs; round 6's 1-adapter LoRA prefill extra read 2.5 ms that way where the
+        """Median of the per-pair differences b - a, `fa` and `fb` timed alternately (a, b, a,
+        b, ...): slow drift (clocks, temperature) hits both alike, so their difference is
+        steadier than two runs apart; `between` runs untimed before each timed call (see
+        `median`). What `fb` adds to `fa`. The difference of two medians can mix a fast `a`
+        with a slow `b` from other pairs; round 6's 1-adapter LoRA prefill extra read 2.5 ms that way where the
         validation runs showed ~6.5 ms."""
         a, b = self._alternate(fa, fb, reps, warmup, between)
         return statistics.median(y - x for x, y in zip(a, b, strict=True))
