@@ -219,15 +219,19 @@ def despike(xs: list[float]) -> list[float]:
     return out
 
 
+def _down_columns(rows: list[list[float]], fit: Callable[[list[float]], list[float]]) -> list[list[float]]:
+    """`fit` applied to each column of a grid (rows copied, not changed in place)."""
+    out = [list(r) for r in rows]
+    for j in range(len(out[0]) if out else 0):
+        for i, v in enumerate(fit([r[j] for r in out])):
+            out[i][j] = v
+    return out
+
+
 def monotone_grid(rows: list[list[float]]) -> list[list[float]]:
     """`_monotone` along each row, then down each column: the largest grid at or below the
     measurement that never decreases in either axis (decode time vs context and batch)."""
-    out = [_monotone(r) for r in rows]
-    for j in range(len(out[0]) if out else 0):
-        col = _monotone([r[j] for r in out])
-        for i, v in enumerate(col):
-            out[i][j] = v
-    return out
+    return _down_columns([_monotone(r) for r in rows], _monotone)
 
 
 def isotonic(xs: list[float]) -> list[float]:
@@ -253,12 +257,13 @@ def isotonic_columns(rows: list[list[float]]) -> list[list[float]]:
     one adapter (one request) costing ~1.5 ms more than two (6.0 vs 4.6 ms at 128 tokens,
     rank 64): the harness's real behaviour (cuBLAS picks its kernels by shape), which a
     fit monotone in adapters averaged away for the light-load case."""
-    out = [list(r) for r in rows]
-    for j in range(len(out[0]) if out else 0):
-        col = isotonic([r[j] for r in out])
-        for i, v in enumerate(col):
-            out[i][j] = v
-    return out
+    return _down_columns(rows, isotonic)
+
+
+def fit_lora_prefill(plane: list[list[float]]) -> list[list[float]]:
+    """The LoRA-prefill plane (rows: tokens, columns: adapters) as calibration writes it and
+    `refit_from_log` re-derives it: each row despiked, then non-decreasing in tokens."""
+    return isotonic_columns([despike(r) for r in plane])
 
 
 def _host_buffer(nbytes: int, pinned: bool, cuda: bool) -> torch.Tensor:
@@ -632,7 +637,7 @@ def measure_compute(
                         for n, x in zip(grid["prefill_lora_adapters"], prow, strict=True)
                     )
                 )
-            pre_planes.append(isotonic_columns([despike(r) for r in plane]))
+            pre_planes.append(fit_lora_prefill(plane))
         model.lora = None
         runner = prefiller = None
     if timer.cuda:
@@ -800,6 +805,22 @@ def _pairs(text: str) -> tuple[list[int], list[float]]:
     return keys, vals
 
 
+def _plane_table(
+    planes: dict[int, dict[int, tuple[list[int], list[float]]]],
+    fit: Callable[[list[list[float]]], list[list[float]]] = lambda rows: rows,
+) -> LoraPrefillTable:
+    """A (rank, tokens or batch, adapters) table from log rows {rank: {x: (adapters, values)}},
+    each rank's plane through `fit`."""
+    ranks = sorted(planes)
+    xs = sorted(planes[ranks[0]])
+    return LoraPrefillTable(
+        tuple(float(r) for r in ranks),
+        tuple(float(x) for x in xs),
+        tuple(float(a) for a in planes[ranks[0]][xs[0]][0]),
+        tuple(tuple(tuple(row) for row in fit([planes[r][x][1] for x in xs])) for r in ranks),
+    )
+
+
 def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     """The profile with its compute tables re-derived from the raw medians a calibration
     printed (its log), by the current fitting rules: lets a fix to the fitting reach an
@@ -858,37 +879,9 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             ),
         )
     if dplanes:
-        ranks = sorted(dplanes)
-        bs = sorted(dplanes[ranks[0]])
-        comp = replace(
-            comp,
-            lora=None,
-            lora_ranks=None,
-            lora_decode=LoraPrefillTable(
-                tuple(float(r) for r in ranks),
-                tuple(float(b) for b in bs),
-                tuple(float(a) for a in dplanes[ranks[0]][bs[0]][0]),
-                tuple(tuple(tuple(dplanes[r][b][1]) for b in bs) for r in ranks),
-            ),
-        )
+        comp = replace(comp, lora=None, lora_ranks=None, lora_decode=_plane_table(dplanes))
     if planes:
-        ranks = sorted(planes)
-        ptoks = sorted(planes[ranks[0]])
-        comp = replace(
-            comp,
-            lora_prefill=LoraPrefillTable(
-                tuple(float(r) for r in ranks),
-                tuple(float(t) for t in ptoks),
-                tuple(float(a) for a in planes[ranks[0]][ptoks[0]][0]),
-                tuple(
-                    tuple(
-                        tuple(row)
-                        for row in isotonic_columns([despike(planes[r][t][1]) for t in ptoks])
-                    )
-                    for r in ranks
-                ),
-            ),
-        )
+        comp = replace(comp, lora_prefill=_plane_table(planes, fit_lora_prefill))
     if launch is not None:
         comp = replace(comp, launch_fraction=launch)
     if buckets is not None:
