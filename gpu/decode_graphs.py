@@ -13,6 +13,7 @@ import torch
 from gpu.lora import LoraBatch
 from gpu.model import KVPool, LlamaModel, _attention
 from gpu.piecewise import PiecewiseGraphs, Static, adapter_buckets, bucket
+from gpu.staging import copy_into
 
 __all__ = ["DecodeRunner", "adapter_buckets", "batch_buckets"]
 
@@ -78,13 +79,13 @@ class DecodeRunner(PiecewiseGraphs):
             raise ValueError(f"a decode batch with more adapters than the largest bucket {self.n_sizes}")
         st = self._get((bucket(self.b_sizes, b), n_key))
         pad = st.t - b
-        st.rows.copy_(torch.tensor(list(rows) + [self.kv.scratch] * pad), non_blocking=True)
-        st.pos.copy_(torch.tensor(list(ctx) + [0] * pad), non_blocking=True)
+        copy_into(st.rows, list(rows) + [self.kv.scratch] * pad)
+        copy_into(st.pos, list(ctx) + [0] * pad)
         if st.lb is not None:
             slots, gather, scale, _ = self.lora.segments(tok_slots, st.n, st.t)
-            st.lb.slots.copy_(torch.tensor(slots), non_blocking=True)
-            st.lb.gather.copy_(torch.tensor(gather), non_blocking=True)
-            st.lb.tok_scale.copy_(torch.tensor(scale).view(-1, 1), non_blocking=True)
+            copy_into(st.lb.slots, slots)
+            copy_into(st.lb.gather, gather)
+            copy_into(st.lb.tok_scale, scale)
         self._cur, self._lk = st, max(ctx) + 1
 
     def step(self) -> None:

@@ -28,6 +28,7 @@ from gpu.adapters import HostAdapter, HostPool
 from gpu.core import GpuCore
 from gpu.model import StepInput
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS
+from gpu.staging import to_device
 from gpu.streams import Clock, Marker
 from sim.core.effects import (
     Batch,
@@ -68,6 +69,13 @@ class _Launch:
     start: Marker
     steps: list[Marker] = field(default_factory=list)
     result: ForwardResult | None = None
+
+
+def _host_allocs() -> int:
+    """cudaHostAlloc calls so far by torch's caching host allocator (0 without CUDA)."""
+    if not torch.cuda.is_available():
+        return 0
+    return int(torch.cuda.host_memory_stats().get("num_host_alloc", 0))
 
 
 class CudaDriver:
@@ -133,7 +141,9 @@ class CudaDriver:
         self._rows: list[Row] = []
         self.stats = LoadStats()
         self.resident: dict[str, int] | None = None
-        self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
+        self.counters: dict[str, float] = {
+            "stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0, "pin_alloc_n": 0.0, "pin_alloc_s": 0.0
+        }
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -259,11 +269,19 @@ class CudaDriver:
         self.slots.check(ad.rank, ad.targets)
         src = ad
         if job.host_mode == "pin_per_load":
+            allocs = _host_allocs()
             src = self.host.pin_for_load(ad, per_module=job.copy_mode == "per_module")
             t2 = self.clock.now()
             if src is not ad:
-                self._rows.append(("host", t1, t2, "pin", name))
+                # a pin that had to cudaHostAlloc new blocks (torch's pinned cache had none
+                # free) is named in its row's label and counted apart: the slow-pin tail
+                new = _host_allocs() - allocs
+                label = f"{name} (+{new} host allocs)" if new else name
+                self._rows.append(("host", t1, t2, "pin", label))
                 self.counters["pin_s"] += t2 - t1
+                if new:
+                    self.counters["pin_alloc_n"] += 1
+                    self.counters["pin_alloc_s"] += t2 - t1
         which = "compute" if job.stream == "compute" else "load"
         with self.clock.stream(which):
             m0 = self.clock.mark(which)
@@ -365,7 +383,7 @@ class CudaDriver:
         items = batch.items
         rows = [self.kv.row(it.rid) for it in items]
         dev = self.device
-        rows_t = torch.tensor(rows, device=dev)
+        rows_t = to_device(rows, dev)
         with self.clock.stream("compute"):
             launch = _Launch(batch.kind, self.clock.mark("compute"))
             self.launches[t] = launch
@@ -378,7 +396,7 @@ class CudaDriver:
                         for it, c, n in zip(items, ctx, new, strict=True)
                     ]
                 )
-                inp = StepInput(toks.to(dev, non_blocking=True), rows, ctx, new)
+                inp = StepInput(to_device(toks, dev), rows, ctx, new)
                 logits = self.prefiller.run(inp, self._tok_slots(batch, new))
                 done = [
                     i
@@ -386,7 +404,7 @@ class CudaDriver:
                     if it.context + it.new_tokens >= self.requests[it.rid].input_len
                 ]
                 if done:
-                    idx = torch.tensor(done, device=dev)
+                    idx = to_device(done, dev)
                     self.kv.last_tok[rows_t[idx]] = logits[idx].argmax(-1)
                 launch.steps.append(self.clock.mark("compute"))
                 self._release(items, 0)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from gpu.adapters import Segment, flat_layout, ordered_targets
+from gpu.staging import to_device
 from sim.core.model import ModelShape
 
 
@@ -138,9 +139,9 @@ class LoraSlots:
             return None
         dev = self.device
         return LoraBatch(
-            slots=torch.tensor(used, device=dev),
-            gather=torch.tensor(gather, device=dev),
-            tok_scale=torch.tensor(scale, dtype=self.dtype, device=dev).unsqueeze(1),
+            slots=to_device(used, dev),
+            gather=to_device(gather, dev),
+            tok_scale=to_device(scale, dev, self.dtype).unsqueeze(1),
             n=len(used),
             seg_len=seg_len,
             all_slots=used == list(range(self.n_slots)),
@@ -174,8 +175,8 @@ class LoraSlots:
             return None
         slots, mask = self.dense(tok_slots)
         return DenseLoraBatch(
-            slots=torch.tensor(slots, device=self.device),
-            mask=mask.to(self.device, self.dtype).unsqueeze(2),
+            slots=to_device(slots, self.device),
+            mask=to_device(mask, self.device, self.dtype).unsqueeze(2),
             n=len(slots),
         )
 

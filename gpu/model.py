@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gpu.lora import DenseLoraBatch, LoraBatch, LoraSlots
+from gpu.staging import to_device
 from sim.core.model import ModelShape
 
 Lora = LoraBatch | DenseLoraBatch | None  # how a forward's tokens read their adapters
@@ -221,17 +222,17 @@ class LlamaModel:
             pad_l.extend(range(i * lq, i * lq + n))
             t += n
             last_l.append(t - 1)
-        ctx = torch.tensor(inp.ctx, device=dev)
-        new = torch.tensor(inp.new, device=dev)
+        ctx = to_device(inp.ctx, dev)
+        new = to_device(inp.new, dev)
         # key j visible to query q iff j <= ctx + min(q, new-1)
         qpos = ctx[:, None] + torch.minimum(torch.arange(lq, device=dev)[None, :], new[:, None] - 1)
         mask = (torch.arange(lk, device=dev)[None, None, :] <= qpos[:, :, None]).unsqueeze(1)
         return AttnMeta(
-            pos=torch.tensor(pos_l, device=dev),
-            tok_rows=torch.tensor(row_l, device=dev),
-            pad_idx=torch.tensor(pad_l, device=dev),
-            last=torch.tensor(last_l, device=dev),
-            rows=torch.tensor(inp.rows, device=dev),
+            pos=to_device(pos_l, dev),
+            tok_rows=to_device(row_l, dev),
+            pad_idx=to_device(pad_l, dev),
+            last=to_device(last_l, dev),
+            rows=to_device(inp.rows, dev),
             mask=mask,
             n_items=len(inp.rows),
             lq=lq,

@@ -24,6 +24,7 @@ from gpu import PREFILL_GRAPH_TOKENS
 from gpu.lora import DenseLoraBatch
 from gpu.model import KVPool, LlamaModel, StepInput
 from gpu.piecewise import PiecewiseGraphs, Static, bucket
+from gpu.staging import copy_into
 
 DEFAULT_MAX_TOKENS = PREFILL_GRAPH_TOKENS
 
@@ -85,8 +86,8 @@ class PrefillRunner(PiecewiseGraphs):
             st.rows[n_tok:].fill_(kv.scratch)
         if st.lb is not None:
             slots, mask = self.lora.dense(tok_slots, st.n, st.t)
-            st.lb.slots.copy_(torch.tensor(slots), non_blocking=True)
-            st.lb.mask.copy_(mask.view(st.t, st.n, 1), non_blocking=True)
+            copy_into(st.lb.slots, slots)
+            copy_into(st.lb.mask, mask)
         for i in range(self.n_pieces):
             self.run_piece(st, i)
             if i < m.shape.layers:

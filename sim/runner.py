@@ -59,6 +59,8 @@ def merge_counters(engine, driver) -> dict:
     counters["blocking_s"] = driver.counters["stall_s"]
     counters["pin_s"] = driver.counters["pin_s"]
     counters["disk_s"] = driver.counters["disk_s"]
+    for k, v in driver.counters.items():  # a driver's own diagnostics (the CUDA driver's pin allocs)
+        counters.setdefault(k, v)
     return counters
 
 

@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from gpu.adapters import flat_layout, read_peft_adapter, to_flat  # noqa: E402
+from gpu.adapters import HostPool, flat_layout, read_peft_adapter, to_flat, write_population  # noqa: E402
 from gpu.driver import CudaDriver  # noqa: E402
 from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.core.effects import (  # noqa: E402
@@ -245,3 +245,28 @@ def test_compute_stream_blocking_row_includes_host_pinning(tiny_trace, tiny_host
     assert block[0][1] <= pin[0][1] + 1e-9 and block[0][2] == copy[0][2]
     assert d.counters["stall_s"] == pytest.approx(block[0][2] - block[0][1])
     assert d.counters["stall_s"] >= 0.02
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_pin_that_allocates_host_blocks_is_labelled_and_counted(tiny_trace, tmp_path):
+    """Slow pins come from torch's pinned cache running out of free blocks: such a pin's row
+    says how many cudaHostAlloc calls it made, and counters count those pins apart."""
+    paths = write_population(tmp_path / "adapters", tiny_trace.adapters, TINY, share=False)
+    host = HostPool(TINY, paths, mode="pageable")
+    d = CudaDriver(tiny_trace, TINY, host, n_slots=3, device="cuda", dtype=torch.float32)
+    a0, a1 = tiny_trace.adapters
+    torch.cuda.synchronize()
+    torch._C._host_emptyCache()  # nothing cached: the first pin must allocate
+
+    def gen():
+        yield StartLoad(_job(0, a0, 0, host_mode="pin_per_load"))
+        yield WaitLoad(0)
+        yield StartLoad(_job(1, a1, 1, host_mode="pin_per_load"))
+        yield WaitLoad(1)
+
+    drive(d, gen())
+    pins = [r for r in d.timeline if r[3] == "pin"]
+    assert len(pins) == 2 and "host allocs" in pins[0][4]
+    assert d.counters["pin_alloc_n"] == sum("host allocs" in r[4] for r in pins) >= 1
+    assert 0 < d.counters["pin_alloc_s"] <= d.counters["pin_s"]
