@@ -463,12 +463,24 @@ def _prefill_input(
 
 @dataclass
 class ComputeTables:
+    prefill_tokens: list[int]  # the grid's sizes and the first eager one (with_eager_edge)
     prefill: list[float]
     decode: list[list[float]]
     lora: LoraPrefillTable  # decode: (rank, batch, adapters)
     lora_prefill: LoraPrefillTable | None
     raw: dict = field(default_factory=dict)  # before the monotone fit (for the log)
     launch_fraction: float = 0.0
+
+
+def with_eager_edge(tokens: list[int], graph_tokens: int) -> list[int]:
+    """`tokens` plus the first eager size (graph_tokens + 1) when the grid spans the graph
+    limit: above it a prefill runs eagerly and costs more at the same size, and a table
+    interpolated from the last graphed size to the next eager one underrates every prefill
+    between them (round 8: a 3095-token burst prefill, GPU 172 ms, simulator 131 ms)."""
+    edge = graph_tokens + 1
+    if graph_tokens <= 0 or edge in tokens or not any(t > edge for t in tokens):
+        return list(tokens)
+    return sorted([*tokens, edge])
 
 
 def measure_compute(
@@ -483,6 +495,11 @@ def measure_compute(
     dtype = default_dtype(device)
     timer = Timer(device)
     reps = grid.get("compute_reps", grid["reps"])
+    grid = {  # on CPU too: the same pieces, padded to buckets up to the limit
+        **grid,
+        "prefill": with_eager_edge(grid["prefill"], prefill_graph_tokens),
+        "prefill_lora_tokens": with_eager_edge(grid["prefill_lora_tokens"], prefill_graph_tokens),
+    }
     model = LlamaModel(shape, device=device, dtype=dtype, lora=None)
     p_items = max(grid["prefill_lora_adapters"])
     max_ctx = max(
@@ -655,7 +672,7 @@ def measure_compute(
         tuple(tuple(tuple(r) for r in plane) for plane in pre_planes),
     )
     raw = {"prefill": prefill_raw, "decode": decode_raw, "lora": raw_lora}
-    return ComputeTables(prefill, decode, lora, lora_prefill, raw, launch)
+    return ComputeTables(grid["prefill"], prefill, decode, lora, lora_prefill, raw, launch)
 
 
 def measure_launch_fraction(
@@ -765,7 +782,7 @@ def calibrate(
             copy_gap_us=gap,
         ),
         compute=ComputeProfile(
-            prefill=Table(tuple(grid["prefill"]), tuple(ct.prefill)),
+            prefill=Table(tuple(ct.prefill_tokens), tuple(ct.prefill)),
             decode=Grid(
                 tuple(grid["batch"]), tuple(grid["context"]), tuple(tuple(r) for r in ct.decode)
             ),

@@ -8,7 +8,7 @@ import time  # noqa: E402
 
 import yaml  # noqa: E402
 
-from gpu.calibrate import calibrate  # noqa: E402
+from gpu.calibrate import calibrate, with_eager_edge  # noqa: E402
 from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.hw.profile import HardwareProfile  # noqa: E402
 
@@ -200,3 +200,21 @@ def test_despike_lifts_a_lone_low_difference_and_keeps_real_readings():
     # without despiking, the lower envelope spreads the spike to the smaller size
     assert monotone_grid([[19.54, 3.95, 20.35, 28.58]])[0][0] == 3.95
     assert monotone_grid([despike([19.54, 3.95, 20.35, 28.58])])[0][0] == 19.54
+
+
+def test_eager_edge_is_added_only_where_the_grid_spans_the_graph_limit():
+    assert with_eager_edge([512, 1024, 2048, 4096], 2048) == [512, 1024, 2048, 2049, 4096]
+    assert with_eager_edge([512, 1024, 2048], 2048) == [512, 1024, 2048]  # nothing above it
+    assert with_eager_edge([512, 2049, 4096], 2048) == [512, 2049, 4096]  # already there
+    assert with_eager_edge([512, 4096], 0) == [512, 4096]  # eager everywhere
+
+
+def test_prefill_tables_measure_the_first_eager_size():
+    """The prefill and LoRA-prefill tables get a point just above the graph limit, so the
+    simulator does not interpolate an eager prefill from a graphed one."""
+    prof = calibrate(
+        MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None,
+        prefill_graph_tokens=8,
+    )
+    assert list(prof.compute.prefill.x) == [4, 8, 9, 16] and len(prof.compute.prefill.y) == 4
+    assert list(prof.compute.lora_prefill.tokens) == [8, 9, 16]
