@@ -41,6 +41,7 @@ from gpu.adapters import flat_layout, ordered_targets
 from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
+from gpu.piecewise import adapter_buckets
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner, token_buckets
 from sim.core.model import ALL_TARGETS, ModelShape
 from sim.hw.profile import (
@@ -791,6 +792,12 @@ def calibrate(
             launch_fraction=ct.launch_fraction,
             # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
             prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
+            # graphed decode and prefill pad the adapters of a batch to these counts (the
+            # LoRA tables above were measured at them)
+            adapter_buckets=(
+                tuple(adapter_buckets(max(grid["adapters"])))
+                if prefill_graph_tokens and not eager_decode else ()
+            ),
         ),
     )
 
@@ -798,6 +805,7 @@ def calibrate(
 # ---- refit from a calibration log ---------------------------------------------------------
 
 _LOG_PATTERNS = {
+    "decode_path": re.compile(r"^  decode path: (gpu\.decode_graphs|eager)"),
     "prefill_path": re.compile(r"^  prefill path: (?:gpu\.prefill_graphs up to (\d+) tokens|eager)"),
     "prefill": re.compile(r"^  prefill\s+(\d+) tokens:\s+([\d.]+) ms$"),
     "decode": re.compile(r"^  decode batch\s+(\d+):((?:\s+[\d.]+)+) ms$"),
@@ -841,8 +849,9 @@ def _plane_table(
 def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     """The profile with its compute tables re-derived from the raw medians a calibration
     printed (its log), by the current fitting rules: lets a fix to the fitting reach an
-    existing measurement without a GPU. The grids are the log's; PCIe is kept as it is but
-    for the back-to-back copy gap, derived from the adapter copy line."""
+    existing measurement without a GPU. The grids are the log's (adapter buckets too: the
+    LoRA grid's counts when both paths are graphed); PCIe is kept as it is but for the
+    back-to-back copy gap, derived from the adapter copy line."""
     from dataclasses import replace
 
     prefill: dict[int, float] = {}
@@ -853,6 +862,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     launch: float | None = None
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
     gap: float | None = None
+    graphed_decode: bool | None = None
     for line in log_text.splitlines():
         if m := _LOG_PATTERNS["adapter_copy"].match(line):
             gap = copy_gap_us(float(m[1]) / 1e3, float(m[3]) / 1e3, int(m[2]))
@@ -870,6 +880,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             launch = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
             buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
+        elif m := _LOG_PATTERNS["decode_path"].match(line):
+            graphed_decode = m[1] != "eager"
     if not prefill or not decode:
         raise ValueError("no prefill/decode rows found: is this the log of `lorasim calibrate`?")
     old = profile.compute
@@ -903,5 +915,9 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         comp = replace(comp, launch_fraction=launch)
     if buckets is not None:
         comp = replace(comp, prefill_buckets=buckets)
+    if graphed_decode is not None and buckets is not None and dplanes:
+        # as calibration writes it: graphed forwards pad adapters to the measured counts
+        most = int(max(comp.lora_decode.adapters))
+        comp = replace(comp, adapter_buckets=tuple(adapter_buckets(most)) if graphed_decode and buckets else ())
     pcie = profile.pcie if gap is None else replace(profile.pcie, copy_gap_us=gap)
     return replace(profile, pcie=pcie, compute=comp)

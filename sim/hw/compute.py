@@ -103,7 +103,8 @@ class ProfileCompute:
     distinct adapters with `lora_decode`) or by total tokens x distinct adapters (prefill,
     when the profile measured it), interpolated in the batch's
     mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
-    Prefills are looked up at their padded token count (`prefill_buckets`). Linear
+    Prefills are looked up at their padded token count (`prefill_buckets`), graphed forwards'
+    LoRA at their padded adapter count (`adapter_buckets`). Linear
     extrapolation beyond the measured range."""
 
     def __init__(self, profile: ComputeProfile):
@@ -125,8 +126,8 @@ class ProfileCompute:
         lp, ld = self.p.lora_prefill, self.p.lora_decode
         if not ranks or (self._dlora is None and ld is None):
             return 0.0
-        n = len(ranks)
-        rank = sum(ranks.values()) / n
+        rank = sum(ranks.values()) / len(ranks)
+        n = self.p.padded_adapters(len(ranks), batch.kind, batch.tokens)
         if batch.kind == "prefill" and lp is not None:
             return self._plane(lp, self.p.padded_tokens(batch.tokens), n, rank)
         if ld is not None:

@@ -104,6 +104,12 @@ class ComputeProfile:
     # the last one runs unpadded. Prefill tables are looked up at the padded count. Empty:
     # no padding (an eager server).
     prefill_buckets: tuple[int, ...] = ()
+    # Counts of distinct adapters a graphed forward (every decode step; a prefill up to the
+    # last prefill bucket) is padded up to: the harness captures its graphs for 1, 2, 4, 8,
+    # ... adapters and computes the padding blocks too, so 9 adapters cost what 16 do (round 8:
+    # bursty `resident` decode with 9-15 adapters a batch ran 7 % above the interpolated
+    # table). LoRA tables are looked up at the padded count. Empty: no padding.
+    adapter_buckets: tuple[int, ...] = ()
 
     def padded_tokens(self, tokens: int) -> int:
         """The token count a prefill of `tokens` is computed at."""
@@ -111,6 +117,15 @@ class ComputeProfile:
         if not b or tokens > b[-1]:
             return tokens
         return b[bisect.bisect_left(b, tokens)]
+
+    def padded_adapters(self, n: int, kind: str, tokens: int) -> int:
+        """The adapter count a forward of `n` distinct adapters is computed at: padded when
+        it runs as a graph (decode; a prefill of at most the last prefill bucket's tokens)."""
+        b = self.adapter_buckets
+        graphed = kind == "decode" or (bool(self.prefill_buckets) and tokens <= self.prefill_buckets[-1])
+        if not b or not graphed or n > b[-1]:
+            return n
+        return b[bisect.bisect_left(b, n)]
 
     def decode_lora(self) -> LoraTable | None:
         """The decode LoRA table in the multi-rank form, whichever form the profile has."""
@@ -166,6 +181,8 @@ class HardwareProfile:
             compute["launch_fraction"] = float(f"{c.launch_fraction:.4g}")
         if c.prefill_buckets:
             compute["prefill_buckets"] = _ints(c.prefill_buckets)
+        if c.adapter_buckets:
+            compute["adapter_buckets"] = _ints(c.adapter_buckets)
         if c.forward_overhead_us:
             compute["forward_overhead_us"] = float(f"{c.forward_overhead_us:.4g}")
         return {
@@ -263,6 +280,9 @@ class HardwareProfile:
                 prefill_buckets=tuple(
                     int(x) for x in r.axis(comp, "compute", "prefill_buckets", True, min_len=1)
                 ) if comp.get("prefill_buckets") is not None else (),
+                adapter_buckets=tuple(
+                    int(x) for x in r.axis(comp, "compute", "adapter_buckets", True, min_len=1)
+                ) if comp.get("adapter_buckets") is not None else (),
             ),
         )
 

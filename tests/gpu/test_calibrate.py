@@ -109,6 +109,11 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
                  for ln in lines]
     assert any("prefill path: eager" in ln for ln in eager_log)
     assert refit_from_log(prof, "\n".join(eager_log)).compute.prefill_buckets == ()
+    # adapter buckets as calibration wrote them; none when a path is eager
+    assert r.adapter_buckets == c.adapter_buckets == (1, 2)
+    assert refit_from_log(prof, "\n".join(eager_log)).compute.adapter_buckets == ()
+    eager_dec = [ln.replace("decode path: gpu.decode_graphs", "decode path: eager") for ln in lines]
+    assert refit_from_log(prof, "\n".join(eager_dec)).compute.adapter_buckets == ()
     no_line = [ln for ln in lines if "prefill path" not in ln]
     assert refit_from_log(bare, "\n".join(no_line)).compute.prefill_buckets == ()
     with pytest.raises(ValueError):
@@ -218,3 +223,8 @@ def test_prefill_tables_measure_the_first_eager_size():
     )
     assert list(prof.compute.prefill.x) == [4, 8, 9, 16] and len(prof.compute.prefill.y) == 4
     assert list(prof.compute.lora_prefill.tokens) == [8, 9, 16]
+    assert prof.compute.adapter_buckets == (1, 2)  # graphed forwards pad adapters to these
+    eager = calibrate(
+        MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None, eager_decode=True,
+    )
+    assert eager.compute.adapter_buckets == ()

@@ -194,3 +194,35 @@ def test_single_rank_profile_still_scales_by_rank():
     assert PROF.decode_lora().ranks == (64.0,)
     base = PC.forward_time(prefill(100))
     assert PC.forward_time(prefill(100, adapter="x", rank=128)) - base == pytest.approx(0.002)
+
+
+def test_graphed_forwards_pay_lora_at_the_padded_adapter_count():
+    """Round 8: the harness's graphs are captured for 1, 2, 4, 8, ... adapters and compute
+    the padding blocks, so a decode with 3 adapters costs what 4 do. Prefills above the last
+    prefill bucket run eagerly, unpadded."""
+    from dataclasses import replace
+
+    lp = LoraPrefillTable((64.0,), (100.0, 1000.0), (1.0, 2.0, 4.0), (((0.01, 0.02, 0.04), (0.01, 0.02, 0.04)),))
+    ld = LoraPrefillTable((64.0,), (1.0, 32.0), (0.0, 1.0, 2.0, 4.0), (((0.0, 0.01, 0.02, 0.04),) * 2,))
+    flat = replace(PROF2, lora_ranks=None, lora_decode=ld, lora_prefill=lp, prefill_buckets=(100, 500))
+    padded = replace(flat, adapter_buckets=(1, 2, 4))
+
+    def dec(n):
+        return Batch("decode", tuple(BatchItem(k, f"a{k}", k, 64, 1, 0) for k in range(n)))
+
+    def pre(n, tokens):
+        return Batch("prefill", tuple(BatchItem(k, f"a{k}", k, 64, tokens // n, 0) for k in range(n)))
+
+    plain, pad = ProfileCompute(flat), ProfileCompute(padded)
+
+    def extra(pc, batch):  # the LoRA part: minus the same batch on the base model
+        base = Batch(batch.kind, tuple(replace(it, adapter=None, slot=-1, rank=0) for it in batch.items))
+        return pc.forward_time(batch) - pc.forward_time(base)
+
+    assert extra(plain, dec(3)) == pytest.approx(0.03)  # interpolated between 2 and 4
+    assert extra(pad, dec(3)) == pytest.approx(0.04) == pytest.approx(extra(pad, dec(4)))
+    assert extra(pad, dec(2)) == pytest.approx(extra(plain, dec(2)))  # a bucket: as measured
+    assert extra(pad, pre(3, 300)) == pytest.approx(extra(pad, pre(4, 300)))  # graphed
+    assert extra(pad, pre(3, 900)) == pytest.approx(extra(plain, pre(3, 900)))  # eager: unpadded
+    assert extra(pad, pre(3, 900)) < extra(pad, pre(4, 900))
+    assert padded.padded_adapters(5, "decode", 1) == 5  # above the last bucket: as it is

@@ -63,6 +63,7 @@ def _write(tmp_path, data) -> Path:
         (lambda d: d.update(name=""), "name"),
         (lambda d: d["compute"].update(launch_fraction=1.5), "compute.launch_fraction"),
         (lambda d: d["compute"].update(prefill_buckets=[64, 32]), "compute.prefill_buckets"),
+        (lambda d: d["compute"].update(adapter_buckets=[1, 4, 2]), "compute.adapter_buckets"),
     ],
 )
 def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
@@ -222,3 +223,14 @@ def test_prefills_are_priced_at_their_padded_size(tmp_path, prof):
     assert t(comp, 300) == t(plain, 300)  # above the last bucket
     assert t(comp, 100, "a") == t(plain, 128, "a")
     assert [back.compute.padded_tokens(n) for n in (1, 64, 65, 256, 257)] == [64, 64, 128, 256, 257]
+
+
+def test_adapter_buckets_round_trip(tmp_path, prof):
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, adapter_buckets=(1, 2, 4, 8, 16))).to_yaml(p)
+    assert HardwareProfile.from_yaml(p).compute.adapter_buckets == (1, 2, 4, 8, 16)
+    prof.to_yaml(p)  # none: no key, and none read back
+    assert "adapter_buckets" not in yaml.safe_load(p.read_text())["compute"]
+    assert HardwareProfile.from_yaml(p).compute.adapter_buckets == ()
