@@ -92,14 +92,22 @@ def register(app: typer.Typer) -> None:
                 "timelines (*.gpu.timeline.csv of a `lorasim validate` pass; repeatable)"
             ),
         ] = None,
+        pin_tail_from: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="no measuring: set pcie.pin_tail_fraction and pin_tail_ms of the profile at "
+                "--out from the pin-per-load pins in this folder's GPU timelines (slow: above "
+                "1.5 x the median; repeatable)"
+            ),
+        ] = None,
     ) -> None:
         """Measure copies, pinning, disk and forward times; write a hardware profile YAML.
 
         Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
         lorasim calibrate --refit-from results/validation/calibrate.log
         --out configs/hardware/h200-measured.yaml (anywhere)."""
-        if refit_from is not None or host_gap_from:
-            _refit(out, refit_from, host_gap_from or [])
+        if refit_from is not None or host_gap_from or pin_tail_from:
+            _refit(out, refit_from, host_gap_from or [], pin_tail_from or [])
             return
         _need_torch()
         from gpu.calibrate import calibrate as run
@@ -119,7 +127,7 @@ def register(app: typer.Typer) -> None:
         prof.to_yaml(out)
         typer.echo(f"wrote {out}")
 
-    def _refit(out: Path, refit_from: Path | None, gap_dirs: list[Path]) -> None:
+    def _refit(out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path]) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
 
@@ -144,24 +152,49 @@ def register(app: typer.Typer) -> None:
             gap = _median_host_gap(gap_dirs)
             prof = replace(prof, compute=replace(prof.compute, forward_overhead_us=gap * 1e6))
             typer.echo(f"forward overhead {gap * 1e6:.0f} us (median host gap between forwards)")
+        if pin_dirs:
+            frac, extra, n = _pin_tail(pin_dirs)
+            prof = replace(
+                prof, pcie=replace(prof.pcie, pin_tail_fraction=frac, pin_tail_ms=extra * 1e3)
+            )
+            typer.echo(f"pin tail: {frac:.1%} of {n} pins slow by {extra * 1e3:.1f} ms on average")
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
 
+    def _timelines(dirs: list[Path], option: str) -> list:
+        import pandas as pd
+
+        from sim.errors import ConfigError
+
+        out = []
+        for d in dirs:
+            files = sorted(d.glob("*.gpu.timeline.csv"))
+            if not files:
+                raise ConfigError(str(d), option, "no *.gpu.timeline.csv here; expected a `lorasim validate` output folder")
+            out += [pd.read_csv(f) for f in files]
+        return out
+
+    def _pin_tail(dirs: list[Path]) -> tuple[float, float, int]:
+        import numpy as np
+
+        from sim.errors import ConfigError
+        from sim.metrics import pin_tail
+
+        pins = [t[t["kind"] == "pin"] for t in _timelines(dirs, "--pin-tail-from")]
+        d = np.concatenate([(p["end"] - p["start"]).to_numpy(float) for p in pins])
+        if len(d) == 0:
+            raise ConfigError(str(dirs[0]), "--pin-tail-from", "no pin rows in these timelines; expected runs of a pin-per-load policy (lru, slora)")
+        frac, extra = pin_tail(d)
+        return frac, extra, len(d)
+
     def _median_host_gap(dirs: list[Path]) -> float:
         import numpy as np
-        import pandas as pd
 
         from sim.errors import ConfigError
         from sim.metrics import host_gaps
 
-        gaps = []
-        for d in dirs:
-            files = sorted(d.glob("*.gpu.timeline.csv"))
-            if not files:
-                raise ConfigError(str(d), "--host-gap-from", "no *.gpu.timeline.csv here; expected a `lorasim validate` output folder")
-            gaps += [host_gaps(pd.read_csv(f)) for f in files]
-        allg = np.concatenate(gaps)
+        allg = np.concatenate([host_gaps(t) for t in _timelines(dirs, "--host-gap-from")])
         if len(allg) == 0:
             raise ConfigError(str(dirs[0]), "--host-gap-from", "no back-to-back forwards in these timelines")
         return float(np.median(allg))

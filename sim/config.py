@@ -107,6 +107,13 @@ class HardwareCfg(_Strict):
         "the GPU can start it: the gap between back-to-back forwards (H200 harness: median "
         "0.39 ms; default: the profile's measured value, else 0)",
     )
+    pin_tail_fraction: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="fraction of pin-per-load pins that are slow by the profile's pin_tail_ms "
+        "(default: the profile's measured value; 0 turns the slow-pin tail off)",
+    )
 
 
 def _check_targets(v):

@@ -139,6 +139,20 @@ def host_gaps(timeline: pd.DataFrame, max_gap_s: float = 0.002) -> np.ndarray:
     return gaps[(gaps > 0) & (gaps <= max_gap_s)]
 
 
+def pin_tail(pin_s: np.ndarray, slow_factor: float = 1.5) -> tuple[float, float]:
+    """(fraction, extra seconds) of slow pins among pin durations `pin_s` (the "pin" rows of
+    GPU timelines): a pin is slow above `slow_factor` x the median; extra is their mean excess
+    over the median. Calibrates `pcie.pin_tail_fraction` / `pin_tail_ms` (sim.hw.pcie.PinTail)."""
+    d = np.asarray(pin_s, dtype=float)
+    if len(d) == 0:
+        raise ValueError("no pins to measure")
+    med = float(np.median(d))
+    slow = d[d > slow_factor * med]
+    if len(slow) == 0:
+        return 0.0, 0.0
+    return len(slow) / len(d), float(np.mean(slow - med))
+
+
 def _stats(prefix: str, values: np.ndarray, median_key: str = "median") -> dict[str, float]:
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]

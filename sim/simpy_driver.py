@@ -19,6 +19,7 @@ the first load completion.
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -107,6 +108,10 @@ class SimPyDriver:
             ev = env.event()
             self.load_done[job.lid] = ev
             cost = self.hw.copy.load_time(job)
+            tail = getattr(self.hw, "pin_tail", None)
+            if tail is not None and cost.pin_s > 0:
+                extra = tail.extra(job.lid)
+                cost = replace(cost, pin_s=cost.pin_s + extra)
             t_host = env.now
             if self._host_on_scheduler:
                 yield from self._host_work(job, cost)

@@ -14,7 +14,7 @@ from sim.config import HardwareCfg
 from sim.core.model import ModelShape
 from sim.errors import ConfigError
 from sim.hw.compute import ComputeModel, ProfileCompute, RooflineCompute
-from sim.hw.pcie import CopyModel, LoadCost
+from sim.hw.pcie import CopyModel, LoadCost, PinTail
 from sim.hw.presets import PRESETS, GpuSpec, preset
 from sim.hw.profile import HardwareProfile
 
@@ -26,6 +26,7 @@ __all__ = [
     "Hardware",
     "HardwareProfile",
     "LoadCost",
+    "PinTail",
     "ProfileCompute",
     "RooflineCompute",
     "load_hardware",
@@ -48,6 +49,8 @@ class Hardware:
     # host time the scheduler spends preparing and launching each forward before the GPU can
     # start it (profile.compute.forward_overhead_us): the gap between back-to-back forwards
     forward_overhead_s: float = 0.0
+    # slow pin-per-load pins, added by the SimPy driver (profile.pcie.pin_tail_*)
+    pin_tail: PinTail | None = None
 
 
 def _spec(cfg: HardwareCfg) -> GpuSpec:
@@ -131,4 +134,8 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     overhead = (
         prof.compute.forward_overhead_us if cfg.forward_overhead_us is None else cfg.forward_overhead_us
     )
-    return _assemble(cfg, copy, ProfileCompute(prof.compute), contention, launch, overhead)
+    hw = _assemble(cfg, copy, ProfileCompute(prof.compute), contention, launch, overhead)
+    frac = p.pin_tail_fraction if cfg.pin_tail_fraction is None else cfg.pin_tail_fraction
+    if frac > 0 and p.pin_tail_ms > 0:
+        hw = replace(hw, pin_tail=PinTail(frac, p.pin_tail_ms * 1e-3))
+    return hw

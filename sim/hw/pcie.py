@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
+
 from sim.core.effects import HostMode, LoadJob
 from sim.hw.interp import interp_copy_time
 from sim.hw.presets import GpuSpec
@@ -28,7 +30,29 @@ class LoadCost:
     pin_s: float
     disk_s: float
     dma_s: float
-    total: float
+
+    @property
+    def total(self) -> float:
+        return self.pin_s + self.disk_s + self.dma_s
+
+
+@dataclass(frozen=True)
+class PinTail:
+    """Slow pins: a `fraction` of pin-per-load pins take `extra_s` longer (measured on the
+    H200 harness: host noise, not allocator misses; `lorasim calibrate --pin-tail-from`).
+    Which pins are slow is a fixed function of the load id, so a run is reproducible; the
+    SimPy driver adds it, never the cost estimate a policy plans with (it is not
+    predictable)."""
+
+    fraction: float
+    extra_s: float
+    seed: int = 0
+
+    def extra(self, lid: int) -> float:
+        if self.fraction <= 0 or self.extra_s <= 0:
+            return 0.0
+        u = np.random.default_rng((self.seed, lid)).random()
+        return self.extra_s if u < self.fraction else 0.0
 
 
 @dataclass(frozen=True)
@@ -93,7 +117,7 @@ class CopyModel:
         disk_s = self.disk_time(nbytes) if from_disk else 0.0
         source = "pageable" if host_mode == "pageable" else "pinned"
         dma_s = self.dma_time(nbytes, n_copies, source)
-        return LoadCost(pin_s, disk_s, dma_s, pin_s + disk_s + dma_s)
+        return LoadCost(pin_s, disk_s, dma_s)
 
     def load_time(self, job: LoadJob) -> LoadCost:
         return self.cost(job.adapter.nbytes, job.n_copies, job.host_mode, job.from_disk)

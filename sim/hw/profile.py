@@ -42,6 +42,11 @@ class PcieProfile:
     # DMA time each further copy adds when copies run back to back (sim.hw.pcie.CopyModel);
     # None (profiles before it was measured): copies priced as isolated, n * table(size)
     copy_gap_us: float | None = None
+    # slow pins (sim.hw.pcie.PinTail): this fraction of pin-per-load pins takes pin_tail_ms
+    # longer (H200 harness: ~5 % of pins 25-114 ms instead of ~15 ms; host noise, not
+    # allocator misses). 0: no tail
+    pin_tail_fraction: float = 0.0
+    pin_tail_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,6 +205,10 @@ class HardwareProfile:
                 "contention": float(p.contention),
                 "pin_per_tensor_us": float(p.pin_per_tensor_us),
                 **({} if p.copy_gap_us is None else {"copy_gap_us": float(p.copy_gap_us)}),
+                **({} if not p.pin_tail_fraction else {
+                    "pin_tail_fraction": float(f"{p.pin_tail_fraction:.4g}"),
+                    "pin_tail_ms": float(f"{p.pin_tail_ms:.4g}"),
+                }),
             },
             "compute": compute,
         }
@@ -264,6 +273,8 @@ class HardwareProfile:
                     None if pcie.get("copy_gap_us") is None
                     else r.number(pcie["copy_gap_us"], "pcie.copy_gap_us")
                 ),
+                pin_tail_fraction=r.fraction(pcie.get("pin_tail_fraction", 0.0), "pcie.pin_tail_fraction"),
+                pin_tail_ms=r.number(pcie.get("pin_tail_ms", 0.0), "pcie.pin_tail_ms"),
             ),
             compute=ComputeProfile(
                 prefill=r.table(comp, "compute.prefill", "tokens", positive_x=True),

@@ -107,3 +107,38 @@ def test_cli_host_gap_from_sets_the_profiles_forward_overhead(tmp_path):
         capture_output=True, text=True, cwd=ROOT,
     )
     assert r.returncode == 2 and "--host-gap-from" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_pin_tail_from_sets_the_profiles_slow_pin_share(tmp_path):
+    """`lorasim calibrate --pin-tail-from DIR`: the share of pins slower than 1.5 x the median
+    and their mean excess become pcie.pin_tail_fraction / pin_tail_ms."""
+    import shutil
+
+    import pandas as pd
+
+    from sim.cli import app
+    from sim.hw.profile import HardwareProfile
+
+    prof = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "configs/hardware/h200-measured.yaml", prof)
+    runs = tmp_path / "pass-1"
+    runs.mkdir()
+    rows = [("host", i, i + 0.015, "pin", "a") for i in range(9)] + [("host", 20, 20.075, "pin", "a")]
+    rows.append(("compute", 0.0, 0.01, "prefill", "p"))
+    pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]).to_csv(
+        runs / "s.lru.gpu.timeline.csv", index=False)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--pin-tail-from", str(runs)])
+    assert r.exit_code == 0, r.output
+    p = HardwareProfile.from_yaml(prof)
+    assert p.pcie.pin_tail_fraction == pytest.approx(0.1)
+    assert p.pcie.pin_tail_ms == pytest.approx(60.0)
+    nopin = tmp_path / "resident"
+    nopin.mkdir()
+    pd.DataFrame(rows[-1:], columns=["lane", "start", "end", "kind", "label"]).to_csv(
+        nopin / "s.resident.gpu.timeline.csv", index=False)
+    r = subprocess.run(
+        [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof),
+         "--pin-tail-from", str(nopin)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 2 and "--pin-tail-from" in r.stderr and "Traceback" not in r.stderr

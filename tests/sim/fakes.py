@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -58,6 +59,7 @@ class FixedHardware:
     wake_s: float = 0.0
     launch_fraction: float = 0.0
     forward_overhead_s: float = 0.0
+    pin_tail: Any = None  # sim.hw.pcie.PinTail
 
 
 def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.0) -> FixedHardware:

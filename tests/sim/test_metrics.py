@@ -195,3 +195,14 @@ def test_host_gaps_are_the_short_gaps_between_compute_operations():
     ).sample(frac=1.0, random_state=0)  # order of rows does not matter
     assert sorted(host_gaps(tl)) == pytest.approx([0.0003, 0.0004])
     assert len(host_gaps(tl, max_gap_s=1.0)) == 3
+
+
+def test_pin_tail_is_the_share_and_mean_excess_of_slow_pins():
+    from sim.metrics import pin_tail
+
+    pins = np.array([0.015] * 18 + [0.065, 0.095])  # median 15 ms; two slow by 50 and 80 ms
+    frac, extra = pin_tail(pins)
+    assert frac == pytest.approx(0.1) and extra == pytest.approx(0.065)
+    assert pin_tail(np.array([0.015, 0.016, 0.017])) == (0.0, 0.0)
+    with pytest.raises(ValueError):
+        pin_tail(np.array([]))

@@ -134,3 +134,28 @@ def test_launching_a_prefill_ahead_holds_the_scheduler(launch_fraction, groups):
     hw = replace(fixed_hw(load_s=0.002, prefill_s=0.020), launch_fraction=launch_fraction)
     res = simulate(scenario(max_loras_per_batch=4), "overlap", trace=trace, hardware=hw)
     assert _prefill_groups(res) == groups
+
+
+def test_slow_pins_of_the_pin_tail_hold_the_scheduler_longer():
+    """Measured on the H200 harness: a few per cent of pin-per-load pins take ~50 ms more.
+    With a tail, the driver adds it to the pins its draw picks (fraction 1: every pin), and
+    what the scheduler waits for grows by as much; without one nothing changes."""
+    from sim.hw.pcie import PinTail
+
+    def gen():
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "compute", "blocking", host_mode="pin_per_load"))
+        yield WaitLoad(0)
+        yield StartLoad(LoadJob(1, ADAPTER, 1, "compute", "blocking", host_mode="pinned"))
+        yield WaitLoad(1)
+
+    plain = _run(_hw("scheduler"), gen)
+    slow = _run(replace(_hw("scheduler"), pin_tail=PinTail(1.0, 0.050)), gen)
+    never = _run(replace(_hw("scheduler"), pin_tail=PinTail(0.0, 0.050)), gen)
+    pins = [r for r in slow.timeline if r[3] == "pin"]
+    assert len(pins) == 1 and pins[0][2] - pins[0][1] == pytest.approx(0.055)  # 5 ms + 50 ms
+    assert slow.counters["pin_s"] == pytest.approx(plain.counters["pin_s"] + 0.050)
+    assert slow.counters["stall_s"] == pytest.approx(plain.counters["stall_s"] + 0.050)
+    assert never.timeline == plain.timeline
+    # the cost model a policy plans with does not see it
+    assert slow.hw.copy.load_time(LoadJob(0, ADAPTER, 0, "compute", "blocking", host_mode="pin_per_load")).pin_s \
+        == pytest.approx(0.005)

@@ -109,3 +109,17 @@ def test_table_extrapolates_with_last_segment_bandwidth():
     slope = (1e-2 - 1e-4) / (1e9 - 1e6)
     assert m.dma_time(int(3e9), 1) == pytest.approx(1e-2 + 2e9 * slope)
     assert m.dma_time(10, 1) == pytest.approx(1e-4)  # below the table: smallest copy's time
+
+
+def test_pin_tail_picks_a_fixed_share_of_loads_reproducibly():
+    from sim.hw.pcie import PinTail
+
+    tail = PinTail(0.05, 0.054)
+    draws = [tail.extra(lid) for lid in range(4000)]
+    assert set(draws) == {0.0, 0.054}
+    assert 0.04 < sum(d > 0 for d in draws) / len(draws) < 0.06
+    assert draws == [tail.extra(lid) for lid in range(4000)]  # same loads, same slow pins
+    assert PinTail(0.05, 0.054, seed=1).extra  # another seed is another draw
+    assert [PinTail(0.05, 0.054, seed=1).extra(i) for i in range(4000)] != draws
+    assert all(PinTail(0.0, 0.054).extra(i) == 0 for i in range(100))
+    assert all(PinTail(1.0, 0.054).extra(i) == 0.054 for i in range(100))

@@ -234,3 +234,26 @@ def test_adapter_buckets_round_trip(tmp_path, prof):
     prof.to_yaml(p)  # none: no key, and none read back
     assert "adapter_buckets" not in yaml.safe_load(p.read_text())["compute"]
     assert HardwareProfile.from_yaml(p).compute.adapter_buckets == ()
+
+
+def test_pin_tail_round_trips_and_a_scenario_can_turn_it_off(tmp_path, prof):
+    from dataclasses import replace
+
+    from sim.hw.pcie import PinTail
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, pcie=replace(prof.pcie, pin_tail_fraction=0.033, pin_tail_ms=53.9)).to_yaml(p)
+    back = HardwareProfile.from_yaml(p).pcie
+    assert (back.pin_tail_fraction, back.pin_tail_ms) == (0.033, 53.9)
+    tail = load_hardware(HardwareCfg(profile=str(p)), SHAPE).pin_tail
+    assert isinstance(tail, PinTail) and (tail.fraction, tail.extra_s) == pytest.approx((0.033, 0.0539))
+    assert load_hardware(HardwareCfg(profile=str(p), pin_tail_fraction=0.0), SHAPE).pin_tail is None
+    assert load_hardware(HardwareCfg(profile=str(p), pin_tail_fraction=0.5), SHAPE).pin_tail.fraction == 0.5
+    prof.to_yaml(p)  # none measured: no keys, no tail
+    assert "pin_tail_fraction" not in yaml.safe_load(p.read_text())["pcie"]
+    assert load_hardware(HardwareCfg(profile=str(p)), SHAPE).pin_tail is None
+    data = yaml.safe_load(p.read_text())
+    data["pcie"]["pin_tail_fraction"] = 1.5
+    with pytest.raises(ConfigError) as e:
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert e.value.key == "pcie.pin_tail_fraction"
