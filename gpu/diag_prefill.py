@@ -1,0 +1,89 @@
+"""Why does one prefill take longer in a validation run than calibration says? (diagnostic)
+
+python -m gpu.diag_prefill [--model M] [--lens 413,406,...] [--adapters 8] [--rank 64]
+times one prefill batch of these request lengths, each request on one of `adapters` adapters,
+through the driver's prefill path (gpu.prefill_graphs; eager above its graph limit), four ways:
+as calibration does (medians after a decode step), the very first time (fresh allocator
+blocks), after 300 ms of host idle, and calibration's own input of the same token count
+(items of 512 tokens). Round 8: a 3095-token burst prefill of 9 requests and 8 adapters ran
+148-181 ms in the runs, ~135 ms by the calibrated tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from gpu.calibrate import Timer, _prefill_input
+from gpu.lora import LoraSlots
+from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
+from gpu.prefill_graphs import PrefillRunner
+from sim.config import MODEL_PRESETS
+from sim.core.model import ALL_TARGETS
+
+BURST = "413,406,494,318,318,327,406,277,136"  # light-bursty, t = 7.21 s (round 8)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="llama-3.1-8b")
+    ap.add_argument("--lens", default=BURST, help="comma-separated new tokens per request")
+    ap.add_argument("--adapters", type=int, default=8)
+    ap.add_argument("--rank", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--device", default=None)
+    a = ap.parse_args(argv)
+    dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = default_dtype(dev)
+    shape = MODEL_PRESETS[a.model]
+    lens = [int(x) for x in a.lens.split(",")]
+    tokens = sum(lens)
+    slots = LoraSlots(shape, 16, a.rank, ALL_TARGETS, dev, dtype)
+    slots.pool.normal_(0, 0.01)
+    slots.scaling = [1.0] * 16
+    model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
+    kv = KVPool(shape, max(32, len(lens)), max(512, max(lens)) + 8, dev, dtype)
+    runner = PrefillRunner(model, kv, max_tokens=2048 if dev.type == "cuda" else 0)
+    timer = Timer(dev)
+    ids = torch.randint(0, shape.vocab, (tokens,), device=dev)
+    burst = StepInput(ids, list(range(len(lens))), [0] * len(lens), lens, None)
+    burst_slots = [i % a.adapters for i, n in enumerate(lens) for _ in range(n)]
+    calib = _prefill_input(tokens, shape.vocab, dev, item=512)
+    n_items = len(calib.new)
+    calib_slots = [i % a.adapters for i in range(n_items) for _ in range(calib.new[i])]
+    dec = StepInput(torch.zeros(8, dtype=torch.long, device=dev), list(range(8)), [100] * 8, [1] * 8,
+                    slots.batch([i % 4 for i in range(8)]))
+
+    def between() -> None:
+        model.forward(dec, kv)
+
+    def run(inp: StepInput, ts: list[int] | None) -> None:
+        runner.run(inp, ts or [-1] * sum(inp.new)).argmax(-1)
+
+    timer.sync()
+    t0 = time.perf_counter()
+    run(burst, burst_slots)
+    timer.sync()
+    print(f"first burst prefill ({tokens} tokens, {len(lens)} requests, {a.adapters} adapters): "
+          f"{(time.perf_counter() - t0) * 1e3:.1f} ms", flush=True)
+    for name, inp, ts in [("burst", burst, burst_slots), ("burst, no LoRA", burst, None),
+                          ("calibration input", calib, calib_slots),
+                          ("calibration input, no LoRA", calib, None)]:
+        t = timer.median(lambda inp=inp, ts=ts: run(inp, ts), a.reps, warmup=1, between=between)
+        print(f"{name}: median {t * 1e3:.1f} ms", flush=True)
+    idle = []
+    for _ in range(3):
+        between()
+        timer.sync()
+        time.sleep(0.3)
+        t0 = time.perf_counter()
+        run(burst, burst_slots)
+        timer.sync()
+        idle.append((time.perf_counter() - t0) * 1e3)
+    print("burst after 300 ms host idle: " + " ".join(f"{x:.1f}" for x in idle) + " ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
