@@ -471,6 +471,7 @@ class ComputeTables:
     lora_prefill: LoraPrefillTable | None
     raw: dict = field(default_factory=dict)  # before the monotone fit (for the log)
     launch_fraction: float = 0.0
+    attention_ms_per_mcell: float = 0.0
 
 
 def with_eager_edge(tokens: list[int], graph_tokens: int) -> list[int]:
@@ -580,6 +581,10 @@ def measure_compute(
         timer, run_prefill, [_prefill_input(t, shape.vocab, device) for t in sizes], reps,
     )
     progress(f"  launch fraction {launch:.3f} (CPU launch / GPU time of a prefill)")
+    attention = measure_attention(
+        timer, run_prefill, grid["prefill"], prefill_graph_tokens, shape.vocab, device, reps, between
+    )
+    progress(f"  prefill attention {attention:.2f} ms per million query-key cells (eager prefills)")
 
     decode_raw = []
     for b in grid["batch"]:
@@ -673,7 +678,31 @@ def measure_compute(
         tuple(tuple(tuple(r) for r in plane) for plane in pre_planes),
     )
     raw = {"prefill": prefill_raw, "decode": decode_raw, "lora": raw_lora}
-    return ComputeTables(grid["prefill"], prefill, decode, lora, lora_prefill, raw, launch)
+    return ComputeTables(grid["prefill"], prefill, decode, lora, lora_prefill, raw, launch, attention)
+
+
+def measure_attention(
+    timer: Timer, run_prefill: Callable[[StepInput], object], sizes: list[int], graph_tokens: int,
+    vocab: int, device: torch.device, reps: int, between: Callable[[], object],
+) -> float:
+    """ms per million query-key cells of an eager prefill's padded attention
+    (`compute.attention_ms_per_mcell`): the largest eager size of the grid up to 4096 tokens
+    (0 when the grid has none) as calibration's requests of 512 tokens vs requests of half that,
+    the same tokens with half the cells or fewer. Clipped at 0 (noise)."""
+    from sim.core.effects import Batch, BatchItem
+    from sim.hw.compute import attention_cells, reference_cells
+
+    eager = [t for t in sizes if graph_tokens < t <= 4096] if graph_tokens else []
+    if not eager:
+        return 0.0
+    t = max(eager)
+    half = max(1, min(t, 512) // 2)
+    small, big = _prefill_input(t, vocab, device, item=half), _prefill_input(t, vocab, device)
+    d = timer.paired_extra(lambda: run_prefill(small), lambda: run_prefill(big), reps, between=between)
+    cells = attention_cells(Batch("prefill", tuple(
+        BatchItem(i, None, -1, 0, n, 0) for i, n in enumerate(small.new)
+    )))
+    return max(0.0, d * 1e3 / ((reference_cells(t) - cells) * 1e-6))
 
 
 def measure_launch_fraction(
@@ -792,6 +821,7 @@ def calibrate(
             launch_fraction=ct.launch_fraction,
             # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
             prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
+            attention_ms_per_mcell=ct.attention_ms_per_mcell,
             # graphed decode and prefill pad the adapters of a batch to these counts (the
             # LoRA tables above were measured at them)
             adapter_buckets=(
@@ -815,6 +845,7 @@ _LOG_PATTERNS = {
         r"^  lora prefill extra, rank\s+(\d+),\s+(\d+) tokens, vs adapters: (.*)$"
     ),
     "launch": re.compile(r"^  launch fraction ([\d.]+) "),
+    "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million"),
     "adapter_copy": re.compile(
         r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
     ),
@@ -860,6 +891,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     planes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
     dplanes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
     launch: float | None = None
+    attention: float | None = None  # logs before round 8 do not have it: keep the profile's
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
     gap: float | None = None
     graphed_decode: bool | None = None
@@ -878,6 +910,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             planes.setdefault(int(m[1]), {})[int(m[2])] = _pairs(m[3])
         elif m := _LOG_PATTERNS["launch"].match(line):
             launch = float(m[1])
+        elif m := _LOG_PATTERNS["attention"].match(line):
+            attention = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
             buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
         elif m := _LOG_PATTERNS["decode_path"].match(line):
@@ -913,6 +947,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         comp = replace(comp, lora_prefill=_plane_table(planes, fit_lora_prefill))
     if launch is not None:
         comp = replace(comp, launch_fraction=launch)
+    if attention is not None:
+        comp = replace(comp, attention_ms_per_mcell=attention)
     if buckets is not None:
         comp = replace(comp, prefill_buckets=buckets)
     if graphed_decode is not None and buckets is not None and dplanes:

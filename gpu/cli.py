@@ -92,6 +92,13 @@ def register(app: typer.Typer) -> None:
                 "timelines (*.gpu.timeline.csv of a `lorasim validate` pass; repeatable)"
             ),
         ] = None,
+        attention_from_diag: Annotated[
+            Path | None,
+            typer.Option(
+                help="no measuring: set compute.attention_ms_per_mcell of the profile at --out "
+                "from a `python -m gpu.diag_prefill` log (one batch vs calibration's layout)"
+            ),
+        ] = None,
         pin_tail_from: Annotated[
             list[Path] | None,
             typer.Option(
@@ -106,8 +113,8 @@ def register(app: typer.Typer) -> None:
         Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
         lorasim calibrate --refit-from results/validation/calibrate.log
         --out configs/hardware/h200-measured.yaml (anywhere)."""
-        if refit_from is not None or host_gap_from or pin_tail_from:
-            _refit(out, refit_from, host_gap_from or [], pin_tail_from or [])
+        if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag:
+            _refit(out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag)
             return
         _need_torch()
         from gpu.calibrate import calibrate as run
@@ -127,7 +134,10 @@ def register(app: typer.Typer) -> None:
         prof.to_yaml(out)
         typer.echo(f"wrote {out}")
 
-    def _refit(out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path]) -> None:
+    def _refit(
+        out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path],
+        attention_log: Path | None = None,
+    ) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
 
@@ -152,6 +162,17 @@ def register(app: typer.Typer) -> None:
             gap = _median_host_gap(gap_dirs)
             prof = replace(prof, compute=replace(prof.compute, forward_overhead_us=gap * 1e6))
             typer.echo(f"forward overhead {gap * 1e6:.0f} us (median host gap between forwards)")
+        if attention_log is not None:
+            from gpu.attention_fit import coefficient_from_log
+
+            if not attention_log.is_file():
+                raise ConfigError(str(attention_log), "--attention-from-diag", "file not found; expected a gpu.diag_prefill log")
+            try:
+                coef = coefficient_from_log(attention_log.read_text())
+            except ValueError as e:
+                raise ConfigError(str(attention_log), "--attention-from-diag", str(e)) from None
+            prof = replace(prof, compute=replace(prof.compute, attention_ms_per_mcell=max(0.0, coef)))
+            typer.echo(f"prefill attention {coef:.2f} ms per million query-key cells")
         if pin_dirs:
             frac, extra, n = _pin_tail(pin_dirs)
             prof = replace(

@@ -7,15 +7,20 @@ as calibration does (medians after a decode step), the very first time (fresh al
 blocks), after 300 ms of host idle, and calibration's own input of the same token count
 (items of 512 tokens). Round 8: a 3095-token burst prefill of 9 requests and 8 adapters ran
 148-181 ms in the runs, ~135 ms by the calibrated tables.
+
+It also prints the attention coefficient (`compute.attention_ms_per_mcell`) the two no-LoRA
+medians imply; `--from-log LOG` prints it from an earlier run's log without a GPU.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
+from gpu.attention_fit import BURST_LENS, attention_coefficient, coefficient_from_log
 from gpu.calibrate import Timer, _prefill_input
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
@@ -23,7 +28,7 @@ from gpu.prefill_graphs import PrefillRunner
 from sim.config import MODEL_PRESETS
 from sim.core.model import ALL_TARGETS
 
-BURST = "413,406,494,318,318,327,406,277,136"  # light-bursty, t = 7.21 s (round 8)
+BURST = ",".join(map(str, BURST_LENS))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,12 +39,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--device", default=None)
+    ap.add_argument("--from-log", type=Path, default=None, help="no GPU: the coefficient from this log")
     a = ap.parse_args(argv)
+    lens = [int(x) for x in a.lens.split(",")]
+    if a.from_log is not None:
+        coef = coefficient_from_log(a.from_log.read_text())
+        print(f"attention: {coef:.2f} ms per million query-key cells")
+        return
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = default_dtype(dev)
     shape = MODEL_PRESETS[a.model]
-    lens = [int(x) for x in a.lens.split(",")]
     tokens = sum(lens)
+    print("lens: " + ",".join(map(str, lens)), flush=True)
     slots = LoraSlots(shape, 16, a.rank, ALL_TARGETS, dev, dtype)
     slots.pool.normal_(0, 0.01)
     slots.scaling = [1.0] * 16
@@ -68,11 +79,14 @@ def main(argv: list[str] | None = None) -> None:
     timer.sync()
     print(f"first burst prefill ({tokens} tokens, {len(lens)} requests, {a.adapters} adapters): "
           f"{(time.perf_counter() - t0) * 1e3:.1f} ms", flush=True)
+    med = {}
     for name, inp, ts in [("burst", burst, burst_slots), ("burst, no LoRA", burst, None),
                           ("calibration input", calib, calib_slots),
                           ("calibration input, no LoRA", calib, None)]:
-        t = timer.median(lambda inp=inp, ts=ts: run(inp, ts), a.reps, warmup=1, between=between)
-        print(f"{name}: median {t * 1e3:.1f} ms", flush=True)
+        med[name] = timer.median(lambda inp=inp, ts=ts: run(inp, ts), a.reps, warmup=1, between=between)
+        print(f"{name}: median {med[name] * 1e3:.1f} ms", flush=True)
+    coef = attention_coefficient(lens, med["burst, no LoRA"], med["calibration input, no LoRA"])
+    print(f"attention: {coef:.2f} ms per million query-key cells", flush=True)
     idle = []
     for _ in range(3):
         between()

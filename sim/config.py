@@ -107,6 +107,12 @@ class HardwareCfg(_Strict):
         "the GPU can start it: the gap between back-to-back forwards (H200 harness: median "
         "0.39 ms; default: the profile's measured value, else 0)",
     )
+    attention_ms_per_mcell: float | None = Field(
+        None,
+        ge=0,
+        description="prefill attention per million query-key cells of the padded layout, ms "
+        "(default: the profile's measured value, else 0: the prefill table as measured)",
+    )
     pin_tail_fraction: float | None = Field(
         None,
         ge=0,

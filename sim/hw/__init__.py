@@ -134,7 +134,10 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     overhead = (
         prof.compute.forward_overhead_us if cfg.forward_overhead_us is None else cfg.forward_overhead_us
     )
-    hw = _assemble(cfg, copy, ProfileCompute(prof.compute), contention, launch, overhead)
+    comp = prof.compute
+    if cfg.attention_ms_per_mcell is not None:
+        comp = replace(comp, attention_ms_per_mcell=cfg.attention_ms_per_mcell)
+    hw = _assemble(cfg, copy, ProfileCompute(comp), contention, launch, overhead)
     frac = p.pin_tail_fraction if cfg.pin_tail_fraction is None else cfg.pin_tail_fraction
     if frac > 0 and p.pin_tail_ms > 0:
         hw = replace(hw, pin_tail=PinTail(frac, p.pin_tail_ms * 1e-3))

@@ -33,6 +33,25 @@ class ComputeModel(Protocol):
         ...
 
 
+# calibration's prefill inputs are requests of this many tokens (gpu.calibrate._prefill_input)
+CALIBRATION_ITEM = 512
+
+
+def attention_cells(batch: Batch) -> float:
+    """Query-key cells of a prefill's attention in the harness's padded layout: every request
+    padded to the longest new part (queries) and the longest context + new part (keys)."""
+    lq = max(i.new_tokens for i in batch.items)
+    lk = max(i.context + i.new_tokens for i in batch.items)
+    return float(len(batch.items) * lq * lk)
+
+
+def reference_cells(tokens: int, item: int = CALIBRATION_ITEM) -> float:
+    """attention_cells of the input calibration timed at `tokens`: requests of `item` tokens
+    (the last one shorter), no context."""
+    lq = min(tokens, item)
+    return float(-(-tokens // item) * lq * lq)
+
+
 def _lora_ranks(batch: Batch) -> dict[str, int]:
     """Distinct adapters of the batch and their ranks (the base model costs nothing)."""
     return {i.adapter: i.rank for i in batch.items if i.adapter is not None and i.rank > 0}
@@ -104,7 +123,9 @@ class ProfileCompute:
     when the profile measured it), interpolated in the batch's
     mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
     Prefills are looked up at their padded token count (`prefill_buckets`), graphed forwards'
-    LoRA at their padded adapter count (`adapter_buckets`). Linear
+    LoRA at their padded adapter count (`adapter_buckets`). With `attention_ms_per_mcell`, a
+    prefill's attention is priced for its own padded layout (requests x longest new x longest
+    context), not calibration's requests of 512 tokens. Linear
     extrapolation beyond the measured range."""
 
     def __init__(self, profile: ComputeProfile):
@@ -147,7 +168,14 @@ class ProfileCompute:
         if batch.kind == "decode":
             return float(self.decode_times(batch, 1)[0])
         tokens = self.p.padded_tokens(batch.tokens)
-        return float(interp_linear(tokens, self.p.prefill.x, self.p.prefill.y)) + self._lora_time(batch)
+        base = float(interp_linear(tokens, self.p.prefill.x, self.p.prefill.y))
+        coef = self.p.attention_ms_per_mcell
+        if coef and tokens == batch.tokens:  # eager (unpadded): where it was measured
+            # the table holds calibration's layout; price this batch's padded attention instead
+            # (never below half the table: the coefficient is measured on large prefills)
+            delta = (attention_cells(batch) - reference_cells(tokens)) * 1e-6 * coef * 1e-3
+            base = max(0.5 * base, base + delta)
+        return base + self._lora_time(batch)
 
     def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
         if not batch.items or steps <= 0:

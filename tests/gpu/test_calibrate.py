@@ -102,6 +102,7 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     assert again.pcie.copy_gap_us == pytest.approx(prof.pcie.copy_gap_us, abs=10 / 27 + 1e-3)
     assert r.launch_fraction == pytest.approx(c.launch_fraction, abs=1e-3)
     assert r.prefill_buckets == c.prefill_buckets != ()  # from the "prefill path" line
+    assert r.attention_ms_per_mcell == pytest.approx(c.attention_ms_per_mcell, abs=0.01)
     from dataclasses import replace
 
     bare = replace(prof, compute=replace(c, prefill_buckets=()))
@@ -224,6 +225,7 @@ def test_prefill_tables_measure_the_first_eager_size():
     assert list(prof.compute.prefill.x) == [4, 8, 9, 16] and len(prof.compute.prefill.y) == 4
     assert list(prof.compute.lora_prefill.tokens) == [8, 9, 16]
     assert prof.compute.adapter_buckets == (1, 2)  # graphed forwards pad adapters to these
+    assert prof.compute.attention_ms_per_mcell >= 0  # measured on the eager sizes (9, 16)
     eager = calibrate(
         MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None, eager_decode=True,
     )

@@ -226,3 +226,31 @@ def test_graphed_forwards_pay_lora_at_the_padded_adapter_count():
     assert extra(pad, pre(3, 900)) == pytest.approx(extra(plain, pre(3, 900)))  # eager: unpadded
     assert extra(pad, pre(3, 900)) < extra(pad, pre(4, 900))
     assert padded.padded_adapters(5, "decode", 1) == 5  # above the last bucket: as it is
+
+
+def test_eager_prefill_attention_is_priced_for_its_own_padded_layout():
+    """Round 8: 9 requests of ~350 tokens (3095 in all) took 126 ms without LoRA, calibration's
+    6 x 512 + 23 at the same total 115 ms: the harness pads each request to the longest. With
+    `attention_ms_per_mcell` an eager prefill (above the last bucket) pays for its cells."""
+    from dataclasses import replace
+
+    from sim.hw.compute import attention_cells, reference_cells
+
+    coef = 30.0
+    plain = ProfileCompute(replace(PROF, prefill_buckets=(100, 500)))
+    att = ProfileCompute(replace(PROF, prefill_buckets=(100, 500), attention_ms_per_mcell=coef))
+
+    def pre(lens):
+        return Batch("prefill", tuple(BatchItem(k, None, -1, 0, n, 0) for k, n in enumerate(lens)))
+
+    burst = pre([400, 300, 300])  # 1000 tokens, eager
+    assert attention_cells(burst) == 3 * 400 * 400 and reference_cells(1000) == 2 * 512 * 512
+    want = (3 * 400 * 400 - 2 * 512 * 512) * 1e-6 * coef * 1e-3
+    assert att.forward_time(burst) - plain.forward_time(burst) == pytest.approx(want)
+    calib = pre([512, 488])  # calibration's layout: the table as measured
+    assert att.forward_time(calib) == pytest.approx(plain.forward_time(calib))
+    graphed = pre([40, 40, 40])  # padded to a bucket: not where it was measured, unchanged
+    assert att.forward_time(graphed) == pytest.approx(plain.forward_time(graphed))
+    many = pre([1] * 1000)  # tiny cells: never below half the table
+    big = ProfileCompute(replace(PROF, prefill_buckets=(100, 500), attention_ms_per_mcell=100.0))
+    assert big.forward_time(many) == pytest.approx(0.5 * plain.forward_time(many))

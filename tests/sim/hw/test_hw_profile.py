@@ -257,3 +257,19 @@ def test_pin_tail_round_trips_and_a_scenario_can_turn_it_off(tmp_path, prof):
     with pytest.raises(ConfigError) as e:
         HardwareProfile.from_yaml(_write(tmp_path, data))
     assert e.value.key == "pcie.pin_tail_fraction"
+
+
+def test_attention_coefficient_round_trips_and_a_scenario_can_override_it(tmp_path, prof):
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, attention_ms_per_mcell=30.44)).to_yaml(p)
+    assert HardwareProfile.from_yaml(p).compute.attention_ms_per_mcell == 30.44
+    assert load_hardware(HardwareCfg(profile=str(p)), SHAPE).compute.p.attention_ms_per_mcell == 30.44
+    off = load_hardware(HardwareCfg(profile=str(p), attention_ms_per_mcell=0), SHAPE)
+    assert off.compute.p.attention_ms_per_mcell == 0
+    data = yaml.safe_load(p.read_text())
+    data["compute"]["attention_ms_per_mcell"] = -1
+    with pytest.raises(ConfigError) as e:
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert e.value.key == "compute.attention_ms_per_mcell"
