@@ -118,7 +118,8 @@ class ComputeProfile:
     # Prefill attention per million query-key cells, all layers (ms): the harness pads every
     # request of a prefill to the longest one, so 9 requests of ~350 tokens cost more than
     # calibration's 6 of 512 at the same total (round 8: 126 vs 115 ms at 3095 tokens). The
-    # prefill table is for calibration's layout; the simulator adds the difference. 0: none
+    # prefill table is for calibration's layout; the simulator adds the difference to eager
+    # prefills (above the last prefill bucket), where it is measured. 0: none
     attention_ms_per_mcell: float = 0.0
 
     def padded_tokens(self, tokens: int) -> int:
