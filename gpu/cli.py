@@ -179,7 +179,16 @@ def register(app: typer.Typer) -> None:
                 prof, pcie=replace(prof.pcie, pin_tail_fraction=frac, pin_tail_ms=extra * 1e3)
             )
             typer.echo(f"pin tail: {frac:.1%} of {n} pins slow by {extra * 1e3:.1f} ms on average")
-        cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        # the refit as its options say (not sys.argv: under a test runner or a wrapper that is
+        # some other program's command line)
+        args = ["calibrate", "--out", str(out)]
+        if refit_from is not None:
+            args += ["--refit-from", str(refit_from)]
+        args += [a for d in gap_dirs for a in ("--host-gap-from", str(d))]
+        args += [a for d in pin_dirs for a in ("--pin-tail-from", str(d))]
+        if attention_log is not None:
+            args += ["--attention-from-diag", str(attention_log)]
+        cmd = "lorasim " + " ".join(shlex.quote(a) for a in args)
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
 

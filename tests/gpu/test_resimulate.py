@@ -100,7 +100,7 @@ def test_cli_host_gap_from_sets_the_profiles_forward_overhead(tmp_path):
     assert r.exit_code == 0, r.output
     p = HardwareProfile.from_yaml(prof)
     assert p.compute.forward_overhead_us == pytest.approx(400.0)  # median of 0.3 and 0.5 ms
-    assert "--host-gap-from" in p.command
+    assert p.command.endswith(f"; then lorasim calibrate --out {prof} --host-gap-from {runs}")
     r = subprocess.run(
         [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof),
          "--host-gap-from", str(tmp_path)],
@@ -132,6 +132,7 @@ def test_cli_pin_tail_from_sets_the_profiles_slow_pin_share(tmp_path):
     p = HardwareProfile.from_yaml(prof)
     assert p.pcie.pin_tail_fraction == pytest.approx(0.1)
     assert p.pcie.pin_tail_ms == pytest.approx(60.0)
+    assert p.command.endswith(f"; then lorasim calibrate --out {prof} --pin-tail-from {runs}")
     nopin = tmp_path / "resident"
     nopin.mkdir()
     pd.DataFrame(rows[-1:], columns=["lane", "start", "end", "kind", "label"]).to_csv(
