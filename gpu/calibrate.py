@@ -705,6 +705,48 @@ def measure_attention(
     return max(0.0, d * 1e3 / ((reference_cells(t) - cells) * 1e-6))
 
 
+def measure_host_gap(
+    shape: ModelShape, device: torch.device, rank: int, quick: bool,
+    prefill_graph_tokens: int = DEFAULT_MAX_TOKENS, eager_decode: bool = False,
+) -> tuple[float, int, int]:
+    """(median host gap in s, gaps, requests) between back-to-back forwards when the engine
+    serves a short light-load trace (`resident`: no loads) through the CUDA driver: the
+    serving loop's own time to notice a forward's end, schedule and launch the next
+    (`compute.forward_overhead_us`), measured here rather than from validation runs. (0, 0, n)
+    for a shape that is not a preset (the trace needs a scenario)."""
+    import numpy as np
+
+    from gpu.validate import GpuOptions, run_gpu
+    from sim.config import MODEL_PRESETS, parse_scenario
+    from sim.metrics import host_gaps
+    from sim.workload import generate_trace
+
+    preset = next((k for k, v in MODEL_PRESETS.items() if v == shape), None)
+    n = 6 if quick else 24
+    if preset is None:
+        return 0.0, 0, n
+    sc = parse_scenario({
+        "name": "calibrate-host-gap",
+        "seed": 3,
+        "model": {"preset": preset},
+        "adapters": {"count": 4, "rank": rank, "targets": "all"},
+        "workload": {
+            "num_requests": n,
+            "arrival": {"process": "poisson", "rate": 8},
+            "adapter_choice": {"dist": "uniform"},
+            "input_len": {"dist": "random", "len": 8 if quick else 512, "range_ratio": 0.25},
+            "output_len": {"dist": "random", "len": 4 if quick else 32, "range_ratio": 0.5},
+        },
+        "serving": {"max_loras_per_batch": 4, "max_loaded_loras": 4, "max_running_requests": 32},
+    }, source="<calibrate: host gap>")
+    opts = GpuOptions(
+        device=str(device), eager_decode=eager_decode, prefill_graph_tokens=prefill_graph_tokens,
+    )
+    res = run_gpu(sc, "resident", generate_trace(sc), opts)
+    gaps = host_gaps(res.timeline)
+    return (float(np.median(gaps)) if len(gaps) else 0.0), len(gaps), n
+
+
 def measure_launch_fraction(
     timer: Timer, fwd: Callable[[StepInput], object], inputs: list[StepInput], reps: int
 ) -> float:
@@ -795,6 +837,13 @@ def calibrate(
         shape, dev, grid, progress=progress, eager_decode=eager_decode,
         prefill_graph_tokens=prefill_graph_tokens,
     )
+    host_gap, n_gaps, n_req = measure_host_gap(
+        shape, dev, rank, quick, prefill_graph_tokens=prefill_graph_tokens, eager_decode=eager_decode,
+    )
+    progress(
+        f"  host gap {host_gap * 1e6:.1f} us between forwards (median of {n_gaps}; a resident run"
+        f" of {n_req} requests through the CUDA driver)"
+    )
     return HardwareProfile(
         name=name,
         device=device_name(dev),
@@ -822,6 +871,7 @@ def calibrate(
             # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
             prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
             attention_ms_per_mcell=ct.attention_ms_per_mcell,
+            forward_overhead_us=host_gap * 1e6,
             # graphed decode and prefill pad the adapters of a batch to these counts (the
             # LoRA tables above were measured at them)
             adapter_buckets=(
@@ -846,6 +896,7 @@ _LOG_PATTERNS = {
     ),
     "launch": re.compile(r"^  launch fraction ([\d.]+) "),
     "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million"),
+    "host_gap": re.compile(r"^  host gap ([\d.]+) us between forwards"),
     "adapter_copy": re.compile(
         r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
     ),
@@ -892,6 +943,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     dplanes: dict[int, dict[int, tuple[list[int], list[float]]]] = {}
     launch: float | None = None
     attention: float | None = None  # logs before round 8 do not have it: keep the profile's
+    host_gap: float | None = None  # likewise (us)
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
     gap: float | None = None
     graphed_decode: bool | None = None
@@ -912,6 +964,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             launch = float(m[1])
         elif m := _LOG_PATTERNS["attention"].match(line):
             attention = float(m[1])
+        elif m := _LOG_PATTERNS["host_gap"].match(line):
+            host_gap = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
             buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
         elif m := _LOG_PATTERNS["decode_path"].match(line):
@@ -949,6 +1003,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         comp = replace(comp, launch_fraction=launch)
     if attention is not None:
         comp = replace(comp, attention_ms_per_mcell=attention)
+    if host_gap is not None:
+        comp = replace(comp, forward_overhead_us=host_gap)
     if buckets is not None:
         comp = replace(comp, prefill_buckets=buckets)
     if graphed_decode is not None and buckets is not None and dplanes:

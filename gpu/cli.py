@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Measure copies, pinning, disk and forward times; write a hardware profile YAML.
+        """Measure copies, pinning, disk and forward times and the host gap between forwards;
+        write a hardware profile YAML.
 
         Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
         lorasim calibrate --refit-from results/validation/calibrate.log

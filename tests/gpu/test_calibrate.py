@@ -103,6 +103,9 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     assert r.launch_fraction == pytest.approx(c.launch_fraction, abs=1e-3)
     assert r.prefill_buckets == c.prefill_buckets != ()  # from the "prefill path" line
     assert r.attention_ms_per_mcell == pytest.approx(c.attention_ms_per_mcell, abs=0.01)
+    # the host gap, measured by a short resident run through the CUDA driver (on CPU here)
+    assert any(ln.startswith("  host gap ") for ln in lines)
+    assert r.forward_overhead_us == pytest.approx(c.forward_overhead_us, abs=0.1)
     from dataclasses import replace
 
     bare = replace(prof, compute=replace(c, prefill_buckets=()))
@@ -230,3 +233,16 @@ def test_prefill_tables_measure_the_first_eager_size():
         MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None, eager_decode=True,
     )
     assert eager.compute.adapter_buckets == ()
+
+
+def test_host_gap_is_measured_only_for_a_preset_shape():
+    """The host gap comes from a scenario run, which needs a model preset; a custom shape gets
+    none (0: the simulator adds no gap) rather than a run on some other model."""
+    from dataclasses import replace
+
+    from gpu.calibrate import measure_host_gap
+
+    custom = replace(MODEL_PRESETS["tiny"], layers=3, name="tiny*")
+    assert measure_host_gap(custom, torch.device("cpu"), 8, quick=True)[:2] == (0.0, 0)
+    gap, n, requests = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
+    assert requests == 6 and gap >= 0 and (n > 0) == (gap > 0)
