@@ -38,9 +38,15 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         max_inflight: int = 2,
         wait_factor: float = 1.0,
         busy_wait_factor: float = 0.25,
+        launch_ahead: int = 1,
         **options,
     ):
         super().__init__(**options)
+        # prefills in flight before the scheduler waits for one (`overlap` uses the batch's
+        # adapter limit): above 1 the scheduler looks again as soon as a prefill's launch
+        # returns, so a request that arrived while it was launching gets its copy started then,
+        # not after the prefill. Default 1 (the policy validated on the H200 so far)
+        self.launch_ahead = int_option(self.name, "launch_ahead", launch_ahead, 1)
         self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.max_inflight = int_option(self.name, "max_inflight", max_inflight, 1)
         self.wait_factor = number_option(self.name, "wait_factor", wait_factor, 0.0)
