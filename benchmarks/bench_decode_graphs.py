@@ -18,7 +18,6 @@ from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_device, default_dtype
 from sim.config import MODEL_PRESETS
-from sim.core.model import ALL_TARGETS
 
 
 def main() -> None:
@@ -34,9 +33,7 @@ def main() -> None:
     shape = MODEL_PRESETS[a.model or ("llama-3.1-8b" if dev.type == "cuda" else "tiny")]
     dtype = default_dtype(dev)
     batches = [int(x) for x in a.batches.split(",")]
-    slots = LoraSlots(shape, a.slots, a.rank, ALL_TARGETS, dev, dtype)
-    slots.pool.normal_(0, 0.01)
-    slots.scaling = [1.0] * a.slots
+    slots = LoraSlots.random(shape, a.slots, a.rank, dev, dtype)
     model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
     kv = KVPool(shape, max(batches), a.ctx + a.reps * 4 + 64, dev, dtype)
     timer = Timer(dev)

@@ -19,7 +19,6 @@ from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_device, default_dtype
 from gpu.prefill_graphs import PrefillRunner
 from sim.config import MODEL_PRESETS
-from sim.core.model import ALL_TARGETS
 
 
 def main() -> None:
@@ -37,9 +36,7 @@ def main() -> None:
     shape = MODEL_PRESETS[a.model or ("llama-3.1-8b" if dev.type == "cuda" else "tiny")]
     dtype = default_dtype(dev)
     sizes = [int(x) for x in a.tokens.split(",")]
-    slots = LoraSlots(shape, a.slots, a.rank, ALL_TARGETS, dev, dtype)
-    slots.pool.normal_(0, 0.01)
-    slots.scaling = [1.0] * a.slots
+    slots = LoraSlots.random(shape, a.slots, a.rank, dev, dtype)
     model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
     rows = max(-(-t // a.item) for t in sizes)
     kv = KVPool(shape, rows, a.item, dev, dtype)

@@ -609,9 +609,7 @@ def measure_compute(
         model.lora = None
         if timer.cuda:
             torch.cuda.empty_cache()
-        slots = LoraSlots(shape, n_slots, rank, ALL_TARGETS, device, dtype)
-        slots.pool.normal_(0, 0.01)
-        slots.scaling = [1.0] * n_slots
+        slots = LoraSlots.random(shape, n_slots, rank, device, dtype)
         model.lora = slots
         runner, prefiller = runners()
         if rank in grid["lora_ranks"]:

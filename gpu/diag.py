@@ -17,15 +17,12 @@ from gpu.calibrate import Timer
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput
 from sim.config import MODEL_PRESETS
-from sim.core.model import ALL_TARGETS
 
 
 def main() -> None:
     dev = torch.device("cuda")
     shape = MODEL_PRESETS["llama-3.1-8b"]
-    slots = LoraSlots(shape, 16, 64, ALL_TARGETS, dev, torch.bfloat16)
-    slots.pool.normal_(0, 0.01)
-    slots.scaling = [1.0] * 16
+    slots = LoraSlots.random(shape, 16, 64, dev, torch.bfloat16)
     model = LlamaModel(shape, device=dev, dtype=torch.bfloat16, lora=slots)
     kv = KVPool(shape, 64, 600, dev, torch.bfloat16)
     timer = Timer(dev)

@@ -26,7 +26,6 @@ from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
 from gpu.prefill_graphs import PrefillRunner
 from sim.config import MODEL_PRESETS
-from sim.core.model import ALL_TARGETS
 
 BURST = ",".join(map(str, BURST_LENS))
 
@@ -51,9 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     shape = MODEL_PRESETS[a.model]
     tokens = sum(lens)
     print("lens: " + ",".join(map(str, lens)), flush=True)
-    slots = LoraSlots(shape, 16, a.rank, ALL_TARGETS, dev, dtype)
-    slots.pool.normal_(0, 0.01)
-    slots.scaling = [1.0] * 16
+    slots = LoraSlots.random(shape, 16, a.rank, dev, dtype)
     model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
     kv = KVPool(shape, max(32, len(lens)), max(512, max(lens)) + 8, dev, dtype)
     runner = PrefillRunner(model, kv, max_tokens=2048 if dev.type == "cuda" else 0)

@@ -20,7 +20,7 @@ import torch
 
 from gpu.adapters import Segment, flat_layout, ordered_targets
 from gpu.staging import to_device
-from sim.core.model import ModelShape
+from sim.core.model import ALL_TARGETS, ModelShape
 
 
 @dataclass
@@ -72,6 +72,17 @@ class LoraSlots:
         self.scaling = [0.0] * n_slots  # host copy; folded into the per-token scale
         self.owner: list[str | None] = [None] * n_slots
         self._views = {k: self._make_views(s) for k, s in self.layout.items()}
+
+    @classmethod
+    def random(
+        cls, shape: ModelShape, n_slots: int, rank: int, device: torch.device | str, dtype: torch.dtype
+    ) -> LoraSlots:
+        """Every slot filled with small random all-module weights at scaling 1: what timing
+        (calibration, benchmarks, diagnostics) needs; the values do not change the cost."""
+        slots = cls(shape, n_slots, rank, ALL_TARGETS, device, dtype)
+        slots.pool.normal_(0, 0.01)
+        slots.scaling = [1.0] * n_slots
+        return slots
 
     def _make_views(self, s: Segment) -> tuple[torch.Tensor, torch.Tensor]:
         a = self.pool[:, s.a_off : s.b_off].view(self.n_slots, s.rank, s.d_in)

@@ -122,3 +122,10 @@ def test_matmul_attention_equals_sdpa_with_gqa_and_mask():
         q, k.repeat_interleave(4, dim=1), v.repeat_interleave(4, dim=1), attn_mask=mask
     )
     torch.testing.assert_close(_attention(q, k, v, mask), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_random_slots_fill_every_slot_at_scaling_one():
+    """LoraSlots.random: what calibration, benchmarks and diagnostics time LoRA with."""
+    s = LoraSlots.random(TINY, 3, 4, "cpu", torch.float32)
+    assert s.scaling == [1.0, 1.0, 1.0] and set(s.targets) == set(ALL_TARGETS)
+    assert all(s.pool[i].abs().sum() > 0 for i in range(3))
