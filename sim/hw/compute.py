@@ -170,7 +170,7 @@ class ProfileCompute:
         tokens = self.p.padded_tokens(batch.tokens)
         base = float(interp_linear(tokens, self.p.prefill.x, self.p.prefill.y))
         coef = self.p.attention_ms_per_mcell
-        if coef and tokens == batch.tokens:  # eager (unpadded): where it was measured
+        if coef and not self.p.graphed_prefill(batch.tokens):  # eager: where it was measured
             # the table holds calibration's layout; price this batch's padded attention instead
             # (never below half the table: the coefficient is measured on large prefills)
             delta = (attention_cells(batch) - reference_cells(tokens)) * 1e-6 * coef * 1e-3

@@ -129,11 +129,15 @@ class ComputeProfile:
             return tokens
         return b[bisect.bisect_left(b, tokens)]
 
+    def graphed_prefill(self, tokens: int) -> bool:
+        """Does a prefill of `tokens` run as a graph (at most the last prefill bucket)?"""
+        return bool(self.prefill_buckets) and tokens <= self.prefill_buckets[-1]
+
     def padded_adapters(self, n: int, kind: str, tokens: int) -> int:
         """The adapter count a forward of `n` distinct adapters is computed at: padded when
-        it runs as a graph (decode; a prefill of at most the last prefill bucket's tokens)."""
+        it runs as a graph (decode; a graphed prefill)."""
         b = self.adapter_buckets
-        graphed = kind == "decode" or (bool(self.prefill_buckets) and tokens <= self.prefill_buckets[-1])
+        graphed = kind == "decode" or self.graphed_prefill(tokens)
         if not b or not graphed or n > b[-1]:
             return n
         return b[bisect.bisect_left(b, n)]

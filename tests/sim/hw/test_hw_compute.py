@@ -251,6 +251,8 @@ def test_eager_prefill_attention_is_priced_for_its_own_padded_layout():
     assert att.forward_time(calib) == pytest.approx(plain.forward_time(calib))
     graphed = pre([40, 40, 40])  # padded to a bucket: not where it was measured, unchanged
     assert att.forward_time(graphed) == pytest.approx(plain.forward_time(graphed))
+    at_bucket = pre([250, 250])  # exactly a bucket's size is graphed too
+    assert att.forward_time(at_bucket) == pytest.approx(plain.forward_time(at_bucket))
     many = pre([1] * 1000)  # tiny cells: never below half the table
     big = ProfileCompute(replace(PROF, prefill_buckets=(100, 500), attention_ms_per_mcell=100.0))
     assert big.forward_time(many) == pytest.approx(0.5 * plain.forward_time(many))
