@@ -38,15 +38,17 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         max_inflight: int = 2,
         wait_factor: float = 1.0,
         busy_wait_factor: float = 0.25,
-        launch_ahead: int = 1,
+        launch_ahead: int | None = None,
         **options,
     ):
         super().__init__(**options)
-        # prefills in flight before the scheduler waits for one (`overlap` uses the batch's
-        # adapter limit): above 1 the scheduler looks again as soon as a prefill's launch
+        # prefills in flight before the scheduler waits for one; default the batch's adapter
+        # limit, as `overlap`. Above 1 the scheduler looks again as soon as a prefill's launch
         # returns, so a request that arrived while it was launching gets its copy started then,
-        # not after the prefill. Default 1 (the policy validated on the H200 so far)
-        self.launch_ahead = int_option(self.name, "launch_ahead", launch_ahead, 1)
+        # not after the prefill (with 1, light zipf P99 lost to overlap: 95 vs 70 ms on the H200)
+        self._launch_ahead = (
+            None if launch_ahead is None else int_option(self.name, "launch_ahead", launch_ahead, 1)
+        )
         self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.max_inflight = int_option(self.name, "max_inflight", max_inflight, 1)
         self.wait_factor = number_option(self.name, "wait_factor", wait_factor, 0.0)
@@ -59,6 +61,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
 
     def bind(self, engine) -> None:
         super().bind(engine)
+        self.launch_ahead = self._launch_ahead or engine.cfg.max_loras_per_batch
         engine.pool.victim_key = lambda a: -self._next_use().get(a, math.inf)
 
     def host_mode(self, serving: ServingCfg) -> str:

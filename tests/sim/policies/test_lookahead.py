@@ -68,20 +68,21 @@ def test_results_do_not_depend_on_python_hash_seed():
     assert len(outs) == 1
 
 
-@pytest.mark.parametrize("launch_ahead, load_start", [(1, 0.022), (2, 0.012)])
+@pytest.mark.parametrize("launch_ahead, load_start", [(1, 0.022), (2, 0.012), (None, 0.012)])
 def test_launching_ahead_starts_a_copy_for_a_request_that_arrived_during_the_launch(
     launch_ahead, load_start
 ):
     """Round 8 (light zipf, on the H200 and in the simulator): waiting for each prefill, the
     scheduler saw a request that arrived while it was launching one only when that prefill
     ended, and started its copy a forward late. With `launch_ahead` > 1 it looks again as soon
-    as the launch returns (here half of the 20 ms prefill) and starts the copy then."""
+    as the launch returns (here half of the 20 ms prefill) and starts the copy then. The
+    default (None) is the batch's adapter limit, as `overlap`'s."""
     from dataclasses import replace
 
     trace = make_trace([(0.0, "a0", 64, 4), (0.005, "a1", 64, 4)], n_adapters=2)
-    sc = scenario(max_loras_per_batch=2, host_mode="pinned").model_copy(
-        update={"policy_options": {"lookahead": {"launch_ahead": launch_ahead}}}
-    )
+    sc = scenario(max_loras_per_batch=2, host_mode="pinned")
+    if launch_ahead is not None:
+        sc = sc.model_copy(update={"policy_options": {"lookahead": {"launch_ahead": launch_ahead}}})
     hw = replace(fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001), launch_fraction=0.5)
     res = simulate(sc, "lookahead", trace=trace, hardware=hw)
     copies = res.timeline[(res.timeline.lane == "pcie") & (res.timeline.label == "a1")]
