@@ -177,6 +177,20 @@ class Timer:
             out.append(time.perf_counter() - t0)
         return statistics.median(out)
 
+    def host(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
+        """Median host time `fn` takes to return, the device idle when it starts and not
+        waited for after: what issuing asynchronous work costs the thread that issues it."""
+        for _ in range(warmup):
+            fn()
+        out = []
+        for _ in range(reps):
+            self.sync()
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+        self.sync()
+        return statistics.median(out)
+
     def events(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:
         """GPU time of `fn` by CUDA events (falls back to `median` on CPU)."""
         if not self.cuda:
@@ -411,7 +425,9 @@ def measure_adapter_copy(
 ) -> dict[str, float]:
     """One all-module adapter of `rank` from pinned host memory into a GPU slot, as the
     CudaDriver copies it: flat (one copy into the slot) and per module (A and B^T of every
-    layer: 2 x 7 x layers copies). Seconds of each (CUDA events, median), and the bytes."""
+    layer: 2 x 7 x layers copies). Seconds of each (CUDA events, median), the bytes, and the
+    host time issuing the per-module copies takes (`issue_s`: the scheduler's thread issues
+    them one by one, launching nothing else meanwhile)."""
     timer = Timer(device)
     dtype = default_dtype(device)
     slots = LoraSlots(shape, 1, rank, ALL_TARGETS, device, dtype)
@@ -439,6 +455,7 @@ def measure_adapter_copy(
         "copies": float(2 * len(segs)),
         "flat_s": timer.events(flat, reps),
         "per_module_s": timer.events(per_module, reps),
+        "issue_s": timer.host(per_module, reps),
     }
 
 
@@ -822,6 +839,11 @@ def calibrate(
         f" {ad['per_module_s'] * 1e3:.2f} ms"
     )
     progress(f"  back-to-back copy gap {gap:.2f} us/copy (per module - flat, over copies - 1)")
+    issue = ad["issue_s"] / ad["copies"] * 1e6
+    progress(
+        f"  copy issue {issue:.2f} us/copy on the host ({int(ad['copies'])} per-module copies"
+        f" issued in {ad['issue_s'] * 1e3:.2f} ms)"
+    )
     mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
     progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
     cuda = dev.type == "cuda"
@@ -857,6 +879,7 @@ def calibrate(
             contention=contention,
             pin_per_tensor_us=pin_tensor,
             copy_gap_us=gap,
+            issue_us=issue,
         ),
         compute=ComputeProfile(
             prefill=Table(tuple(ct.prefill_tokens), tuple(ct.prefill)),
@@ -895,6 +918,7 @@ _LOG_PATTERNS = {
     "launch": re.compile(r"^  launch fraction ([\d.]+) "),
     "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million"),
     "host_gap": re.compile(r"^  host gap ([\d.]+) us between forwards"),
+    "issue": re.compile(r"^  copy issue ([\d.]+) us/copy on the host"),
     "adapter_copy": re.compile(
         r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
     ),
@@ -931,7 +955,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     printed (its log), by the current fitting rules: lets a fix to the fitting reach an
     existing measurement without a GPU. The grids are the log's (adapter buckets too: the
     LoRA grid's counts when both paths are graphed); PCIe is kept as it is but for the
-    back-to-back copy gap, derived from the adapter copy line."""
+    back-to-back copy gap, derived from the adapter copy line, and the copy issue time."""
     from dataclasses import replace
 
     prefill: dict[int, float] = {}
@@ -944,6 +968,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     host_gap: float | None = None  # likewise (us)
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
     gap: float | None = None
+    issue: float | None = None  # logs before round 9 do not have it: keep the profile's
     graphed_decode: bool | None = None
     for line in log_text.splitlines():
         if m := _LOG_PATTERNS["adapter_copy"].match(line):
@@ -964,6 +989,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             attention = float(m[1])
         elif m := _LOG_PATTERNS["host_gap"].match(line):
             host_gap = float(m[1])
+        elif m := _LOG_PATTERNS["issue"].match(line):
+            issue = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
             buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
         elif m := _LOG_PATTERNS["decode_path"].match(line):
@@ -1010,4 +1037,6 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         most = int(max(comp.lora_decode.adapters))
         comp = replace(comp, adapter_buckets=tuple(adapter_buckets(most)) if graphed_decode and buckets else ())
     pcie = profile.pcie if gap is None else replace(profile.pcie, copy_gap_us=gap)
+    if issue is not None:
+        pcie = replace(pcie, issue_us=issue)
     return replace(profile, pcie=pcie, compute=comp)

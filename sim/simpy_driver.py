@@ -3,7 +3,8 @@
 PCIe is one FIFO copy channel shared by every stream (`Resource(capacity=1)`); the compute
 stream and the load stream are FIFO queues too, so a blocking copy delays the forwards queued
 behind it while a load-stream copy only competes for PCIe. A pin-per-load copy first spends
-host CPU time pinning (outside PCIe); a disk miss first reads the file. That host work runs
+host CPU time pinning (outside PCIe); a disk miss first reads the file. Then the scheduler
+issues the copies (`pcie.issue_us` each), while the DMA runs behind the first. That host work runs
 on the scheduler's thread by default (`hardware.host_work: scheduler`), as in SGLang and the
 CUDA driver: the engine issues nothing else meanwhile, though the GPU finishes what it has
 queued; with `background` it only delays its own copy. An idle scheduler reacts
@@ -116,6 +117,9 @@ class SimPyDriver:
             if self._host_on_scheduler:
                 yield from self._host_work(job, cost)
             env.process(self._load(job, ev, cost, t_host))
+            if self._host_on_scheduler and cost.issue_s > 0:
+                # the scheduler issues the copies one by one (the DMA runs behind the first)
+                yield env.timeout(cost.issue_s)
             return None
         if isinstance(eff, WaitLoad):
             ev = self.load_done[eff.lid]

@@ -9,6 +9,10 @@ dma_s:  the copies themselves: n_copies copies of nbytes / n_copies each. Either
         measured gap between back-to-back copies, one copy of all the bytes plus a gap per
         further copy (the DMA engine pipelines issued copies; an isolated copy's time is
         mostly its launch-to-completion latency, which back-to-back copies do not pay again).
+        Never less than issue_s: the last copy cannot start before it is issued.
+issue_s: host CPU time issuing the copies, n_copies x issue_us. The DMA starts with the
+        first copy, so it overlaps dma_s; but the thread that issues them (the scheduler's)
+        launches nothing else meanwhile.
 The driver decides which parts occupy the PCIe channel (dma_s) and which only delay it.
 """
 
@@ -30,6 +34,7 @@ class LoadCost:
     pin_s: float
     disk_s: float
     dma_s: float
+    issue_s: float = 0.0  # overlaps dma_s (dma_s >= issue_s), so not part of total
 
     @property
     def total(self) -> float:
@@ -72,6 +77,8 @@ class CopyModel:
     # extra DMA time per further copy when n copies run back to back (measured: per-module
     # minus flat adapter copy, over copies - 1). None: n isolated copies, n * table(size)
     copy_gap_us: float | None = None
+    # host CPU time to issue one copy (LoadCost.issue_s); 0: free
+    issue_us: float = 0.0
 
     @staticmethod
     def from_spec(spec: GpuSpec, pin_cache: Literal["warm", "cold"] = "warm") -> CopyModel:
@@ -116,8 +123,9 @@ class CopyModel:
         pin_s = self.pin_time(nbytes, n_copies) if host_mode == "pin_per_load" else 0.0
         disk_s = self.disk_time(nbytes) if from_disk else 0.0
         source = "pageable" if host_mode == "pageable" else "pinned"
-        dma_s = self.dma_time(nbytes, n_copies, source)
-        return LoadCost(pin_s, disk_s, dma_s)
+        issue_s = n_copies * self.issue_us * 1e-6
+        dma_s = max(self.dma_time(nbytes, n_copies, source), issue_s)
+        return LoadCost(pin_s, disk_s, dma_s, issue_s)
 
     def load_time(self, job: LoadJob) -> LoadCost:
         return self.cost(job.adapter.nbytes, job.n_copies, job.host_mode, job.from_disk)

@@ -47,6 +47,11 @@ class PcieProfile:
     # allocator misses). 0: no tail
     pin_tail_fraction: float = 0.0
     pin_tail_ms: float = 0.0
+    # host CPU time to issue one copy (torch copy_ -> cudaMemcpyAsync): the scheduler issues
+    # a per-module load's 448 copies one by one before it can launch anything else (round 9:
+    # the H200 harness's next decode step started ~3.5 ms after an async load began, the
+    # simulator's 0.3 ms). 0: issuing is free (profiles before it was measured)
+    issue_us: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,7 @@ class HardwareProfile:
                 "contention": float(p.contention),
                 "pin_per_tensor_us": float(p.pin_per_tensor_us),
                 **({} if p.copy_gap_us is None else {"copy_gap_us": float(p.copy_gap_us)}),
+                **({} if not p.issue_us else {"issue_us": float(f"{p.issue_us:.4g}")}),
                 **({} if not p.pin_tail_fraction else {
                     "pin_tail_fraction": float(f"{p.pin_tail_fraction:.4g}"),
                     "pin_tail_ms": float(f"{p.pin_tail_ms:.4g}"),
@@ -287,6 +293,7 @@ class HardwareProfile:
                 ),
                 pin_tail_fraction=r.fraction(pcie.get("pin_tail_fraction", 0.0), "pcie.pin_tail_fraction"),
                 pin_tail_ms=r.number(pcie.get("pin_tail_ms", 0.0), "pcie.pin_tail_ms"),
+                issue_us=r.number(pcie.get("issue_us", 0.0), "pcie.issue_us"),
             ),
             compute=ComputeProfile(
                 prefill=r.table(comp, "compute.prefill", "tokens", positive_x=True),

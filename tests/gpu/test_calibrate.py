@@ -30,6 +30,7 @@ def test_quick_calibration_writes_all_sections(tmp_path):
         "disk_gbps",
         "contention",
         "copy_gap_us",
+        "issue_us",
     ):
         assert key in data["pcie"]
     assert {"prefill", "decode", "lora_decode", "lora_prefill"} <= set(data["compute"])
@@ -82,6 +83,8 @@ def test_lora_prefill_fit_is_monotone_in_tokens_only():
 
 
 def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
+    from dataclasses import replace
+
     from gpu.calibrate import refit_from_log
 
     lines: list[str] = []
@@ -106,7 +109,12 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     # the host gap, measured by a short resident run through the CUDA driver (on CPU here)
     assert any(ln.startswith("  host gap ") for ln in lines)
     assert r.forward_overhead_us == pytest.approx(c.forward_overhead_us, abs=0.1)
-    from dataclasses import replace
+    # the host time to issue a copy, timed around the per-module adapter copy's issue loop
+    assert prof.pcie.issue_us > 0
+    assert again.pcie.issue_us == pytest.approx(prof.pcie.issue_us, abs=0.01)
+    old_log = "\n".join(ln for ln in lines if not ln.startswith("  copy issue "))
+    kept = refit_from_log(replace(prof, pcie=replace(prof.pcie, issue_us=9.5)), old_log)
+    assert kept.pcie.issue_us == 9.5  # a log from before round 9 keeps the profile's
 
     bare = replace(prof, compute=replace(c, prefill_buckets=()))
     eager_log = [ln.replace("gpu.prefill_graphs up to 2048 tokens, eager above", "eager")

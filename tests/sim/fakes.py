@@ -17,6 +17,7 @@ class Cost:
     pin_s: float
     disk_s: float
     dma_s: float
+    issue_s: float = 0.0
 
     @property
     def total(self) -> float:
@@ -24,16 +25,18 @@ class Cost:
 
 
 class FixedCopy:
-    """Every load costs `load_s` of PCIe time (plus optional pin/disk)."""
+    """Every load costs `load_s` of PCIe time (plus optional pin/disk, and `issue_s` of host
+    time issuing its copies, within the PCIe time)."""
 
-    def __init__(self, load_s: float, pin_s: float = 0.0, disk_s: float = 0.0):
-        self.load_s, self.pin_s, self.disk_s = load_s, pin_s, disk_s
+    def __init__(self, load_s: float, pin_s: float = 0.0, disk_s: float = 0.0, issue_s: float = 0.0):
+        self.load_s, self.pin_s, self.disk_s, self.issue_s = load_s, pin_s, disk_s, issue_s
 
     def load_time(self, job) -> Cost:
         return Cost(
             self.pin_s if job.host_mode == "pin_per_load" else 0.0,
             self.disk_s if job.from_disk else 0.0,
-            self.load_s,
+            max(self.load_s, self.issue_s),
+            self.issue_s,
         )
 
 

@@ -55,6 +55,28 @@ def test_pinning_a_prefetch_holds_the_scheduler_thread(host_work, forward_start)
     assert d.counters["pin_s"] == pytest.approx(0.005)
 
 
+@pytest.mark.parametrize("host_work, forward_start", [("scheduler", 0.003), ("background", 0.0)])
+def test_issuing_a_loads_copies_holds_the_scheduler_thread(host_work, forward_start):
+    """Round 9 on the H200: after an async per-module load began, the next decode step
+    started ~3.5 ms later (448 copies issued one by one), not after the usual host gap. The
+    scheduler's thread is held `issue_s`; the copy itself starts at once and still ends
+    after its PCIe time."""
+    out = {}
+
+    def gen():
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "load", "overlap", host_mode="pinned"))
+        out["fwd"] = yield Forward(PREFILL)
+        out["load"] = yield WaitLoad(0)
+
+    hw = replace(fixed_hw(load_s=0.007, prefill_s=0.020), host_work=host_work)
+    hw.copy.issue_s = 0.003
+    d = _run(hw, gen)
+    assert out["fwd"].start == pytest.approx(forward_start)
+    assert out["load"] == pytest.approx(0.007)
+    (copy,) = [r for r in d.timeline if r[0] == "pcie"]
+    assert copy[1] == pytest.approx(0.0)
+
+
 def test_each_forward_first_holds_the_scheduler_for_its_host_overhead():
     """Round 7 on the H200: the CUDA driver leaves a median 0.39 ms between back-to-back
     forwards (scheduling, preparing inputs, launching). Two forwards issued one after the

@@ -103,6 +103,22 @@ def test_back_to_back_copies_pay_the_measured_gap_not_each_copys_latency():
     assert times == sorted(times)
 
 
+def test_issuing_copies_costs_host_time_and_bounds_the_dma():
+    """Round 9 on the H200: the scheduler issued a per-module load's 448 copies at ~7 us each.
+    The issue time is its own part of the cost (the driver holds the scheduler for it); the
+    DMA overlaps it but cannot end before the last copy is issued."""
+    t = Table((1e3, 1e6, 1e9), (1e-5, 1e-4, 1e-2))
+    m = CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t, copy_gap_us=3.0, issue_us=7.0)
+    big = m.cost(int(1e9), 448, "pinned")
+    assert big.issue_s == pytest.approx(448 * 7e-6)
+    assert big.dma_s == pytest.approx(1e-2 + 447 * 3e-6)  # the DMA is longer: unchanged
+    assert big.total == pytest.approx(big.dma_s)  # issuing overlaps the DMA
+    small = m.cost(int(448e3), 448, "pinned")  # tiny copies: issue-bound
+    assert small.dma_s == pytest.approx(small.issue_s) == pytest.approx(448 * 7e-6)
+    assert m.cost(int(1e9), 1, "pinned").issue_s == pytest.approx(7e-6)  # flat: one copy
+    assert CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t).cost(int(1e9), 448, "pinned").issue_s == 0
+
+
 def test_table_extrapolates_with_last_segment_bandwidth():
     t = Table((1e6, 1e9), (1e-4, 1e-2))
     m = CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t)
