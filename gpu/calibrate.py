@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from gpu.adapters import flat_layout, ordered_targets
-from gpu.decode_graphs import DecodeRunner
+from gpu.decode_graphs import DecodeRunner, batch_buckets
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
 from gpu.piecewise import adapter_buckets
@@ -899,6 +899,8 @@ def calibrate(
                 tuple(adapter_buckets(max(grid["adapters"])))
                 if prefill_graph_tokens and not eager_decode else ()
             ),
+            # a graphed decode pads its batch to these sizes (the decode grid's batches are some)
+            batch_buckets=() if eager_decode else tuple(batch_buckets(max(grid["batch"]))),
         ),
     )
 
@@ -1036,6 +1038,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         # as calibration writes it: graphed forwards pad adapters to the measured counts
         most = int(max(comp.lora_decode.adapters))
         comp = replace(comp, adapter_buckets=tuple(adapter_buckets(most)) if graphed_decode and buckets else ())
+    if graphed_decode is not None:
+        comp = replace(comp, batch_buckets=tuple(batch_buckets(batch[-1])) if graphed_decode else ())
     pcie = profile.pcie if gap is None else replace(profile.pcie, copy_gap_us=gap)
     if issue is not None:
         pcie = replace(pcie, issue_us=issue)

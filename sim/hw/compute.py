@@ -157,6 +157,8 @@ class ProfileCompute:
             b = len(batch.items)
             if batch.kind == "prefill":
                 b = min(max(b, ld.tokens[0]), ld.tokens[-1])
+            else:
+                b = self.p.padded_batch(b)
             return self._plane(ld, b, n, rank)
         t = self._dlora
         vals = [float(interp_linear(n, t.adapters, row)) for row in t.seconds]
@@ -182,5 +184,5 @@ class ProfileCompute:
             return np.zeros(max(steps, 0))
         d = self.p.decode
         ctx = float(np.mean([i.context for i in batch.items])) + np.arange(steps, dtype=float)
-        base = interp_bilinear(len(batch.items), ctx, d.batch, d.context, d.seconds)
+        base = interp_bilinear(self.p.padded_batch(len(batch.items)), ctx, d.batch, d.context, d.seconds)
         return base + self._lora_time(batch)

@@ -120,6 +120,11 @@ class ComputeProfile:
     # bursty `resident` decode with 9-15 adapters a batch ran 7 % above the interpolated
     # table). LoRA tables are looked up at the padded count. Empty: no padding.
     adapter_buckets: tuple[int, ...] = ()
+    # Batch sizes a graphed decode step is padded up to (SGLang's cuda_graph_bs; the harness's
+    # gpu.decode_graphs.batch_buckets: 1, 2, 4, 8, 16, 24, ...): 9 requests cost what 16 do
+    # (round 9: bursty `resident` steps of 9-12 requests ran 21.4 ms, the interpolated table
+    # said ~19). Decode tables are looked up at the padded size. Empty: no padding.
+    batch_buckets: tuple[int, ...] = ()
     # Prefill attention per million query-key cells, all layers (ms): the harness pads every
     # request of a prefill to the longest one, so 9 requests of ~350 tokens cost more than
     # calibration's 6 of 512 at the same total (round 8: 126 vs 115 ms at 3095 tokens). The
@@ -144,6 +149,13 @@ class ComputeProfile:
         b = self.adapter_buckets
         graphed = kind == "decode" or self.graphed_prefill(tokens)
         if not b or not graphed or n > b[-1]:
+            return n
+        return b[bisect.bisect_left(b, n)]
+
+    def padded_batch(self, n: int) -> int:
+        """The batch size a decode step of `n` requests is computed at (its graph's)."""
+        b = self.batch_buckets
+        if not b or n > b[-1]:
             return n
         return b[bisect.bisect_left(b, n)]
 
@@ -203,6 +215,8 @@ class HardwareProfile:
             compute["prefill_buckets"] = _ints(c.prefill_buckets)
         if c.adapter_buckets:
             compute["adapter_buckets"] = _ints(c.adapter_buckets)
+        if c.batch_buckets:
+            compute["batch_buckets"] = _ints(c.batch_buckets)
         if c.attention_ms_per_mcell:
             compute["attention_ms_per_mcell"] = float(f"{c.attention_ms_per_mcell:.4g}")
         if c.forward_overhead_us:
@@ -313,6 +327,9 @@ class HardwareProfile:
                 adapter_buckets=tuple(
                     int(x) for x in r.axis(comp, "compute", "adapter_buckets", True, min_len=1)
                 ) if comp.get("adapter_buckets") is not None else (),
+                batch_buckets=tuple(
+                    int(x) for x in r.axis(comp, "compute", "batch_buckets", True, min_len=1)
+                ) if comp.get("batch_buckets") is not None else (),
                 attention_ms_per_mcell=r.number(
                     comp.get("attention_ms_per_mcell", 0.0), "compute.attention_ms_per_mcell"
                 ),

@@ -126,6 +126,10 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     assert refit_from_log(prof, "\n".join(eager_log)).compute.adapter_buckets == ()
     eager_dec = [ln.replace("decode path: gpu.decode_graphs", "decode path: eager") for ln in lines]
     assert refit_from_log(prof, "\n".join(eager_dec)).compute.adapter_buckets == ()
+    # decode batch buckets: the harness's graph batches up to the grid's largest; none eager
+    assert r.batch_buckets == c.batch_buckets and c.batch_buckets[:3] == (1, 2, 4)
+    assert c.batch_buckets[-1] == int(c.decode.batch[-1])
+    assert refit_from_log(prof, "\n".join(eager_dec)).compute.batch_buckets == ()
     no_line = [ln for ln in lines if "prefill path" not in ln]
     assert refit_from_log(bare, "\n".join(no_line)).compute.prefill_buckets == ()
     with pytest.raises(ValueError):
@@ -240,7 +244,7 @@ def test_prefill_tables_measure_the_first_eager_size():
     eager = calibrate(
         MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None, eager_decode=True,
     )
-    assert eager.compute.adapter_buckets == ()
+    assert eager.compute.adapter_buckets == () and eager.compute.batch_buckets == ()
 
 
 def test_host_gap_is_measured_only_for_a_preset_shape():

@@ -228,6 +228,27 @@ def test_graphed_forwards_pay_lora_at_the_padded_adapter_count():
     assert padded.padded_adapters(5, "decode", 1) == 5  # above the last bucket: as it is
 
 
+def test_a_decode_step_costs_what_its_padded_graph_batch_does():
+    """Round 9: the harness's decode graphs are captured for batches 1, 2, 4, 8, 16, 24, ...
+    (SGLang's cuda_graph_bs), so a step of 9 requests ran 21.4 ms, what 16 cost, not the
+    ~19 ms the table interpolated between 8 and 16. Base and LoRA parts both pad."""
+    from dataclasses import replace
+
+    ld = LoraPrefillTable((64.0,), (1.0, 32.0), (0.0, 1.0), (((0.0, 0.001), (0.0, 0.004)),))
+    flat = replace(PROF2, lora_ranks=None, lora_decode=ld)
+    padded = replace(flat, batch_buckets=(1, 2, 4, 8, 16, 24, 32))
+
+    def dec(n, adapter=None):
+        return Batch("decode", tuple(BatchItem(k, adapter, 0, 64 if adapter else 0, 1, 128) for k in range(n)))
+
+    plain, pad = ProfileCompute(flat), ProfileCompute(padded)
+    assert pad.forward_time(dec(9)) == pytest.approx(plain.forward_time(dec(16)))
+    assert pad.forward_time(dec(9)) > plain.forward_time(dec(9))
+    assert pad.forward_time(dec(8)) == pytest.approx(plain.forward_time(dec(8)))  # a bucket
+    assert pad.forward_time(dec(9, "a")) == pytest.approx(plain.forward_time(dec(16, "a")))
+    assert padded.padded_batch(3) == 4 and padded.padded_batch(40) == 40  # above: as it is
+
+
 def test_eager_prefill_attention_is_priced_for_its_own_padded_layout():
     """Round 8: 9 requests of ~350 tokens (3095 in all) took 126 ms without LoRA, calibration's
     6 x 512 + 23 at the same total 115 ms: the harness pads each request to the longest. With

@@ -64,6 +64,7 @@ def _write(tmp_path, data) -> Path:
         (lambda d: d["compute"].update(launch_fraction=1.5), "compute.launch_fraction"),
         (lambda d: d["compute"].update(prefill_buckets=[64, 32]), "compute.prefill_buckets"),
         (lambda d: d["compute"].update(adapter_buckets=[1, 4, 2]), "compute.adapter_buckets"),
+        (lambda d: d["compute"].update(batch_buckets=[1, 8, 4]), "compute.batch_buckets"),
     ],
 )
 def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
@@ -223,6 +224,17 @@ def test_prefills_are_priced_at_their_padded_size(tmp_path, prof):
     assert t(comp, 300) == t(plain, 300)  # above the last bucket
     assert t(comp, 100, "a") == t(plain, 128, "a")
     assert [back.compute.padded_tokens(n) for n in (1, 64, 65, 256, 257)] == [64, 64, 128, 256, 257]
+
+
+def test_batch_buckets_round_trip(tmp_path, prof):
+    from dataclasses import replace
+
+    p = tmp_path / "b.yaml"
+    replace(prof, compute=replace(prof.compute, batch_buckets=(1, 2, 4, 8, 16, 24))).to_yaml(p)
+    assert HardwareProfile.from_yaml(p).compute.batch_buckets == (1, 2, 4, 8, 16, 24)
+    prof.to_yaml(p)
+    assert "batch_buckets" not in yaml.safe_load(p.read_text())["compute"]
+    assert HardwareProfile.from_yaml(p).compute.batch_buckets == ()
 
 
 def test_adapter_buckets_round_trip(tmp_path, prof):
