@@ -58,6 +58,11 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         self.unused: set[Key] = set()
         self._nu: dict[Key, int] = {}
         self._nu_iter = -1
+        # a request's predicted prefill, by (rid, tokens prefilled): admit asks for it at every
+        # scheduling point the request waits through, and the lookup is the policy's main CPU
+        # cost (round 9 on the H200: lookahead's median host gap 468 us vs overlap's 366 us)
+        self._pf: dict[tuple[int, int], float] = {}
+        self._ds_cache: dict[tuple[int, int, int], float] = {}
 
     def bind(self, engine) -> None:
         super().bind(engine)
@@ -92,23 +97,40 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         est = self.e.estimator
         if est is None:
             return 0.0
-        n = min(st.prefill_remaining, self.e.cfg.chunked_prefill_size)
-        item = BatchItem(st.rid, st.adapter, 0, self.e.adapters[st.adapter].rank if st.adapter else 0, n, st.prefilled)
-        return est.compute.forward_time(Batch("prefill", (item,)))
+        key = (st.rid, st.prefilled)
+        if key not in self._pf:
+            if len(self._pf) > 4096:  # bounded: old requests' entries are not asked for again
+                self._pf.clear()
+            n = min(st.prefill_remaining, self.e.cfg.chunked_prefill_size)
+            rank = self.e.adapters[st.adapter].rank if st.adapter else 0
+            item = BatchItem(st.rid, st.adapter, 0, rank, n, st.prefilled)
+            self._pf[key] = est.compute.forward_time(Batch("prefill", (item,)))
+        return self._pf[key]
 
     def _decode_step_estimate(self) -> float:
-        """Predicted time of one decode step of the running batch (cached per iteration)."""
+        """Predicted time of one decode step of the running batch (cached per iteration, and
+        by batch shape: requests, distinct adapters and mean context to 64 tokens; a lookup
+        costs ~0.3 ms of CPU, which a GPU run pays at every scheduling point)."""
         e = self.e
         it = e.counters["iterations"]
         if getattr(self, "_ds_iter", -1) != it:
             self._ds_iter = it
-            est = e.estimator
-            items = tuple(
-                BatchItem(st.rid, st.adapter, 0, e.adapters[st.adapter].rank if st.adapter else 0, 1,
-                          st.req.input_len + st.decoded)
-                for st in e.sched.running
-            )
-            self._ds = est.compute.forward_time(Batch("decode", items)) if est and items else 0.0
+            est, running = e.estimator, e.sched.running
+            if est is None or not running:
+                self._ds = 0.0
+                return self._ds
+            ctx = sum(st.req.input_len + st.decoded for st in running) // len(running)
+            shape = (len(running), len({st.adapter for st in running}), ctx // 64)
+            if shape not in self._ds_cache:
+                if len(self._ds_cache) > 4096:
+                    self._ds_cache.clear()
+                items = tuple(
+                    BatchItem(st.rid, st.adapter, 0, e.adapters[st.adapter].rank if st.adapter else 0, 1,
+                              st.req.input_len + st.decoded)
+                    for st in running
+                )
+                self._ds_cache[shape] = est.compute.forward_time(Batch("decode", items))
+            self._ds = self._ds_cache[shape]
         return self._ds
 
     def _load(self, a: Key, batch_adapters: set[Key], kind: str) -> bool:
