@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -720,26 +721,35 @@ def measure_attention(
     return max(0.0, d * 1e3 / ((reference_cells(t) - cells) * 1e-6))
 
 
+class HostTiming(NamedTuple):
+    gap_s: float  # median host gap between back-to-back forwards
+    gaps: int
+    requests: int
+    wake_s: float  # median time from an idle arrival to its admission
+    wakes: int
+
+
 def measure_host_gap(
     shape: ModelShape, device: torch.device, rank: int, quick: bool,
     prefill_graph_tokens: int = DEFAULT_MAX_TOKENS, eager_decode: bool = False,
-) -> tuple[float, int, int]:
-    """(median host gap in s, gaps, requests) between back-to-back forwards when the engine
-    serves a short light-load trace (`resident`: no loads) through the CUDA driver: the
-    serving loop's own time to notice a forward's end, schedule and launch the next
-    (`compute.forward_overhead_us`), measured here rather than from validation runs. (0, 0, n)
-    for a shape that is not a preset (the trace needs a scenario)."""
+) -> HostTiming:
+    """The serving loop's own host timings when the engine serves a short light-load trace
+    (`resident`: no loads) through the CUDA driver, measured here rather than from validation
+    runs: the median gap between back-to-back forwards (noticing a forward's end, scheduling,
+    launching the next: `compute.forward_overhead_us`) and the median time from an arrival
+    that finds the GPU idle to its admission (`compute.wake_us`). Zeros for a shape that is
+    not a preset (the trace needs a scenario)."""
     import numpy as np
 
     from gpu.validate import GpuOptions, run_gpu
     from sim.config import MODEL_PRESETS, parse_scenario
-    from sim.metrics import host_gaps
+    from sim.metrics import host_gaps, wake_latencies
     from sim.workload import generate_trace
 
     preset = next((k for k, v in MODEL_PRESETS.items() if v == shape), None)
     n = 6 if quick else 24
     if preset is None:
-        return 0.0, 0, n
+        return HostTiming(0.0, 0, n, 0.0, 0)
     sc = parse_scenario({
         "name": "calibrate-host-gap",
         "seed": 3,
@@ -759,7 +769,11 @@ def measure_host_gap(
     )
     res = run_gpu(sc, "resident", generate_trace(sc), opts)
     gaps = host_gaps(res.timeline)
-    return (float(np.median(gaps)) if len(gaps) else 0.0), len(gaps), n
+    wakes = wake_latencies(res.records, res.timeline)
+    return HostTiming(
+        float(np.median(gaps)) if len(gaps) else 0.0, len(gaps), n,
+        float(np.median(wakes)) if len(wakes) else 0.0, len(wakes),
+    )
 
 
 def measure_launch_fraction(
@@ -857,13 +871,15 @@ def calibrate(
         shape, dev, grid, progress=progress, eager_decode=eager_decode,
         prefill_graph_tokens=prefill_graph_tokens,
     )
-    host_gap, n_gaps, n_req = measure_host_gap(
+    ht = measure_host_gap(
         shape, dev, rank, quick, prefill_graph_tokens=prefill_graph_tokens, eager_decode=eager_decode,
     )
+    host_gap = ht.gap_s
     progress(
-        f"  host gap {host_gap * 1e6:.1f} us between forwards (median of {n_gaps}; a resident run"
-        f" of {n_req} requests through the CUDA driver)"
+        f"  host gap {host_gap * 1e6:.1f} us between forwards (median of {ht.gaps}; a resident run"
+        f" of {ht.requests} requests through the CUDA driver)"
     )
+    progress(f"  wake-up {ht.wake_s * 1e6:.1f} us from an idle arrival to its admission (median of {ht.wakes})")
     return HardwareProfile(
         name=name,
         device=device_name(dev),
@@ -893,6 +909,7 @@ def calibrate(
             prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
             attention_ms_per_mcell=ct.attention_ms_per_mcell,
             forward_overhead_us=host_gap * 1e6,
+            wake_us=ht.wake_s * 1e6,
             # graphed decode and prefill pad the adapters of a batch to these counts (the
             # LoRA tables above were measured at them)
             adapter_buckets=(
@@ -921,6 +938,7 @@ _LOG_PATTERNS = {
     "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million"),
     "host_gap": re.compile(r"^  host gap ([\d.]+) us between forwards"),
     "issue": re.compile(r"^  copy issue ([\d.]+) us/copy on the host"),
+    "wake": re.compile(r"^  wake-up ([\d.]+) us from an idle arrival"),
     "adapter_copy": re.compile(
         r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
     ),
@@ -971,6 +989,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
     gap: float | None = None
     issue: float | None = None  # logs before round 9 do not have it: keep the profile's
+    wake: float | None = None  # likewise (us)
     graphed_decode: bool | None = None
     for line in log_text.splitlines():
         if m := _LOG_PATTERNS["adapter_copy"].match(line):
@@ -993,6 +1012,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
             host_gap = float(m[1])
         elif m := _LOG_PATTERNS["issue"].match(line):
             issue = float(m[1])
+        elif m := _LOG_PATTERNS["wake"].match(line):
+            wake = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
             buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
         elif m := _LOG_PATTERNS["decode_path"].match(line):
@@ -1032,6 +1053,8 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
         comp = replace(comp, attention_ms_per_mcell=attention)
     if host_gap is not None:
         comp = replace(comp, forward_overhead_us=host_gap)
+    if wake is not None:
+        comp = replace(comp, wake_us=wake)
     if buckets is not None:
         comp = replace(comp, prefill_buckets=buckets)
     if graphed_decode is not None and buckets is not None and dplanes:

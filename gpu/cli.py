@@ -92,6 +92,14 @@ def register(app: typer.Typer) -> None:
                 "timelines (*.gpu.timeline.csv of a `lorasim validate` pass; repeatable)"
             ),
         ] = None,
+        wake_from: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="no measuring: set compute.wake_us of the profile at --out to the median "
+                "time from an arrival that found the GPU idle to its admission in this folder's "
+                "GPU runs (*.gpu.csv with their timelines; repeatable)"
+            ),
+        ] = None,
         attention_from_diag: Annotated[
             Path | None,
             typer.Option(
@@ -114,8 +122,11 @@ def register(app: typer.Typer) -> None:
         Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
         lorasim calibrate --refit-from results/validation/calibrate.log
         --out configs/hardware/h200-measured.yaml (anywhere)."""
-        if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag:
-            _refit(out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag)
+        if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from:
+            _refit(
+                out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag,
+                wake_from or [],
+            )
             return
         _need_torch()
         from gpu.calibrate import calibrate as run
@@ -137,7 +148,7 @@ def register(app: typer.Typer) -> None:
 
     def _refit(
         out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path],
-        attention_log: Path | None = None,
+        attention_log: Path | None = None, wake_dirs: list[Path] | None = None,
     ) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
@@ -163,6 +174,11 @@ def register(app: typer.Typer) -> None:
             gap = _median_host_gap(gap_dirs)
             prof = replace(prof, compute=replace(prof.compute, forward_overhead_us=gap * 1e6))
             typer.echo(f"forward overhead {gap * 1e6:.0f} us (median host gap between forwards)")
+        wake_dirs = wake_dirs or []
+        if wake_dirs:
+            wake, n = _median_wake(wake_dirs)
+            prof = replace(prof, compute=replace(prof.compute, wake_us=wake * 1e6))
+            typer.echo(f"wake-up {wake * 1e6:.1f} us from an idle arrival to its admission (median of {n})")
         if attention_log is not None:
             from gpu.attention_fit import coefficient_from_log
 
@@ -187,6 +203,7 @@ def register(app: typer.Typer) -> None:
             args += ["--refit-from", str(refit_from)]
         args += [a for d in gap_dirs for a in ("--host-gap-from", str(d))]
         args += [a for d in pin_dirs for a in ("--pin-tail-from", str(d))]
+        args += [a for d in wake_dirs for a in ("--wake-from", str(d))]
         if attention_log is not None:
             args += ["--attention-from-diag", str(attention_log)]
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in args)
@@ -218,6 +235,24 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(str(dirs[0]), "--pin-tail-from", "no pin rows in these timelines; expected runs of a pin-per-load policy (lru, slora)")
         frac, extra = pin_tail(d)
         return frac, extra, len(d)
+
+    def _median_wake(dirs: list[Path]) -> tuple[float, int]:
+        import numpy as np
+        import pandas as pd
+
+        from sim.errors import ConfigError
+        from sim.metrics import wake_latencies
+
+        _timelines(dirs, "--wake-from")  # the folder check and its message
+        w = [
+            wake_latencies(pd.read_csv(t.with_name(t.name.replace(".gpu.timeline.csv", ".gpu.csv"))), pd.read_csv(t))
+            for d in dirs for t in sorted(d.glob("*.gpu.timeline.csv"))
+            if t.with_name(t.name.replace(".gpu.timeline.csv", ".gpu.csv")).is_file()
+        ]
+        allw = np.concatenate(w) if w else np.array([])
+        if len(allw) == 0:
+            raise ConfigError(str(dirs[0]), "--wake-from", "no arrival found the GPU idle in these runs (or no *.gpu.csv records)")
+        return float(np.median(allw)), len(allw)
 
     def _median_host_gap(dirs: list[Path]) -> float:
         import numpy as np

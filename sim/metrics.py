@@ -139,6 +139,19 @@ def host_gaps(timeline: pd.DataFrame, max_gap_s: float = 0.002) -> np.ndarray:
     return gaps[(gaps > 0) & (gaps <= max_gap_s)]
 
 
+def wake_latencies(records: pd.DataFrame, timeline: pd.DataFrame, max_s: float = 0.002) -> np.ndarray:
+    """Seconds from each arrival that found the compute lane idle to that request's admission
+    (at most `max_s`; later ones waited for something else): how long the serving loop's idle
+    scheduler takes to notice an arrival and form its batch. Their median calibrates
+    `compute.wake_us`."""
+    comp = timeline[timeline["lane"] == "compute"]
+    starts, ends = comp["start"].to_numpy(float), comp["end"].to_numpy(float)
+    arr, adm = records["arrival"].to_numpy(float), records["admitted"].to_numpy(float)
+    busy = ((starts[None, :] <= arr[:, None]) & (arr[:, None] < ends[None, :])).any(axis=1)
+    d = adm - arr
+    return d[~busy & (d >= 0) & (d <= max_s)]
+
+
 def pin_tail(pin_s: np.ndarray, slow_factor: float = 1.5) -> tuple[float, float]:
     """(fraction, extra seconds) of slow pins among pin durations `pin_s` (the "pin" rows of
     GPU timelines): a pin is slow above `slow_factor` x the median; extra is their mean excess

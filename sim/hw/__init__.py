@@ -74,17 +74,22 @@ def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     return _from_profile(cfg, shape)
 
 
+DEFAULT_WAKE_US = 250.0  # without a measured profile value or a scenario setting
+
+
 def _assemble(
     cfg: HardwareCfg, copy: CopyModel, compute: ComputeModel, contention: float, launch: float,
-    overhead_us: float,
+    overhead_us: float, profile_wake_us: float = 0.0,
 ) -> Hardware:
-    """The cost models plus the serving loop's host-side settings, taken from the scenario."""
+    """The cost models plus the serving loop's host-side settings, taken from the scenario
+    (the wake-up latency: the scenario's, else the profile's measured one, else the default)."""
+    wake_us = cfg.wake_us if cfg.wake_us is not None else (profile_wake_us or DEFAULT_WAKE_US)
     return Hardware(
         copy=copy,
         compute=compute,
         contention=contention,
         host_work=cfg.host_work,
-        wake_s=cfg.wake_us * 1e-6,
+        wake_s=wake_us * 1e-6,
         launch_fraction=launch,
         forward_overhead_s=overhead_us * 1e-6,
     )
@@ -138,7 +143,7 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     comp = prof.compute
     if cfg.attention_ms_per_mcell is not None:
         comp = replace(comp, attention_ms_per_mcell=cfg.attention_ms_per_mcell)
-    hw = _assemble(cfg, copy, ProfileCompute(comp), contention, launch, overhead)
+    hw = _assemble(cfg, copy, ProfileCompute(comp), contention, launch, overhead, comp.wake_us)
     frac = p.pin_tail_fraction if cfg.pin_tail_fraction is None else cfg.pin_tail_fraction
     if frac > 0 and p.pin_tail_ms > 0:
         hw = replace(hw, pin_tail=PinTail(frac, p.pin_tail_ms * 1e-3))

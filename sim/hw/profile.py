@@ -131,6 +131,11 @@ class ComputeProfile:
     # prefill table is for calibration's layout; the simulator adds the difference to eager
     # prefills (above the last prefill bucket), where it is measured. 0: none
     attention_ms_per_mcell: float = 0.0
+    # How long the harness's idle scheduler takes from an arrival to forming its batch
+    # (median; it polls every 50 us): arrivals within it share a batch. Measured by `lorasim
+    # calibrate` (idle arrivals of its host-gap run) or `--wake-from RUNS`. 0: not measured
+    # (the simulator's default applies)
+    wake_us: float = 0.0
 
     def padded_tokens(self, tokens: int) -> int:
         """The token count a prefill of `tokens` is computed at."""
@@ -221,6 +226,8 @@ class HardwareProfile:
             compute["attention_ms_per_mcell"] = float(f"{c.attention_ms_per_mcell:.4g}")
         if c.forward_overhead_us:
             compute["forward_overhead_us"] = float(f"{c.forward_overhead_us:.4g}")
+        if c.wake_us:
+            compute["wake_us"] = float(f"{c.wake_us:.4g}")
         return {
             "name": self.name,
             "device": self.device,
@@ -330,6 +337,7 @@ class HardwareProfile:
                 batch_buckets=tuple(
                     int(x) for x in r.axis(comp, "compute", "batch_buckets", True, min_len=1)
                 ) if comp.get("batch_buckets") is not None else (),
+                wake_us=r.number(comp.get("wake_us", 0.0), "compute.wake_us"),
                 attention_ms_per_mcell=r.number(
                     comp.get("attention_ms_per_mcell", 0.0), "compute.attention_ms_per_mcell"
                 ),
