@@ -109,6 +109,7 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     # the host gap, measured by a short resident run through the CUDA driver (on CPU here)
     assert any(ln.startswith("  host gap ") for ln in lines)
     assert r.forward_overhead_us == pytest.approx(c.forward_overhead_us, abs=0.1)
+    assert c.wake_us > 0 and r.wake_us == pytest.approx(c.wake_us, abs=0.1)  # "wake-up" line
     # the host time to issue a copy, timed around the per-module adapter copy's issue loop
     assert prof.pcie.issue_us > 0
     assert again.pcie.issue_us == pytest.approx(prof.pcie.issue_us, abs=0.01)
@@ -256,5 +257,6 @@ def test_host_gap_is_measured_only_for_a_preset_shape():
 
     custom = replace(MODEL_PRESETS["tiny"], layers=3, name="tiny*")
     assert measure_host_gap(custom, torch.device("cpu"), 8, quick=True)[:2] == (0.0, 0)
-    gap, n, requests = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
-    assert requests == 6 and gap >= 0 and (n > 0) == (gap > 0)
+    ht = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
+    assert ht.requests == 6 and ht.gap_s >= 0 and (ht.gaps > 0) == (ht.gap_s > 0)
+    assert 0 < ht.wakes <= 6 and 0 < ht.wake_s <= 0.002  # idle arrivals of the light trace

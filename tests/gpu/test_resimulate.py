@@ -109,6 +109,41 @@ def test_cli_host_gap_from_sets_the_profiles_forward_overhead(tmp_path):
     assert r.returncode == 2 and "--host-gap-from" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_wake_from_sets_the_profiles_wake_up_latency(tmp_path):
+    """`lorasim calibrate --wake-from DIR`: the median time from an arrival that found the GPU
+    idle to its admission, over a validation pass's runs, becomes compute.wake_us, which a
+    scenario without hardware.wake_us then uses."""
+    import shutil
+
+    import pandas as pd
+
+    from sim.cli import app
+    from sim.config import load_scenario
+    from sim.hw import load_hardware
+    from sim.hw.profile import HardwareProfile
+
+    prof = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "configs/hardware/h200-measured.yaml", prof)
+    runs = tmp_path / "pass-1"
+    runs.mkdir()
+    pd.DataFrame([("compute", 0.1, 0.2, "prefill", "p")], columns=["lane", "start", "end", "kind", "label"]).to_csv(
+        runs / "s.lru.gpu.timeline.csv", index=False)
+    pd.DataFrame({"arrival": [0.0, 0.15, 0.3, 0.4], "admitted": [0.00005, 0.2, 0.30007, 0.40009]}).to_csv(
+        runs / "s.lru.gpu.csv", index=False)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--wake-from", str(runs)])
+    assert r.exit_code == 0, r.output
+    p = HardwareProfile.from_yaml(prof)
+    assert p.compute.wake_us == pytest.approx(70.0)  # of 50, 70, 90 us; the busy arrival is out
+    assert p.command.endswith(f"; then lorasim calibrate --out {prof} --wake-from {runs}")
+    sc = load_scenario(ROOT / "configs/validate/light/uniform.yaml")
+    hw_cfg = sc.hardware.model_copy(update={"profile": str(prof)})
+    assert load_hardware(hw_cfg, sc.model.shape()).wake_s == pytest.approx(70e-6)
+    set_cfg = hw_cfg.model_copy(update={"wake_us": 250.0})  # the scenario's own value wins
+    assert load_hardware(set_cfg, sc.model.shape()).wake_s == pytest.approx(250e-6)
+    no_prof = sc.hardware  # a preset: the default
+    assert load_hardware(no_prof, sc.model.shape()).wake_s == pytest.approx(250e-6)
+
+
 def test_cli_pin_tail_from_sets_the_profiles_slow_pin_share(tmp_path):
     """`lorasim calibrate --pin-tail-from DIR`: the share of pins slower than 1.5 x the median
     and their mean excess become pcie.pin_tail_fraction / pin_tail_ms."""

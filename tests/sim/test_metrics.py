@@ -17,6 +17,7 @@ from sim.metrics import (
     itl_array,
     read_parquet,
     summarize,
+    wake_latencies,
     write_parquet,
 )
 
@@ -195,6 +196,21 @@ def test_host_gaps_are_the_short_gaps_between_compute_operations():
     ).sample(frac=1.0, random_state=0)  # order of rows does not matter
     assert sorted(host_gaps(tl)) == pytest.approx([0.0003, 0.0004])
     assert len(host_gaps(tl, max_gap_s=1.0)) == 3
+
+
+def test_wake_latencies_are_idle_arrivals_to_their_admission():
+    """Only arrivals that found the compute lane idle count (one that arrived mid-forward
+    waited for the forward, not for the scheduler to wake), and not those admitted much later."""
+    tl = pd.DataFrame(
+        [("compute", 0.100, 0.120, "prefill", "p"), ("pcie", 0.0, 0.5, "overlap", "a")],
+        columns=["lane", "start", "end", "kind", "label"],
+    )
+    rec = pd.DataFrame({
+        "arrival": [0.05, 0.110, 0.2, 0.3],
+        "admitted": [0.05006, 0.1201, 0.20004, 0.35],  # idle 60 us; busy; idle 40 us; idle 50 ms
+    })
+    assert sorted(wake_latencies(rec, tl)) == pytest.approx([40e-6, 60e-6])
+    assert len(wake_latencies(rec, tl, max_s=1.0)) == 3
 
 
 def test_pin_tail_is_the_share_and_mean_excess_of_slow_pins():
