@@ -757,7 +757,9 @@ def measure_host_gap(
         "adapters": {"count": 4, "rank": rank, "targets": "all"},
         "workload": {
             "num_requests": n,
-            "arrival": {"process": "poisson", "rate": 8},
+            # 2 req/s: about a third of arrivals find the GPU idle (the wake-up readings); at 8
+            # req/s one of 24 did (round 9)
+            "arrival": {"process": "poisson", "rate": 2},
             "adapter_choice": {"dist": "uniform"},
             "input_len": {"dist": "random", "len": 8 if quick else 512, "range_ratio": 0.25},
             "output_len": {"dist": "random", "len": 4 if quick else 32, "range_ratio": 0.5},
