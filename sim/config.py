@@ -92,7 +92,7 @@ class HardwareCfg(_Strict):
         ge=0,
         description="time an idle scheduler takes from an arrival (or a load finishing) to forming "
         "its batch; requests arriving within it are batched together. Default: the profile's "
-        "compute.wake_us if it has one, else 250 (H200 harness: 59 us median since its 50-us poll, "
+        "compute.wake_us if it has one, else 250 (H200 harness: 53 us median since its 50-us poll, "
         "round 9)",
     )
     launch_fraction: float | None = Field(
