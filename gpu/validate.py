@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from gpu import PREFILL_GRAPH_TOKENS
+from gpu.distributions import Distributions, read_records
 from sim.config import Scenario, load_scenario
 from sim.core.model import Trace
 from sim.errors import LorasimError
@@ -186,9 +187,11 @@ def run_validation(
     *,
     reverse: bool = False,
     resume: bool = False,
+    plots: bool = True,
 ) -> pd.DataFrame:
     """Every scenario x policy on GPU and simulator; writes errors.csv, errors.md and both
-    drivers' per-request records under `out`. Returns the error table. `reverse` runs each
+    drivers' per-request records under `out`, and distribution.{csv,md} with sim-vs-GPU CDF plots
+    (gpu.distributions). Returns the error table. `reverse` runs each
     scenario's policies in reverse order. `resume` keeps the GPU runs `out` already records
     (their summary.json is written last, atomically) and only re-simulates them: a pass cut
     off by a time limit goes on where it stopped."""
@@ -198,6 +201,7 @@ def run_validation(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    dists = Distributions()
     for path in scenarios:
         sc = _scenario_with_profile(path, profile)
         trace = generate_trace(sc)
@@ -217,10 +221,12 @@ def run_validation(
             progress(f"{sc.name} / {pol}: simulator ...")
             s = simulate(sc, pol, trace=trace)
             s.records.to_csv(out / f"{stem}.sim.csv", index=False)
+            dists.add(sc.name, pol, [read_records(out / f"{stem}.gpu.csv")], s.records)
             atomic_write_text(done, json.dumps({"gpu": gsum, "sim": s.summary}, indent=2, default=str))
             for r in compare(gsum, s.summary):
                 rows.append({"scenario": sc.name, "policy": pol, **r})
             _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
+    dists.write(out, plots)
     return _write_tables(rows, out)
 
 
@@ -238,6 +244,7 @@ def resimulate(
     gpu_runs: list[str | Path],
     out: str | Path,
     progress=print,
+    plots: bool = True,
 ) -> pd.DataFrame:
     """Re-run only the simulator against GPU runs recorded by earlier validations.
 
@@ -245,7 +252,9 @@ def resimulate(
     hold the GPU summary of that trace; traces are regenerated from the scenario's seed). With
     several folders the simulator is compared with the mean of the GPU runs and `gpu_spread`
     is half their range relative to that mean: the GPU's own noise, below which an error
-    cannot be resolved. Needs no GPU and no torch: a model change is checked in seconds."""
+    cannot be resolved. Also distribution.{csv,md} and CDF plots of every GPU run vs the
+    simulator (gpu.distributions). Needs no GPU and no torch: a model change is checked in
+    seconds."""
     from sim.runner import simulate
     from sim.workload import generate_trace
 
@@ -256,6 +265,7 @@ def resimulate(
         if not d.is_dir():
             raise LorasimError(f"--gpu-runs {d}: no such folder; expected the --out folder of a validate run")
     rows: list[dict] = []
+    dists = Distributions()
     for path in scenarios:
         sc = _scenario_with_profile(path, profile)
         trace = generate_trace(sc)
@@ -268,6 +278,7 @@ def resimulate(
             progress(f"{sc.name} / {pol}: simulator vs {len(runs)} GPU run(s) ...")
             s = simulate(sc, pol, trace=trace)
             s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
+            dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in dirs], s.records)
             vals = {m: [float(r[m]) for r in runs if r.get(m) is not None] for m in METRICS}
             mean = {m: sum(v) / len(v) for m, v in vals.items() if v}
             for r in compare(mean, s.summary):
@@ -276,6 +287,7 @@ def resimulate(
                 rows.append({"scenario": sc.name, "policy": pol, **r,
                              "gpu_runs": len(v), "gpu_spread": spread})
             _write_tables(rows, out)
+    dists.write(out, plots)
     return _write_tables(rows, out)
 
 
@@ -363,5 +375,6 @@ def run_validation_repeated(
                 progress(f"pass {k}/{repeats}: already complete in {d}")
                 continue
         progress(f"pass {k}/{repeats} -> {d}")
-        run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0, resume=True)
+        run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0, resume=True,
+                       plots=False)
     return resimulate(scenarios, profile, policies, dirs, out, progress)

@@ -152,6 +152,21 @@ def wake_latencies(records: pd.DataFrame, timeline: pd.DataFrame, max_s: float =
     return d[~busy & (d >= 0) & (d <= max_s)]
 
 
+def relative_w1(gpu_runs: Sequence[np.ndarray], sim: np.ndarray, points: int = 200) -> float:
+    """Wasserstein-1 distance between `sim`'s distribution and the pooled `gpu_runs`', over the
+    GPU mean: how far the whole CDF is off, on average, in units of a typical value (quantiles
+    at `points` evenly spaced levels). Unlike one quantile it does not jump when a few values
+    cross a gap in a bimodal distribution. NaN without data."""
+    g = np.concatenate([np.asarray(x, dtype=float) for x in gpu_runs]) if len(gpu_runs) else np.array([])
+    g, s = g[np.isfinite(g)], np.asarray(sim, dtype=float)
+    s = s[np.isfinite(s)]
+    if len(g) == 0 or len(s) == 0 or g.mean() <= 0:
+        return float("nan")
+    u = (np.arange(points) + 0.5) / points
+    qs, qg = np.quantile(s, u, method="inverted_cdf"), np.quantile(g, u, method="inverted_cdf")
+    return float(np.mean(np.abs(qs - qg)) / g.mean())
+
+
 def pin_tail(pin_s: np.ndarray, slow_factor: float = 1.5) -> tuple[float, float]:
     """(fraction, extra seconds) of slow pins among pin durations `pin_s` (the "pin" rows of
     GPU timelines): a pin is slow above `slow_factor` x the median; extra is their mean excess

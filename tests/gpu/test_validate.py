@@ -4,6 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
@@ -38,6 +39,11 @@ def test_validation_table_and_cli(tmp_path):
     )
     assert set(df["metric"]) == {"ttft_median_ms", "ttft_p99_ms", "e2e_mean_ms", "tpot_median_ms"}
     assert (tmp_path / "out" / "errors.md").exists()
+    # the GPU run's records against the simulator's: a distance per cell and the CDF plot
+    dist = pd.read_csv(tmp_path / "out" / "distribution.csv")
+    assert list(dist["policy"]) == ["lru"] and dist["gpu_runs"].tolist() == [1]
+    assert 0 <= dist["e2e_w1_rel"].iloc[0] < 10
+    assert (tmp_path / "out" / "plots" / "cdf_tiny-val.png").exists()
 
 
 def test_calibrate_cli_quick(tmp_path):
