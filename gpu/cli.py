@@ -210,9 +210,7 @@ def register(app: typer.Typer) -> None:
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
 
-    def _timelines(dirs: list[Path], option: str) -> list:
-        import pandas as pd
-
+    def _timeline_files(dirs: list[Path], option: str) -> list[Path]:
         from sim.errors import ConfigError
 
         out = []
@@ -220,8 +218,13 @@ def register(app: typer.Typer) -> None:
             files = sorted(d.glob("*.gpu.timeline.csv"))
             if not files:
                 raise ConfigError(str(d), option, "no *.gpu.timeline.csv here; expected a `lorasim validate` output folder")
-            out += [pd.read_csv(f) for f in files]
+            out += files
         return out
+
+    def _timelines(dirs: list[Path], option: str) -> list:
+        import pandas as pd
+
+        return [pd.read_csv(f) for f in _timeline_files(dirs, option)]
 
     def _pin_tail(dirs: list[Path]) -> tuple[float, float, int]:
         import numpy as np
@@ -243,12 +246,11 @@ def register(app: typer.Typer) -> None:
         from sim.errors import ConfigError
         from sim.metrics import wake_latencies
 
-        _timelines(dirs, "--wake-from")  # the folder check and its message
-        w = [
-            wake_latencies(pd.read_csv(t.with_name(t.name.replace(".gpu.timeline.csv", ".gpu.csv"))), pd.read_csv(t))
-            for d in dirs for t in sorted(d.glob("*.gpu.timeline.csv"))
-            if t.with_name(t.name.replace(".gpu.timeline.csv", ".gpu.csv")).is_file()
-        ]
+        w = []
+        for t in _timeline_files(dirs, "--wake-from"):
+            rec = t.with_name(t.name.replace(".gpu.timeline.csv", ".gpu.csv"))
+            if rec.is_file():
+                w.append(wake_latencies(pd.read_csv(rec), pd.read_csv(t)))
         allw = np.concatenate(w) if w else np.array([])
         if len(allw) == 0:
             raise ConfigError(str(dirs[0]), "--wake-from", "no arrival found the GPU idle in these runs (or no *.gpu.csv records)")

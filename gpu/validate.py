@@ -212,16 +212,17 @@ def run_validation(
             if resume and done.is_file():
                 progress(f"{sc.name} / {pol}: GPU run already recorded in {out}")
                 gsum = json.loads(done.read_text())["gpu"]
+                grec = read_records(out / f"{stem}.gpu.csv")
             else:
                 progress(f"{sc.name} / {pol}: GPU ...")
                 g = run_gpu(sc, pol, trace, opts, reuse=True)
                 g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
                 g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
-                gsum = g.summary
+                gsum, grec = g.summary, g.records
             progress(f"{sc.name} / {pol}: simulator ...")
             s = simulate(sc, pol, trace=trace)
             s.records.to_csv(out / f"{stem}.sim.csv", index=False)
-            dists.add(sc.name, pol, [read_records(out / f"{stem}.gpu.csv")], s.records)
+            dists.add(sc.name, pol, [grec], s.records)
             atomic_write_text(done, json.dumps({"gpu": gsum, "sim": s.summary}, indent=2, default=str))
             for r in compare(gsum, s.summary):
                 rows.append({"scenario": sc.name, "policy": pol, **r})

@@ -144,10 +144,14 @@ def wake_latencies(records: pd.DataFrame, timeline: pd.DataFrame, max_s: float =
     (at most `max_s`; later ones waited for something else): how long the serving loop's idle
     scheduler takes to notice an arrival and form its batch. Their median calibrates
     `compute.wake_us`."""
-    comp = timeline[timeline["lane"] == "compute"]
+    comp = timeline[timeline["lane"] == "compute"].sort_values("start")
     starts, ends = comp["start"].to_numpy(float), comp["end"].to_numpy(float)
     arr, adm = records["arrival"].to_numpy(float), records["admitted"].to_numpy(float)
-    busy = ((starts[None, :] <= arr[:, None]) & (arr[:, None] < ends[None, :])).any(axis=1)
+    # busy at t: some operation that started at or before t ends after it, i.e. the latest
+    # end among the operations started by t lies beyond t
+    k = np.searchsorted(starts, arr, side="right")
+    latest_end = np.r_[-np.inf, np.maximum.accumulate(ends)] if len(ends) else np.array([-np.inf])
+    busy = latest_end[k] > arr
     d = adm - arr
     return d[~busy & (d >= 0) & (d <= max_s)]
 
