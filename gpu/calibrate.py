@@ -68,7 +68,10 @@ GRIDS = {
         "context": [128, 512, 1024, 2048],
         "adapters": [0, 1, 2, 4, 8, 16],
         "lora_ranks": [16, 64, 256],
-        "lora_batch": [1, 4, 16, 64],  # decode LoRA extra by batch size (n > batch: at n)
+        # decode LoRA extra at every graph batch bucket up to 64 (n > batch: at n): the extra
+        # is not linear in batch between buckets (H200, rank 64, 4 adapters: 8.4 ms at 4, 6.5
+        # at 8, 7.4 at 16; round 9's 1/4/16/64 grid priced batch 8 +1 ms per step)
+        "lora_batch": batch_buckets(64),
         "prefill_lora_ranks": [64, 256],
         # every bucket a single light-load request pads to, then larger (4096: the eager path)
         "prefill_lora_tokens": [128, 256, 384, 512, 1024, 2048, 4096],

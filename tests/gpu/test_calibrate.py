@@ -8,7 +8,8 @@ import time  # noqa: E402
 
 import yaml  # noqa: E402
 
-from gpu.calibrate import calibrate, with_eager_edge  # noqa: E402
+from gpu.calibrate import GRIDS, calibrate, with_eager_edge  # noqa: E402
+from gpu.decode_graphs import batch_buckets  # noqa: E402
 from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.hw.profile import HardwareProfile  # noqa: E402
 
@@ -260,3 +261,11 @@ def test_host_gap_is_measured_only_for_a_preset_shape():
     ht = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
     assert ht.requests == 6 and ht.gap_s >= 0 and (ht.gaps > 0) == (ht.gap_s > 0)
     assert 0 < ht.wakes <= 6 and 0 < ht.wake_s <= 0.002  # idle arrivals of the light trace
+
+
+def test_full_grid_measures_decode_lora_at_every_graph_batch_it_spans():
+    """The simulator looks the decode LoRA extra up at the step's padded batch: every graph
+    bucket up to the grid's largest batch must be a measured row, not an interpolation."""
+    lb = GRIDS["full"]["lora_batch"]
+    assert set(batch_buckets(max(lb))) <= set(lb)
+    assert max(lb) >= 64
