@@ -8,7 +8,7 @@ import time  # noqa: E402
 
 import yaml  # noqa: E402
 
-from gpu.calibrate import GRIDS, calibrate, with_eager_edge  # noqa: E402
+from gpu.calibrate import GRIDS, calibrate, lora_passes, with_eager_edge  # noqa: E402
 from gpu.decode_graphs import batch_buckets  # noqa: E402
 from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.hw.profile import HardwareProfile  # noqa: E402
@@ -269,3 +269,23 @@ def test_full_grid_measures_decode_lora_at_every_graph_batch_it_spans():
     lb = GRIDS["full"]["lora_batch"]
     assert set(batch_buckets(max(lb))) <= set(lb)
     assert max(lb) >= 64
+
+
+def test_lora_plane_passes_take_the_median_so_one_slow_spell_does_not_set_a_row():
+    """A slow spell of the host during one pass lowers a whole row; the median of three
+    passes (measured in alternating batch order) keeps the other two passes' value."""
+    calls: list[tuple[int, int]] = []
+
+    def cell(b: int, n: int) -> float:
+        calls.append((b, n))
+        k = sum(1 for c in calls if c == (b, n))  # which pass this is
+        if n == 0:
+            return 0.0
+        return 0.004 if (b == 1 and k == 2) else 0.006 + 0.001 * n
+
+    plane, spread = lora_passes(cell, [1, 4], [0, 1, 2], passes=3)
+    assert plane == [[0.0, 0.007, 0.008], [0.0, 0.007, 0.008]]
+    assert spread is not None and spread[1:] == (1, 2) and abs(spread[0] - 0.004) < 1e-12
+    assert [b for b, _ in calls[::3]] == [1, 4, 4, 1, 1, 4]  # ascending, descending, ascending
+    one, none = lora_passes(cell, [1], [1], passes=1)
+    assert none is None and len(one) == 1
