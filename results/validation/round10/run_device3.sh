@@ -9,4 +9,5 @@
 source results/validation/device_env.sh
 timeout 480 bash -c "lorasim calibrate --model llama-3.1-8b --out $OUT/h200-calibrated.yaml" > "$OUT/calibrate.log" 2>&1
 echo "calibrate rc=$? after $(since)" >> "$OUT/calibrate.log"
-SAT_REPEATS=3 source results/validation/round10/saturated_passes.sh
+SAT_REPEATS=3
+source results/validation/round10/saturated_passes.sh
