@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/lorasim sweep configs/demo_sweep.yaml --out results/demo
 
 test: $(STAMP)
-	$(BIN)/ruff check sim gpu experiments tests benchmarks
+	$(BIN)/ruff check sim gpu experiments tests benchmarks results
 	$(BIN)/python -m pytest -q tests; rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc
 
 bench: $(STAMP)

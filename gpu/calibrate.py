@@ -31,7 +31,7 @@ import re
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -947,6 +947,9 @@ def calibrate(
             ),
             # a graphed decode pads its batch to these sizes (the decode grid's batches are some)
             batch_buckets=() if eager_decode else tuple(batch_buckets(max(grid["batch"]))),
+            # the harness's decode attention (graphed or eager) reads every row up to the
+            # batch's longest context; the grid above has equal contexts, so max = mean there
+            decode_context="max",
         ),
     )
 
@@ -999,13 +1002,44 @@ def _plane_table(
     )
 
 
-def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
+# what `refit_from_log(only=...)` can take from a log alone: compute fields, with the fields
+# that are read with them (a LoRA plane's adapter buckets)
+REFIT_PARTS: dict[str, tuple[str, ...]] = {
+    "prefill": ("prefill", "prefill_buckets"),
+    "decode": ("decode", "batch_buckets", "decode_context"),
+    "lora_decode": ("lora", "lora_ranks", "lora_decode", "adapter_buckets"),
+    "lora_prefill": ("lora_prefill",),
+    "launch_fraction": ("launch_fraction",),
+    "attention": ("attention_ms_per_mcell",),
+    "host_gap": ("forward_overhead_us",),
+    "wake": ("wake_us",),
+}
+
+
+def refit_from_log(
+    profile: HardwareProfile, log_text: str, only: Collection[str] | None = None
+) -> HardwareProfile:
     """The profile with its compute tables re-derived from the raw medians a calibration
     printed (its log), by the current fitting rules: lets a fix to the fitting reach an
     existing measurement without a GPU. The grids are the log's (adapter buckets too: the
     LoRA grid's counts when both paths are graphed); PCIe is kept as it is but for the
-    back-to-back copy gap, derived from the adapter copy line, and the copy issue time."""
+    back-to-back copy gap, derived from the adapter copy line, and the copy issue time. The
+    log is this harness's, so decode is priced at the longest context (`decode_context`).
+
+    `only` (names of REFIT_PARTS) takes just those parts from the log and keeps the rest of
+    the profile, PCIe included: a re-measured table (say the decode LoRA plane on a finer
+    grid) joins a profile whose other tables came from another calibration."""
     from dataclasses import replace
+
+    if only is not None:
+        unknown = sorted(set(only) - set(REFIT_PARTS))
+        if unknown:
+            raise ValueError(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(REFIT_PARTS)}")
+        full = refit_from_log(profile, log_text).compute
+        fields = {f for part in only for f in REFIT_PARTS[part]}
+        return replace(
+            profile, compute=replace(profile.compute, **{f: getattr(full, f) for f in fields})
+        )
 
     prefill: dict[int, float] = {}
     decode: dict[int, list[float]] = {}
@@ -1054,6 +1088,7 @@ def refit_from_log(profile: HardwareProfile, log_text: str) -> HardwareProfile:
     batch = sorted(decode)
     comp = replace(
         old,
+        decode_context="max",
         prefill=Table(tuple(float(t) for t in toks), tuple(isotonic([prefill[t] for t in toks]))),
         decode=Grid(
             tuple(float(b) for b in batch),

@@ -84,6 +84,14 @@ def register(app: typer.Typer) -> None:
                 "this calibration log's raw medians with the current fitting rules"
             ),
         ] = None,
+        refit_only: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="with --refit-from: take only this part from the log and keep the rest of "
+                "the profile (repeatable): prefill, decode, lora_decode, lora_prefill, "
+                "launch_fraction, attention, host_gap, wake"
+            ),
+        ] = None,
         host_gap_from: Annotated[
             list[Path] | None,
             typer.Option(
@@ -122,10 +130,14 @@ def register(app: typer.Typer) -> None:
         Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
         lorasim calibrate --refit-from results/validation/calibrate.log
         --out configs/hardware/h200-measured.yaml (anywhere)."""
+        if refit_only and refit_from is None:
+            from sim.errors import ConfigError
+
+            raise ConfigError(str(out), "--refit-only", "needs --refit-from LOG: the log to take the part from")
         if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from:
             _refit(
                 out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag,
-                wake_from or [],
+                wake_from or [], refit_only or None,
             )
             return
         _need_torch()
@@ -149,6 +161,7 @@ def register(app: typer.Typer) -> None:
     def _refit(
         out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path],
         attention_log: Path | None = None, wake_dirs: list[Path] | None = None,
+        only: list[str] | None = None,
     ) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
@@ -166,10 +179,11 @@ def register(app: typer.Typer) -> None:
             if not refit_from.is_file():
                 raise ConfigError(str(refit_from), "--refit-from", "file not found; expected a calibrate log")
             try:
-                prof = refit_from_log(prof, refit_from.read_text())
+                prof = refit_from_log(prof, refit_from.read_text(), only)
             except ValueError as e:
-                raise ConfigError(str(refit_from), "--refit-from", str(e)) from None
-            typer.echo(f"refitted {out} from {refit_from}")
+                key = "--refit-only" if only and str(e).startswith("unknown part") else "--refit-from"
+                raise ConfigError(str(refit_from), key, str(e)) from None
+            typer.echo(f"refitted {out} from {refit_from}" + (f" ({', '.join(only)} only)" if only else ""))
         if gap_dirs:
             gap = _median_host_gap(gap_dirs)
             prof = replace(prof, compute=replace(prof.compute, forward_overhead_us=gap * 1e6))
@@ -201,6 +215,7 @@ def register(app: typer.Typer) -> None:
         args = ["calibrate", "--out", str(out)]
         if refit_from is not None:
             args += ["--refit-from", str(refit_from)]
+            args += [a for part in only or [] for a in ("--refit-only", part)]
         args += [a for d in gap_dirs for a in ("--host-gap-from", str(d))]
         args += [a for d in pin_dirs for a in ("--pin-tail-from", str(d))]
         args += [a for d in wake_dirs for a in ("--wake-from", str(d))]

@@ -117,8 +117,8 @@ class RooflineCompute:
 
 
 class ProfileCompute:
-    """Measured tables: prefill by total new tokens, decode step by (batch size, mean
-    context) bilinear, plus a LoRA extra by distinct adapters (decode; by batch size x
+    """Measured tables: prefill by total new tokens, decode step by (batch size, context)
+    bilinear at the batch's mean context or its longest (`decode_context`), plus a LoRA extra by distinct adapters (decode; by batch size x
     distinct adapters with `lora_decode`) or by total tokens x distinct adapters (prefill,
     when the profile measured it), interpolated in the batch's
     mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
@@ -183,6 +183,8 @@ class ProfileCompute:
         if not batch.items or steps <= 0:
             return np.zeros(max(steps, 0))
         d = self.p.decode
-        ctx = float(np.mean([i.context for i in batch.items])) + np.arange(steps, dtype=float)
+        ctxs = [i.context for i in batch.items]
+        c0 = max(ctxs) if self.p.decode_context == "max" else float(np.mean(ctxs))
+        ctx = c0 + np.arange(steps, dtype=float)
         base = interp_bilinear(self.p.padded_batch(len(batch.items)), ctx, d.batch, d.context, d.seconds)
         return base + self._lora_time(batch)

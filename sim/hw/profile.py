@@ -85,6 +85,10 @@ class LoraPrefillTable:
     seconds: tuple[tuple[tuple[float, ...], ...], ...]
 
 
+# how a decode step's context is summarised for the decode table (ComputeProfile.decode_context)
+DECODE_CONTEXTS = ("mean", "max")
+
+
 @dataclass(frozen=True)
 class ComputeProfile:
     prefill: Table  # x: total new tokens of one prefill forward
@@ -136,6 +140,12 @@ class ComputeProfile:
     # calibrate` (idle arrivals of its host-gap run) or `--wake-from RUNS`. 0: not measured
     # (the simulator's default applies)
     wake_us: float = 0.0
+    # The context a decode step's table is read at: "mean" of the batch's requests (paged
+    # attention reads each request's own keys: vLLM, SGLang) or "max" (the harness's decode
+    # attention reads every row up to the longest context, so a step of 12 requests averaging
+    # 380 tokens costs what 12 at the longest one's 650 do: round 10, steps of 9-64 requests ran
+    # 3-9 % above the mean-context price and within ~1 % of the longest-context one).
+    decode_context: str = "mean"
 
     def padded_tokens(self, tokens: int) -> int:
         """The token count a prefill of `tokens` is computed at."""
@@ -228,6 +238,8 @@ class HardwareProfile:
             compute["forward_overhead_us"] = float(f"{c.forward_overhead_us:.4g}")
         if c.wake_us:
             compute["wake_us"] = float(f"{c.wake_us:.4g}")
+        if c.decode_context != "mean":
+            compute["decode_context"] = c.decode_context
         return {
             "name": self.name,
             "device": self.device,
@@ -341,6 +353,9 @@ class HardwareProfile:
                 attention_ms_per_mcell=r.number(
                     comp.get("attention_ms_per_mcell", 0.0), "compute.attention_ms_per_mcell"
                 ),
+                decode_context=r.choice(
+                    comp.get("decode_context", "mean"), "compute.decode_context", DECODE_CONTEXTS
+                ),
             ),
         )
 
@@ -399,6 +414,11 @@ class _Reader:
         if v < 0 or (positive and v == 0):
             raise self.fail(key, f"expected a {'positive' if positive else 'non-negative'} number, got {v!r}")
         return float(v)
+
+    def choice(self, v: Any, key: str, options: tuple[str, ...]) -> str:
+        if v not in options:
+            raise self.fail(key, f"expected one of {', '.join(options)}, got {v!r}")
+        return v
 
     def fraction(self, v: Any, key: str) -> float:
         x = self.number(v, key)

@@ -11,7 +11,7 @@ import yaml  # noqa: E402
 from gpu.calibrate import GRIDS, calibrate, lora_passes, with_eager_edge  # noqa: E402
 from gpu.decode_graphs import batch_buckets  # noqa: E402
 from sim.config import MODEL_PRESETS  # noqa: E402
-from sim.hw.profile import HardwareProfile  # noqa: E402
+from sim.hw.profile import HardwareProfile, Table  # noqa: E402
 
 
 def test_quick_calibration_writes_all_sections(tmp_path):
@@ -132,6 +132,9 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
     assert r.batch_buckets == c.batch_buckets and c.batch_buckets[:3] == (1, 2, 4)
     assert c.batch_buckets[-1] == int(c.decode.batch[-1])
     assert refit_from_log(prof, "\n".join(eager_dec)).compute.batch_buckets == ()
+    # the harness's decode pads every row to the longest context; so does a refit's profile
+    assert c.decode_context == "max"
+    assert refit_from_log(replace(prof, compute=replace(c, decode_context="mean")), "\n".join(lines)).compute.decode_context == "max"
     no_line = [ln for ln in lines if "prefill path" not in ln]
     assert refit_from_log(bare, "\n".join(no_line)).compute.prefill_buckets == ()
     with pytest.raises(ValueError):
@@ -289,3 +292,65 @@ def test_lora_plane_passes_take_the_median_so_one_slow_spell_does_not_set_a_row(
     assert [b for b, _ in calls[::3]] == [1, 4, 4, 1, 1, 4]  # ascending, descending, ascending
     one, none = lora_passes(cell, [1], [1], passes=1)
     assert none is None and len(one) == 1
+
+
+def test_refit_only_takes_the_named_part_and_keeps_the_rest():
+    """Round 10: the decode LoRA plane, re-measured on the graph-batch grid by another
+    calibration, joins a profile whose base tables came from the one that matched the runs."""
+    from dataclasses import replace
+
+    from gpu.calibrate import REFIT_PARTS, refit_from_log
+
+    lines: list[str] = []
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    c = prof.compute
+    other = replace(
+        prof,
+        pcie=replace(prof.pcie, issue_us=123.0),
+        compute=replace(
+            c,
+            prefill=Table(c.prefill.x, tuple(2 * y for y in c.prefill.y)),
+            lora_decode=replace(c.lora_decode, seconds=tuple(
+                tuple(tuple(9.0 for _ in row) for row in plane) for plane in c.lora_decode.seconds
+            )),
+            forward_overhead_us=777.0,
+            decode_context="mean",
+        ),
+    )
+    got = refit_from_log(other, "\n".join(lines), only=["lora_decode"])
+    g = got.compute
+    for pa, pb in zip(g.lora_decode.seconds, c.lora_decode.seconds, strict=True):  # from the log
+        for a, b in zip(pa, pb, strict=True):
+            assert a == pytest.approx(b, abs=1e-5)
+    assert g.prefill == other.compute.prefill  # kept, though the log has its own
+    assert g.forward_overhead_us == 777.0 and g.decode_context == "mean"
+    assert got.pcie == other.pcie  # PCIe too (a full refit would take the issue time)
+    both = refit_from_log(other, "\n".join(lines), only=["lora_decode", "decode"]).compute
+    assert both.decode_context == "max" and both.prefill == other.compute.prefill
+    assert set(REFIT_PARTS) >= {"prefill", "decode", "lora_decode", "host_gap"}
+    with pytest.raises(ValueError, match="unknown part"):
+        refit_from_log(prof, "\n".join(lines), only=["decoder"])
+
+
+def test_cli_refit_only_records_itself_and_needs_a_log(tmp_path):
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
+    lines: list[str] = []
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    out, log = tmp_path / "p.yaml", tmp_path / "calibrate.log"
+    prof.to_yaml(out)
+    log.write_text("\n".join(lines))
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(out), "--refit-from", str(log),
+                                 "--refit-only", "lora_decode"])
+    assert r.exit_code == 0, r.output
+    assert "(lora_decode only)" in r.output
+    assert HardwareProfile.from_yaml(out).command.endswith(
+        f"--refit-from {log} --refit-only lora_decode"
+    )
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(out), "--refit-only", "decode"])
+    assert r.exit_code != 0 and "--refit-from" in str(r.exception)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(out), "--refit-from", str(log),
+                                 "--refit-only", "decoder"])
+    assert r.exit_code != 0 and "--refit-only" in str(r.exception) and "lora_decode" in str(r.exception)

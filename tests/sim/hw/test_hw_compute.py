@@ -117,6 +117,24 @@ def test_profile_decode_uses_mean_context_growing_per_step():
     assert t == pytest.approx(expect)
 
 
+def test_decode_at_the_longest_context_when_the_profile_says_max():
+    """Round 10: the harness's decode attention reads every row up to the batch's longest
+    context, so steps of 9-64 requests ran 3-9 % above the mean-context price; with
+    `decode_context: max` a step costs what a batch all at the longest context does."""
+    from dataclasses import replace
+
+    ragged = Batch("decode", (BatchItem(0, None, -1, 0, 1, 0), BatchItem(1, None, -1, 0, 1, 200)))
+    even = Batch("decode", (BatchItem(0, None, -1, 0, 1, 200), BatchItem(1, None, -1, 0, 1, 200)))
+    longest = ProfileCompute(replace(PROF, decode_context="max"))
+    assert longest.decode_times(ragged, 3) == pytest.approx(PC.decode_times(even, 3))
+    assert longest.decode_times(ragged, 3) == pytest.approx(longest.decode_times(even, 3))
+    assert (longest.decode_times(ragged, 3) > PC.decode_times(ragged, 3)).all()  # mean: 100
+    # the longest context grows one token a step too
+    t = longest.decode_times(ragged, 2)
+    assert t[1] - t[0] == pytest.approx(PC.decode_times(even, 2)[1] - PC.decode_times(even, 2)[0])
+    assert t[1] > t[0]
+
+
 def test_profile_lora_extra_by_distinct_adapters_and_rank():
     base = prefill(100)
     one = prefill(100, adapter="x", rank=64)

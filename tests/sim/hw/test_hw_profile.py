@@ -65,6 +65,7 @@ def _write(tmp_path, data) -> Path:
         (lambda d: d["compute"].update(prefill_buckets=[64, 32]), "compute.prefill_buckets"),
         (lambda d: d["compute"].update(adapter_buckets=[1, 4, 2]), "compute.adapter_buckets"),
         (lambda d: d["compute"].update(batch_buckets=[1, 8, 4]), "compute.batch_buckets"),
+        (lambda d: d["compute"].update(decode_context="longest"), "compute.decode_context"),
     ],
 )
 def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
@@ -235,6 +236,25 @@ def test_batch_buckets_round_trip(tmp_path, prof):
     prof.to_yaml(p)
     assert "batch_buckets" not in yaml.safe_load(p.read_text())["compute"]
     assert HardwareProfile.from_yaml(p).compute.batch_buckets == ()
+
+
+def test_decode_context_round_trips_and_defaults_to_mean(tmp_path, prof):
+    from dataclasses import replace
+
+    p = tmp_path / "c.yaml"
+    replace(prof, compute=replace(prof.compute, decode_context="max")).to_yaml(p)
+    assert yaml.safe_load(p.read_text())["compute"]["decode_context"] == "max"
+    assert HardwareProfile.from_yaml(p).compute.decode_context == "max"
+    prof.to_yaml(p)  # the default is not written, and a profile without the key reads "mean"
+    assert "decode_context" not in yaml.safe_load(p.read_text())["compute"]
+    assert HardwareProfile.from_yaml(p).compute.decode_context == "mean"
+
+
+def test_bad_decode_context_says_what_is_expected(tmp_path, prof):
+    data = prof.to_dict()
+    data["compute"]["decode_context"] = "longest"
+    with pytest.raises(ConfigError, match="expected one of mean, max, got 'longest'"):
+        HardwareProfile.from_yaml(_write(tmp_path, data))
 
 
 def test_adapter_buckets_round_trip(tmp_path, prof):
