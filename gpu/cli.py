@@ -39,6 +39,30 @@ def _need_torch() -> None:
         raise TorchMissing() from None
 
 
+# weights above this are not built on the CPU unless --device says so (bytes)
+CPU_WEIGHT_LIMIT = 2 * 2**30
+
+
+def _refuse_big_model_on_cpu(shape, device: str | None, source: str, key: str) -> None:
+    """Without CUDA the harness builds its model on the CPU, where an 8B model's weights
+    alone take ~16 GB (fp32: ~32): the process is killed for memory with no message. Refuse
+    a large model there unless --device asked for it."""
+    import torch
+
+    from sim.errors import ConfigError
+
+    if device is not None or torch.cuda.is_available():
+        return
+    nbytes = shape.params() * shape.dtype_bytes
+    if nbytes > CPU_WEIGHT_LIMIT:
+        raise ConfigError(
+            source, key,
+            f"{shape.name} has {nbytes / 2**30:.0f} GiB of weights and this machine has no CUDA "
+            "device; run this on a GPU, re-simulate recorded GPU runs with --gpu-runs DIR "
+            "(validate), or pass --device cpu to build it on the CPU anyway",
+        )
+
+
 def _shape(model: str):
     from sim.config import MODEL_PRESETS
     from sim.errors import ConfigError
@@ -141,6 +165,7 @@ def register(app: typer.Typer) -> None:
             )
             return
         _need_torch()
+        _refuse_big_model_on_cpu(_shape(model), device, f"--model {model}", "")
         from gpu.calibrate import calibrate as run
 
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -344,6 +369,10 @@ def register(app: typer.Typer) -> None:
             typer.echo((out / "errors.md").read_text())
             return
         _need_torch()
+        from sim.config import load_scenario
+
+        for path in scenario:
+            _refuse_big_model_on_cpu(load_scenario(path).model.shape(), device, str(path), "model")
         from gpu.validate import GpuOptions, run_validation
 
         opts = GpuOptions(

@@ -57,6 +57,37 @@ def test_calibrate_cli_quick(tmp_path):
     assert yaml.safe_load(out.read_text())["model"] == "tiny"
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")
+def test_an_8b_model_is_not_built_on_the_cpu_unless_asked(tmp_path, monkeypatch):
+    """Without CUDA, validate/calibrate of llama-3.1-8b would build 16 GB of weights on the CPU
+    and die by the OOM killer with no message (it happened here); they refuse, naming the file
+    and the way out, before loading anything."""
+    import gpu.core
+    from sim.cli import app
+    from sim.errors import ConfigError
+
+    def boom(*a, **k):
+        raise AssertionError("a GPU core was built")
+
+    monkeypatch.setattr(gpu.core.GpuCore, "__init__", boom)
+    big = dict(SCENARIO, model={"preset": "llama-3.1-8b"})
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(big))
+    r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--out", str(tmp_path / "o")])
+    assert isinstance(r.exception, ConfigError)
+    assert r.exception.source == str(path) and "--gpu-runs" in str(r.exception)
+    assert "no CUDA device" in str(r.exception)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(tmp_path / "p.yaml")])  # default 8B
+    assert isinstance(r.exception, ConfigError) and "llama-3.1-8b" in str(r.exception)
+    assert not (tmp_path / "p.yaml").exists()
+    # the tiny model is not refused (test_calibrate_cli_quick runs it with --device cpu)
+    from gpu.cli import _refuse_big_model_on_cpu
+    from sim.config import MODEL_PRESETS
+
+    _refuse_big_model_on_cpu(MODEL_PRESETS["tiny"], None, "x", "model")
+    _refuse_big_model_on_cpu(MODEL_PRESETS["llama-3.1-8b"], "cpu", "x", "model")  # asked for
+
+
 def test_repeated_validation_alternates_policy_order_and_compares_with_the_mean(tmp_path):
     from gpu.validate import run_validation_repeated
 
