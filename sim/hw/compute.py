@@ -118,9 +118,10 @@ class RooflineCompute:
 
 class ProfileCompute:
     """Measured tables: prefill by total new tokens, decode step by (batch size, context)
-    bilinear at the batch's mean context or its longest (`decode_context`), plus a LoRA extra by distinct adapters (decode; by batch size x
-    distinct adapters with `lora_decode`) or by total tokens x distinct adapters (prefill,
-    when the profile measured it), interpolated in the batch's
+    bilinear at the batch's mean context or its longest (`decode_context`), plus a LoRA extra
+    by distinct adapters (decode; by batch size x distinct adapters with `lora_decode`) or by
+    total tokens x distinct adapters (prefill, when the profile measured it), interpolated in
+    the batch's
     mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
     Prefills are looked up at their padded token count (`prefill_buckets`), graphed forwards'
     LoRA at their padded adapter count (`adapter_buckets`). With `attention_ms_per_mcell`, a

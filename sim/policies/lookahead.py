@@ -110,8 +110,9 @@ class LookaheadOverlap(TracksPrefetch, Policy):
 
     def _decode_step_estimate(self) -> float:
         """Predicted time of one decode step of the running batch (cached per iteration, and
-        by batch shape: requests, distinct adapters, their ranks and mean context to 64 tokens; a lookup
-        costs ~0.3 ms of CPU, which a GPU run pays at every scheduling point)."""
+        by batch shape: requests, distinct adapters, their ranks, and mean and longest context to
+        64 tokens, as a profile may price either; a lookup costs ~0.3 ms of CPU, which a GPU run
+        pays at every scheduling point)."""
         e = self.e
         it = e.counters["iterations"]
         if getattr(self, "_ds_iter", -1) != it:
@@ -120,10 +121,10 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             if est is None or not running:
                 self._ds = 0.0
                 return self._ds
-            ctx = sum(st.req.input_len + st.decoded for st in running) // len(running)
+            ctxs = [st.req.input_len + st.decoded for st in running]
             adapters = {st.adapter for st in running}
             ranks = sum(e.adapters[a].rank for a in adapters if a is not None)
-            shape = (len(running), len(adapters), ranks, ctx // 64)
+            shape = (len(running), len(adapters), ranks, sum(ctxs) // len(ctxs) // 64, max(ctxs) // 64)
             if shape not in self._ds_cache:
                 if len(self._ds_cache) > 4096:
                     self._ds_cache.clear()
