@@ -1016,6 +1016,10 @@ REFIT_PARTS: dict[str, tuple[str, ...]] = {
 }
 
 
+class UnknownRefitPart(ValueError):
+    """`refit_from_log(only=...)` named a part that is not in REFIT_PARTS."""
+
+
 def refit_from_log(
     profile: HardwareProfile, log_text: str, only: Collection[str] | None = None
 ) -> HardwareProfile:
@@ -1034,7 +1038,7 @@ def refit_from_log(
     if only is not None:
         unknown = sorted(set(only) - set(REFIT_PARTS))
         if unknown:
-            raise ValueError(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(REFIT_PARTS)}")
+            raise UnknownRefitPart(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(REFIT_PARTS)}")
         full = refit_from_log(profile, log_text).compute
         fields = {f for part in only for f in REFIT_PARTS[part]}
         return replace(

@@ -199,15 +199,16 @@ def register(app: typer.Typer) -> None:
         prof = HardwareProfile.from_yaml(out)
         if refit_from is not None:
             _need_torch()
-            from gpu.calibrate import refit_from_log
+            from gpu.calibrate import UnknownRefitPart, refit_from_log
 
             if not refit_from.is_file():
                 raise ConfigError(str(refit_from), "--refit-from", "file not found; expected a calibrate log")
             try:
                 prof = refit_from_log(prof, refit_from.read_text(), only)
+            except UnknownRefitPart as e:
+                raise ConfigError(str(refit_from), "--refit-only", str(e)) from None
             except ValueError as e:
-                key = "--refit-only" if only and str(e).startswith("unknown part") else "--refit-from"
-                raise ConfigError(str(refit_from), key, str(e)) from None
+                raise ConfigError(str(refit_from), "--refit-from", str(e)) from None
             typer.echo(f"refitted {out} from {refit_from}" + (f" ({', '.join(only)} only)" if only else ""))
         if gap_dirs:
             gap = _median_host_gap(gap_dirs)

@@ -121,8 +121,8 @@ class ProfileCompute:
     bilinear at the batch's mean context or its longest (`decode_context`), plus a LoRA extra
     by distinct adapters (decode; by batch size x distinct adapters with `lora_decode`) or by
     total tokens x distinct adapters (prefill, when the profile measured it), interpolated in
-    the batch's
-    mean rank between the measured ranks (a single-rank table is scaled by rank / its rank).
+    the batch's mean rank between the measured ranks (a single-rank table is scaled by rank /
+    its rank).
     Prefills are looked up at their padded token count (`prefill_buckets`), graphed forwards'
     LoRA at their padded adapter count (`adapter_buckets`). With `attention_ms_per_mcell`, a
     prefill's attention is priced for its own padded layout (requests x longest new x longest

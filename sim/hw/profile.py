@@ -12,7 +12,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 
@@ -86,7 +86,8 @@ class LoraPrefillTable:
 
 
 # how a decode step's context is summarised for the decode table (ComputeProfile.decode_context)
-DECODE_CONTEXTS = ("mean", "max")
+DecodeContext = Literal["mean", "max"]
+DECODE_CONTEXTS: tuple[str, ...] = get_args(DecodeContext)
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class ComputeProfile:
     # 380 tokens costs what 12 at the longest one's 650 do: round 10, steps of 9-64 requests ran
     # 3-10 % above the mean-context price; at the longest context every (batch, adapters) group
     # is within -0.1..+2.6 %).
-    decode_context: Literal["mean", "max"] = "mean"
+    decode_context: DecodeContext = "mean"
 
     def padded_tokens(self, tokens: int) -> int:
         """The token count a prefill of `tokens` is computed at."""

@@ -4,8 +4,9 @@ Each `decode xK` row of a GPU timeline is K steps of one batch. Its batch is reb
 run's records (requests past their first token and not finished before the row ends), and the
 profile prices K steps of it as the simulator would (`ProfileCompute.decode_times`: padded
 batch, the context its `decode_context` says, LoRA extra at the padded batch and adapter
-count); the steps of one row run back to back, as in the simulator. Grouped by (batch, distinct adapters): the GPU's ms per step against the
-prediction's, so a profile's decode plane is checked against runs, not only calibration.
+count); the steps of one row run back to back, as in the simulator. Grouped by (batch,
+distinct adapters): the GPU's ms per step against the prediction's, so a profile's decode
+plane is checked against runs, not only calibration.
 
     python results/validation/round10/decode_steps.py PROFILE RUN_DIR [RUN_DIR ...]
 """
