@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from gpu import PREFILL_GRAPH_TOKENS
+from gpu import DEGRADED_ABOVE, PREFILL_GRAPH_TOKENS
 from sim.errors import LorasimError
 
 # --prefill-graph-tokens of calibrate and validate: both sides of a validation must agree
@@ -352,6 +352,16 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         prefill_graph_tokens: PrefillGraphTokens = PREFILL_GRAPH_TOKENS,
+        degraded_above: Annotated[
+            float,
+            typer.Option(
+                min=0.0,
+                help="leave a GPU run out of the mean when the machine slowed down during it: a "
+                "stretch of its forwards ran this many times slower than the run's usual pace "
+                "against the profile (healthy runs stay below 1.10; see health.md). 0 keeps "
+                "every run",
+            ),
+        ] = DEGRADED_ABOVE,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -366,7 +376,8 @@ def register(app: typer.Typer) -> None:
         if gpu_runs:
             from gpu.validate import resimulate
 
-            resimulate(scenario, profile, pols, gpu_runs, out, progress=typer.echo)
+            resimulate(scenario, profile, pols, gpu_runs, out, progress=typer.echo,
+                       degraded_above=degraded_above)
             typer.echo((out / "errors.md").read_text())
             return
         _need_torch()
@@ -385,7 +396,9 @@ def register(app: typer.Typer) -> None:
         if repeats > 1:
             from gpu.validate import run_validation_repeated
 
-            run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo)
+            run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
+                                    degraded_above=degraded_above)
         else:
-            run_validation(scenario, profile, pols, out, opts, progress=typer.echo)
+            run_validation(scenario, profile, pols, out, opts, progress=typer.echo,
+                           degraded_above=degraded_above)
         typer.echo((out / "errors.md").read_text())

@@ -17,6 +17,7 @@ import pandas as pd
 
 from gpu import PREFILL_GRAPH_TOKENS
 from gpu.distributions import Distributions, read_records
+from gpu.run_health import DEGRADED_ABOVE, RunHealth, check_run
 from sim.config import Scenario, load_scenario
 from sim.core.model import Trace
 from sim.errors import LorasimError
@@ -188,19 +189,22 @@ def run_validation(
     reverse: bool = False,
     resume: bool = False,
     plots: bool = True,
+    degraded_above: float = DEGRADED_ABOVE,
 ) -> pd.DataFrame:
     """Every scenario x policy on GPU and simulator; writes errors.csv, errors.md and both
     drivers' per-request records under `out`, and distribution.{csv,md} with sim-vs-GPU CDF plots
     (gpu.distributions). Returns the error table. `reverse` runs each
     scenario's policies in reverse order. `resume` keeps the GPU runs `out` already records
     (their summary.json is written last, atomically) and only re-simulates them: a pass cut
-    off by a time limit goes on where it stopped."""
+    off by a time limit goes on where it stopped. Each GPU run is also checked for a machine
+    slowdown (gpu.run_health, health.{csv,md}); a degraded run is reported, to be run again."""
     from sim.runner import simulate
     from sim.workload import generate_trace
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    health = HealthLog()
     dists = Distributions()
     for path in scenarios:
         sc = _scenario_with_profile(path, profile)
@@ -219,6 +223,7 @@ def run_validation(
                 g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
                 g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
                 gsum, grec = g.summary, g.records
+            health.screen(sc, trace, pol, [out], degraded_above, progress)
             progress(f"{sc.name} / {pol}: simulator ...")
             s = simulate(sc, pol, trace=trace)
             s.records.to_csv(out / f"{stem}.sim.csv", index=False)
@@ -227,6 +232,7 @@ def run_validation(
             for r in compare(gsum, s.summary):
                 rows.append({"scenario": sc.name, "policy": pol, **r})
             _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
+    health.write(out)
     dists.write(out, plots)
     return _write_tables(rows, out)
 
@@ -246,6 +252,7 @@ def resimulate(
     out: str | Path,
     progress=print,
     plots: bool = True,
+    degraded_above: float = DEGRADED_ABOVE,
 ) -> pd.DataFrame:
     """Re-run only the simulator against GPU runs recorded by earlier validations.
 
@@ -253,7 +260,10 @@ def resimulate(
     hold the GPU summary of that trace; traces are regenerated from the scenario's seed). With
     several folders the simulator is compared with the mean of the GPU runs and `gpu_spread`
     is half their range relative to that mean: the GPU's own noise, below which an error
-    cannot be resolved. Also distribution.{csv,md} and CDF plots of every GPU run vs the
+    cannot be resolved. A run during which the machine itself slowed down (gpu.run_health:
+    a window of its forwards over `degraded_above` x the run's usual pace) is left out of the
+    mean and listed, unless every run of that cell is; `degraded_above` 0 keeps every run.
+    Also health.{csv,md}, distribution.{csv,md} and CDF plots of every GPU run vs the
     simulator (gpu.distributions). Needs no GPU and no torch: a model change is checked in
     seconds."""
     from sim.runner import simulate
@@ -266,20 +276,22 @@ def resimulate(
         if not d.is_dir():
             raise LorasimError(f"--gpu-runs {d}: no such folder; expected the --out folder of a validate run")
     rows: list[dict] = []
+    health = HealthLog()
     dists = Distributions()
     for path in scenarios:
         sc = _scenario_with_profile(path, profile)
         trace = generate_trace(sc)
         for pol in policies or sc.policies:
-            files = [d / f"{sc.name}.{pol}.summary.json" for d in dirs]
-            runs = [json.loads(f.read_text())["gpu"] for f in files if f.is_file()]
-            if not runs:
+            found = [d for d in dirs if (d / f"{sc.name}.{pol}.summary.json").is_file()]
+            if not found:
                 progress(f"{sc.name} / {pol}: no GPU run recorded in {', '.join(map(str, dirs))}; skipped")
                 continue
-            progress(f"{sc.name} / {pol}: simulator vs {len(runs)} GPU run(s) ...")
+            kept = health.screen(sc, trace, pol, found, degraded_above, progress)
+            progress(f"{sc.name} / {pol}: simulator vs {len(kept)} GPU run(s) ...")
+            runs = [json.loads((d / f"{sc.name}.{pol}.summary.json").read_text())["gpu"] for d in kept]
             s = simulate(sc, pol, trace=trace)
             s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
-            dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in dirs], s.records)
+            dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in kept], s.records)
             vals = {m: [float(r[m]) for r in runs if r.get(m) is not None] for m in METRICS}
             mean = {m: sum(v) / len(v) for m, v in vals.items() if v}
             for r in compare(mean, s.summary):
@@ -287,12 +299,76 @@ def resimulate(
                 spread = (max(v) - min(v)) / 2 / g if len(v) > 1 and g else 0.0
                 rows.append({"scenario": sc.name, "policy": pol, **r,
                              "gpu_runs": len(v), "gpu_spread": spread})
-            _write_tables(rows, out)
+            _write_tables(rows, out, health.notes())
+    health.write(out)
     dists.write(out, plots)
-    return _write_tables(rows, out)
+    return _write_tables(rows, out, health.notes())
 
 
-def _write_tables(rows: list[dict], out: Path) -> pd.DataFrame:
+class HealthLog:
+    """The machine-slowdown check (gpu.run_health) of every GPU run a validation compares
+    with, and which runs it left out."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def check(self, sc: Scenario, trace: Trace, pol: str, run: Path, compute) -> RunHealth | None:
+        tl = run / f"{sc.name}.{pol}.gpu.timeline.csv"
+        rec = run / f"{sc.name}.{pol}.gpu.csv"
+        if not (tl.is_file() and rec.is_file()):
+            return None
+        ranks = {a.name: a.rank for a in trace.adapters}
+        return check_run(pd.read_csv(rec), pd.read_csv(tl), compute, ranks)
+
+    def screen(
+        self, sc: Scenario, trace: Trace, pol: str, runs: list[Path], degraded_above: float, progress=print
+    ) -> list[Path]:
+        """`runs` without the degraded ones (all of them if every one is degraded)."""
+        from sim.hw import load_hardware
+
+        compute = load_hardware(sc.hardware, sc.model.shape()).compute
+        checked = [(d, self.check(sc, trace, pol, d, compute)) for d in runs]
+        bad = {d for d, h in checked if h is not None and h.degraded(degraded_above)}
+        keep = [d for d in runs if d not in bad] or list(runs)
+        for d, h in checked:
+            dropped = d in bad and d not in keep
+            self.rows.append({"scenario": sc.name, "policy": pol, "run": str(d),
+                              "ratio": h.ratio if h else float("nan"),
+                              "slowdown": h.slowdown if h else float("nan"),
+                              "worst_at_s": h.worst_at_s if h else float("nan"),
+                              "degraded": d in bad, "dropped": dropped})
+            if dropped:
+                progress(f"{sc.name} / {pol}: {d} left out: the machine slowed down "
+                         f"({h.slowdown:.2f}x its usual pace from t={h.worst_at_s:.1f} s)")
+            elif d in bad:
+                progress(f"{sc.name} / {pol}: {d}: the machine slowed down ({h.slowdown:.2f}x "
+                         f"its usual pace from t={h.worst_at_s:.1f} s); kept, as no other run of "
+                         "this cell is usable: run it again")
+        return keep
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=["scenario", "policy", "run", "ratio", "slowdown",
+                                                "worst_at_s", "degraded", "dropped"])
+
+    def notes(self) -> list[str]:
+        df = self.frame()
+        return [f"- left out: {r.run} {r.scenario} / {r.policy}: machine slowdown {r.slowdown:.2f}x "
+                f"from t={r.worst_at_s:.1f} s (gpu.run_health)" for r in df[df["dropped"]].itertuples()]
+
+    def write(self, out: Path) -> None:
+        df = self.frame()
+        atomic_write_text(out / "health.csv", df.to_csv(index=False))
+        lines = ["| scenario | policy | run | GPU / profile | slowdown | left out |",
+                 "|---|---|---|---:|---:|---|"]
+        lines += [f"| {r.scenario} | {r.policy} | {r.run} | {r.ratio:.3f} | {r.slowdown:.2f} |"
+                  f" {'yes' if r.dropped else ''} |" for r in df.itertuples()]
+        lines += ["", "GPU / profile: the run's forward time over the profile's price of the same "
+                  "batches. Slowdown: its slowest window of forwards (0.5 s of priced work) over its "
+                  "median window; a run above the threshold is left out of the mean (gpu.run_health)."]
+        atomic_write_text(out / "health.md", "\n".join(lines) + "\n")
+
+
+def _write_tables(rows: list[dict], out: Path, notes: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     from sim.hw.profile import atomic_write_text
 
     cols = ["scenario", "policy", "metric", "gpu", "sim", "rel_err"]
@@ -300,7 +376,10 @@ def _write_tables(rows: list[dict], out: Path) -> pd.DataFrame:
         cols += ["gpu_runs", "gpu_spread"]
     df = pd.DataFrame(rows, columns=cols)
     atomic_write_text(out / "errors.csv", df.to_csv(index=False))
-    atomic_write_text(out / "errors.md", error_table_markdown(df))
+    md = error_table_markdown(df)
+    if notes:
+        md += "\n" + "\n".join(notes) + "\n"
+    atomic_write_text(out / "errors.md", md)
     return df
 
 
@@ -359,6 +438,7 @@ def run_validation_repeated(
     repeats: int,
     opts: GpuOptions = GpuOptions(),
     progress=print,
+    degraded_above: float = DEGRADED_ABOVE,
 ) -> pd.DataFrame:
     """`repeats` GPU passes into `out/pass-1`, `out/pass-2`, ..., every other one in reverse
     policy order (so warm-up and slow periods do not always hit the same policy), then the
@@ -377,5 +457,5 @@ def run_validation_repeated(
                 continue
         progress(f"pass {k}/{repeats} -> {d}")
         run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0, resume=True,
-                       plots=False)
-    return resimulate(scenarios, profile, policies, dirs, out, progress)
+                       plots=False, degraded_above=degraded_above)
+    return resimulate(scenarios, profile, policies, dirs, out, progress, degraded_above=degraded_above)

@@ -173,10 +173,15 @@ class ProfileCompute:
         tokens = self.p.padded_tokens(batch.tokens)
         base = float(interp_linear(tokens, self.p.prefill.x, self.p.prefill.y))
         coef = self.p.attention_ms_per_mcell
-        if coef and not self.p.graphed_prefill(batch.tokens):  # eager: where it was measured
+        if coef:
             # the table holds calibration's layout; price this batch's padded attention instead
-            # (never below half the table: the coefficient is measured on large prefills)
+            # (never below half the table: the coefficient is measured on large prefills).
+            # Attention runs eagerly between the graph pieces, so a graphed prefill pays for
+            # more cells too; fewer cells than calibration's save little there (launch-bound
+            # small kernels), so its price only goes up
             delta = (attention_cells(batch) - reference_cells(tokens)) * 1e-6 * coef * 1e-3
+            if self.p.graphed_prefill(batch.tokens):
+                delta = max(0.0, delta)
             base = max(0.5 * base, base + delta)
         return base + self._lora_time(batch)
 

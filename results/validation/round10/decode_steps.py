@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gpu.run_health import decode_batch
 from sim.core.effects import Batch, BatchItem
 from sim.hw.compute import ProfileCompute
 from sim.hw.profile import HardwareProfile
@@ -34,11 +35,10 @@ def segments(run: Path) -> pd.DataFrame:
         t = t[(t.lane == "compute") & (t.kind == "decode")]
         for r in t.itertuples():
             k = int(r.label.split("x")[1])
-            live = rec[(rec.first_token <= r.start + 1e-6) & (rec.finish >= r.end - 1e-6)]
+            live = decode_batch(rec, r.start, r.end)
             if live.empty:
                 continue
-            done = ((r.start - live.first_token) / live.tpot.clip(lower=1e-3)).round()
-            ctx = (live.input_len + 1 + done).to_numpy()
+            ctx = live.ctx.to_numpy()
             rows.append(dict(run=tl.name.split(".")[0] + "." + tl.name.split(".")[1], steps=k,
                              batch=len(live), adapters=live.adapter.nunique(), ctx=ctx,
                              names=tuple(live.adapter), gpu_ms=(r.end - r.start) * 1e3 / k))
