@@ -48,6 +48,22 @@ def _time_policies(sc, policies) -> list[tuple[str, float, int]]:
     return out
 
 
+def estimator_price_us(reps: int = 2000) -> float:
+    """Microseconds to price one decode step of 24 requests over 4 rank-64 adapters with the
+    committed H200 profile (round 11: 126 us before the tables were cached, ~10 us after)."""
+    from sim.core.effects import Batch, BatchItem
+    from sim.hw.compute import ProfileCompute
+    from sim.hw.profile import HardwareProfile
+
+    model = ProfileCompute(HardwareProfile.from_yaml(ROOT / "configs/hardware/h200-measured.yaml").compute)
+    batch = Batch("decode", tuple(BatchItem(i, f"a{i % 4}", i % 4, 64, 1, 500 + i) for i in range(24)))
+    model.forward_time(batch)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        model.forward_time(batch)
+    return (time.perf_counter() - t0) / reps * 1e6
+
+
 def run_bench(requests: int = 10_000) -> dict[str, float]:
     figures: dict[str, float] = {}
     sc = load_scenario(ROOT / "configs/scenarios/sglang_overlap_bench.yaml")
@@ -57,6 +73,10 @@ def run_bench(requests: int = 10_000) -> dict[str, float]:
     for p, t, n in rows:
         print(f"  {p:9s} {t * 1000:8.1f} ms  {n / t:10.0f} simulated requests/s")
     figures["overlap_bench_total_s"] = total
+    price_us = estimator_price_us()
+    print(f"A decode step priced by the measured H200 profile: {price_us:.1f} us "
+          "(the estimator lookahead asks at scheduling points; on a GPU run the GPU waits for it)")
+    figures["estimator_decode_price_us"] = price_us
     big = large_scenario(requests)
     print(f"Poisson trace, {requests} requests, 512-token outputs (target < 30 s per policy):")
     for p, t, n in _time_policies(big, POLICIES):

@@ -17,7 +17,7 @@ import numpy as np
 
 from sim.core.effects import Batch
 from sim.core.model import ALL_TARGETS, ModelShape
-from sim.hw.interp import interp_bilinear, interp_linear
+from sim.hw.interp import bilinear_at, interp_bilinear, interp_linear
 from sim.hw.presets import GpuSpec
 from sim.hw.profile import ComputeProfile, LoraPrefillTable
 
@@ -132,6 +132,13 @@ class ProfileCompute:
     def __init__(self, profile: ComputeProfile):
         self.p = profile
         self._dlora = profile.decode_lora()
+        # the tables as arrays once, and the LoRA extra per (kind, size, adapters, rank): the
+        # engine's estimator prices forwards at scheduling points (lookahead), so on the GPU a
+        # slow lookup is host time the GPU waits through (round 11: ~130 us a decode price)
+        d = profile.decode
+        self._decode = (np.asarray(d.batch, float), np.asarray(d.context, float), np.asarray(d.seconds, float))
+        self._decode_lists = (list(d.batch), list(d.context), [list(r) for r in d.seconds])
+        self._lora_cache: dict[tuple, float] = {}
 
     @staticmethod
     def _in_rank(rank: float, ranks: tuple[float, ...], values: list[float]) -> float:
@@ -140,7 +147,7 @@ class ProfileCompute:
         return float(interp_linear(rank, ranks, values))
 
     def _plane(self, t: LoraPrefillTable, x: float, n: int, rank: float) -> float:
-        vals = [float(interp_bilinear(x, n, t.tokens, t.adapters, plane)) for plane in t.seconds]
+        vals = [bilinear_at(x, n, t.tokens, t.adapters, plane) for plane in t.seconds]
         return max(0.0, self._in_rank(rank, t.ranks, vals))
 
     def _lora_time(self, batch: Batch) -> float:
@@ -151,8 +158,8 @@ class ProfileCompute:
         rank = sum(ranks.values()) / len(ranks)
         n = self.p.padded_adapters(len(ranks), batch.kind, batch.tokens)
         if batch.kind == "prefill" and lp is not None:
-            return self._plane(lp, self.p.padded_tokens(batch.tokens), n, rank)
-        if ld is not None:
+            t, x = lp, self.p.padded_tokens(batch.tokens)
+        elif ld is not None:
             # decode at its batch size; a prefill without its own table at its request
             # count, within the measured batches
             b = len(batch.items)
@@ -160,10 +167,22 @@ class ProfileCompute:
                 b = min(max(b, ld.tokens[0]), ld.tokens[-1])
             else:
                 b = self.p.padded_batch(b)
-            return self._plane(ld, b, n, rank)
-        t = self._dlora
-        vals = [float(interp_linear(n, t.adapters, row)) for row in t.seconds]
-        return max(0.0, self._in_rank(rank, t.ranks, vals))
+            t, x = ld, b
+        else:
+            t, x = None, 0
+        key = (id(t), x, n, rank)
+        v = self._lora_cache.get(key)
+        if v is None:
+            if len(self._lora_cache) > 65536:  # bounded: (size, adapters, rank) is a small set
+                self._lora_cache.clear()
+            if t is not None:
+                v = self._plane(t, x, n, rank)
+            else:
+                dl = self._dlora
+                vals = [float(interp_linear(n, dl.adapters, row)) for row in dl.seconds]
+                v = max(0.0, self._in_rank(rank, dl.ranks, vals))
+            self._lora_cache[key] = v
+        return v
 
     def forward_time(self, batch: Batch) -> float:
         if not batch.items:
@@ -188,9 +207,10 @@ class ProfileCompute:
     def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
         if not batch.items or steps <= 0:
             return np.zeros(max(steps, 0))
-        d = self.p.decode
         ctxs = [i.context for i in batch.items]
-        c0 = max(ctxs) if self.p.decode_context == "max" else float(np.mean(ctxs))
-        ctx = c0 + np.arange(steps, dtype=float)
-        base = interp_bilinear(self.p.padded_batch(len(batch.items)), ctx, d.batch, d.context, d.seconds)
-        return base + self._lora_time(batch)
+        c0 = max(ctxs) if self.p.decode_context == "max" else sum(ctxs) / len(ctxs)
+        b = self.p.padded_batch(len(batch.items))
+        lora = self._lora_time(batch)
+        if steps <= 32:  # plain Python beats numpy's per-call overhead on short runs
+            return np.array([bilinear_at(b, c0 + k, *self._decode_lists) + lora for k in range(steps)])
+        return interp_bilinear(b, c0 + np.arange(steps, dtype=float), *self._decode) + lora

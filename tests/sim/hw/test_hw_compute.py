@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -300,3 +302,21 @@ def test_prefill_attention_is_priced_for_its_own_padded_layout():
     many = pre([1] * 1000)  # tiny cells: never below half the table
     big = ProfileCompute(replace(PROF, prefill_buckets=(100, 500), attention_ms_per_mcell=100.0))
     assert big.forward_time(many) == pytest.approx(0.5 * plain.forward_time(many))
+
+
+def test_profile_prices_are_cached_without_changing_them():
+    """ProfileCompute caches LoRA extras by (kind, size, adapters, rank): a repeated price is
+    the same number, and a batch that differs in any of them is priced anew."""
+    from sim.hw.profile import HardwareProfile
+
+    prof = HardwareProfile.from_yaml(Path(__file__).resolve().parents[3] / "configs/hardware/h200-measured.yaml").compute
+    fresh = lambda: ProfileCompute(prof)  # noqa: E731
+
+    def dec(n, adapters, rank=64):
+        return Batch("decode", tuple(BatchItem(i, f"a{i % adapters}", i % adapters, rank, 1, 400) for i in range(n)))
+
+    warm = fresh()
+    for b in (dec(8, 4), dec(8, 2), dec(24, 4), dec(8, 4, rank=16), dec(8, 4)):
+        assert warm.forward_time(b) == fresh().forward_time(b)
+    assert warm.forward_time(dec(8, 4)) != warm.forward_time(dec(8, 2))
+    assert warm.forward_time(dec(8, 4)) != warm.forward_time(dec(8, 4, rank=16))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sim.hw.interp import interp_bilinear, interp_copy_time, interp_linear
+from sim.hw.interp import bilinear_at, interp_bilinear, interp_copy_time, interp_linear
 
 
 def test_linear_points_between_beyond_and_clipped():
@@ -30,3 +32,18 @@ def test_copy_time_is_monotone_on_a_realistic_curve():
     t = interp_copy_time(q, sizes, secs)
     assert np.all(np.diff(t) >= 0)
     assert interp_copy_time(2**24, sizes, secs) == pytest.approx(3.1e-4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    x=st.floats(-50, 200, allow_nan=False),
+    y=st.floats(-500, 5000, allow_nan=False),
+    seed=st.integers(0, 2**16),
+)
+def test_scalar_bilinear_is_the_numpy_one(x, y, seed):
+    """`bilinear_at` (the estimator's fast path) must price exactly as `interp_bilinear`,
+    inside the table and on its linear extensions, clipped at 0 alike."""
+    g = np.random.default_rng(seed).normal(0.01, 0.02, (5, 3)).tolist()  # some cells negative
+    xs, ys = [1.0, 2.0, 4.0, 8.0, 16.0], [10.0, 100.0, 1000.0]
+    assert bilinear_at(x, y, xs, ys, g) == pytest.approx(float(interp_bilinear(x, y, xs, ys, g)), abs=1e-15)
+
