@@ -17,7 +17,7 @@ import pandas as pd
 
 from gpu import PREFILL_GRAPH_TOKENS
 from gpu.distributions import Distributions, read_records
-from gpu.run_health import DEGRADED_ABOVE, RunHealth, check_run
+from gpu.run_health import DEGRADED_ABOVE, HealthLog
 from sim.config import Scenario, load_scenario
 from sim.core.model import Trace
 from sim.errors import LorasimError
@@ -226,6 +226,7 @@ def run_validation(
             health.screen(sc, trace, pol, [out], degraded_above, progress)
             progress(f"{sc.name} / {pol}: simulator ...")
             s = simulate(sc, pol, trace=trace)
+            health.add_simulator(sc, pol, s.timeline)
             s.records.to_csv(out / f"{stem}.sim.csv", index=False)
             dists.add(sc.name, pol, [grec], s.records)
             atomic_write_text(done, json.dumps({"gpu": gsum, "sim": s.summary}, indent=2, default=str))
@@ -290,6 +291,7 @@ def resimulate(
             progress(f"{sc.name} / {pol}: simulator vs {len(kept)} GPU run(s) ...")
             runs = [json.loads((d / f"{sc.name}.{pol}.summary.json").read_text())["gpu"] for d in kept]
             s = simulate(sc, pol, trace=trace)
+            health.add_simulator(sc, pol, s.timeline)
             s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
             dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in kept], s.records)
             vals = {m: [float(r[m]) for r in runs if r.get(m) is not None] for m in METRICS}
@@ -303,69 +305,6 @@ def resimulate(
     health.write(out)
     dists.write(out, plots)
     return _write_tables(rows, out, health.notes())
-
-
-class HealthLog:
-    """The machine-slowdown check (gpu.run_health) of every GPU run a validation compares
-    with, and which runs it left out."""
-
-    def __init__(self) -> None:
-        self.rows: list[dict] = []
-
-    def check(self, sc: Scenario, trace: Trace, pol: str, run: Path, compute) -> RunHealth | None:
-        tl = run / f"{sc.name}.{pol}.gpu.timeline.csv"
-        rec = run / f"{sc.name}.{pol}.gpu.csv"
-        if not (tl.is_file() and rec.is_file()):
-            return None
-        ranks = {a.name: a.rank for a in trace.adapters}
-        return check_run(pd.read_csv(rec), pd.read_csv(tl), compute, ranks)
-
-    def screen(
-        self, sc: Scenario, trace: Trace, pol: str, runs: list[Path], degraded_above: float, progress=print
-    ) -> list[Path]:
-        """`runs` without the degraded ones (all of them if every one is degraded)."""
-        from sim.hw import load_hardware
-
-        compute = load_hardware(sc.hardware, sc.model.shape()).compute
-        checked = [(d, self.check(sc, trace, pol, d, compute)) for d in runs]
-        bad = {d for d, h in checked if h is not None and h.degraded(degraded_above)}
-        keep = [d for d in runs if d not in bad] or list(runs)
-        for d, h in checked:
-            dropped = d in bad and d not in keep
-            self.rows.append({"scenario": sc.name, "policy": pol, "run": str(d),
-                              "ratio": h.ratio if h else float("nan"),
-                              "slowdown": h.slowdown if h else float("nan"),
-                              "worst_at_s": h.worst_at_s if h else float("nan"),
-                              "degraded": d in bad, "dropped": dropped})
-            if dropped:
-                progress(f"{sc.name} / {pol}: {d} left out: the machine slowed down "
-                         f"({h.slowdown:.2f}x its usual pace from t={h.worst_at_s:.1f} s)")
-            elif d in bad:
-                progress(f"{sc.name} / {pol}: {d}: the machine slowed down ({h.slowdown:.2f}x "
-                         f"its usual pace from t={h.worst_at_s:.1f} s); kept, as no other run of "
-                         "this cell is usable: run it again")
-        return keep
-
-    def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.rows, columns=["scenario", "policy", "run", "ratio", "slowdown",
-                                                "worst_at_s", "degraded", "dropped"])
-
-    def notes(self) -> list[str]:
-        df = self.frame()
-        return [f"- left out: {r.run} {r.scenario} / {r.policy}: machine slowdown {r.slowdown:.2f}x "
-                f"from t={r.worst_at_s:.1f} s (gpu.run_health)" for r in df[df["dropped"]].itertuples()]
-
-    def write(self, out: Path) -> None:
-        df = self.frame()
-        atomic_write_text(out / "health.csv", df.to_csv(index=False))
-        lines = ["| scenario | policy | run | GPU / profile | slowdown | left out |",
-                 "|---|---|---|---:|---:|---|"]
-        lines += [f"| {r.scenario} | {r.policy} | {r.run} | {r.ratio:.3f} | {r.slowdown:.2f} |"
-                  f" {'yes' if r.dropped else ''} |" for r in df.itertuples()]
-        lines += ["", "GPU / profile: the run's forward time over the profile's price of the same "
-                  "batches. Slowdown: its slowest window of forwards (0.5 s of priced work) over its "
-                  "median window; a run above the threshold is left out of the mean (gpu.run_health)."]
-        atomic_write_text(out / "health.md", "\n".join(lines) + "\n")
 
 
 def _write_tables(rows: list[dict], out: Path, notes: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:

@@ -52,6 +52,16 @@ def test_an_episode_is_a_slowdown_and_a_profile_bias_is_not():
     assert run_health(forward_prices(*_run(lambda i: 1.0, rows=0), StubCompute(), {})).windows == 0
 
 
+def test_pin_stats_measure_the_slow_share():
+    from gpu.run_health import pin_stats
+
+    rows = [("host", i, i + 0.015, "pin", "a") for i in range(9)] + [("host", 20, 20.075, "pin", "a")]
+    rows.append(("compute", 0.0, 0.01, "prefill", "p"))
+    s = pin_stats(pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]))
+    assert s["pins"] == 10 and s["pin_median_ms"] == pytest.approx(15.0)
+    assert s["pin_mean_ms"] == pytest.approx(21.0) and s["pin_slow_share"] == pytest.approx(0.1)
+
+
 def test_prices_rebuild_each_forward_from_the_records():
     rec = pd.DataFrame({"rid": [0, 1, 2], "adapter": ["a", "a", None], "first_token": [0.05, 0.05, 0.3],
                         "finish": [0.5, 0.2, 0.9], "input_len": [100, 50, 10], "tpot": [0.01] * 3})
@@ -79,9 +89,9 @@ def _record(folder, policy, value, pace):
 @pytest.fixture
 def stub_health(monkeypatch):
     # the tiny scenario's roofline prices are microseconds: price with the stub instead
-    import gpu.validate
+    import gpu.run_health
 
-    monkeypatch.setattr(gpu.validate, "check_run",
+    monkeypatch.setattr(gpu.run_health, "check_run",
                         lambda rec, tl, compute, ranks: check_run(rec, tl, StubCompute(), ranks))
 
 
@@ -96,7 +106,11 @@ def test_resimulate_leaves_a_degraded_run_out_of_the_mean(tmp_path, stub_health)
     assert (df["gpu"] == 100.0).all() and (df["gpu_runs"] == 1).all()
     assert any("p2 left out: the machine slowed down (3.00x" in m for m in log)
     health = pd.read_csv(tmp_path / "out" / "health.csv")
-    assert health["dropped"].tolist() == [False, True]
+    gpu_rows = health[health["run"] != "simulator"]
+    assert gpu_rows["dropped"].tolist() == [False, True]
+    # lru pins per load: the simulator's pins are listed to read the runs' (which have none) by
+    sim_row = health[health["run"] == "simulator"].iloc[0]
+    assert sim_row["pins"] > 0 and sim_row["pin_mean_ms"] > 0 and (gpu_rows["pins"] == 0).all()
     assert "- left out: " + str(tmp_path / "p2") in (tmp_path / "out" / "errors.md").read_text()
     # threshold 0 keeps every run; so does a cell whose every run is degraded
     kept = run(tmp_path / "all", degraded_above=0)
