@@ -28,6 +28,7 @@ KIND_COLORS = {
     "prefetch": "#ff7f0e",
     "overlap": "#2ca02c",
     "pin": "#9467bd",
+    "issue": "#c5b0d5",
 }
 LANE_ORDER = ["compute", "pcie", "host"]
 LINESTYLES = ["-", "--", "-.", ":"]

@@ -283,10 +283,14 @@ class CudaDriver:
                     self.counters["pin_alloc_n"] += 1
                     self.counters["pin_alloc_s"] += t2 - t1
         which = "compute" if job.stream == "compute" else "load"
+        t_issue = self.clock.now()
         with self.clock.stream(which):
             m0 = self.clock.mark(which)
             self._copy(src, job.slot, job.copy_mode, which)
             m1 = self.clock.mark(which)
+        # the host's time issuing the copies (per module: one call per A/B tensor), as the
+        # SimPy driver's `issue` row: the scheduler can do nothing else meanwhile
+        self._rows.append(("host", t_issue, self.clock.now(), "issue", name))
         self.slots.scaling[job.slot] = ad.scaling
         self.slots.owner[job.slot] = name
         self.loads[job.lid] = _Load(

@@ -120,6 +120,7 @@ class SimPyDriver:
             if self._host_on_scheduler and cost.issue_s > 0:
                 # the scheduler issues the copies one by one (the DMA runs behind the first)
                 yield env.timeout(cost.issue_s)
+                self.timeline.append(("host", env.now - cost.issue_s, env.now, "issue", str(job.adapter.name)))
             return None
         if isinstance(eff, WaitLoad):
             ev = self.load_done[eff.lid]

@@ -90,6 +90,12 @@ def test_blocking_load_then_forward_leaves_exact_weights(tiny_trace, tiny_host, 
     lanes = {r[0] for r in d.timeline}
     assert {"pcie", "compute"} <= lanes
     assert d.stats.loads == 3
+    # each load's copy issuing is a host row, as in the SimPy driver, begun before its copy
+    # (on CPU the copies run as they are issued; on CUDA they end after it)
+    issue = [r for r in d.timeline if r[0] == "host" and r[3] == "issue"]
+    copies = sorted(r for r in d.timeline if r[0] == "pcie")
+    assert [r[4] for r in issue] == ["a1", "a0", "a1"]
+    assert all(i[1] <= min(i[2], c[1]) for i, c in zip(issue, copies, strict=True))
 
 
 def test_poll_reports_each_load_once(tiny_trace, tiny_host):

@@ -50,7 +50,7 @@ def test_pinning_a_prefetch_holds_the_scheduler_thread(host_work, forward_start)
     d = _run(_hw(host_work), gen)
     assert out["fwd"].start == pytest.approx(forward_start)
     assert out["load"] == pytest.approx(0.007)  # pin then copy, either way
-    pins = [r for r in d.timeline if r[0] == "host"]
+    pins = [r for r in d.timeline if r[0] == "host" and r[3] == "pin"]
     assert len(pins) == 1 and pins[0][1:3] == pytest.approx((0.0, 0.005))
     assert d.counters["pin_s"] == pytest.approx(0.005)
 
@@ -73,6 +73,9 @@ def test_issuing_a_loads_copies_holds_the_scheduler_thread(host_work, forward_st
     d = _run(hw, gen)
     assert out["fwd"].start == pytest.approx(forward_start)
     assert out["load"] == pytest.approx(0.007)
+    # the issue time is a `host` row, as the CUDA driver records it, on the scheduler only
+    issue = [r[1:3] for r in d.timeline if r[0] == "host" and r[3] == "issue"]
+    assert issue == ([pytest.approx((0.0, 0.003))] if host_work == "scheduler" else [])
     (copy,) = [r for r in d.timeline if r[0] == "pcie"]
     assert copy[1] == pytest.approx(0.0)
 
