@@ -322,9 +322,7 @@ class CudaDriver:
             return
         if not sl.flat_fits(src.rank, src.targets):
             sl.pool[slot].zero_()  # rank padding and untargeted modules must read as zero
-        for seg, a, bt in src.modules:
-            sl.A(seg.layer, seg.module)[slot, : seg.rank].copy_(a, non_blocking=True)
-            sl.Bt(seg.layer, seg.module)[slot, : seg.rank].copy_(bt, non_blocking=True)
+        sl.copy_modules(slot, src.modules)
 
     def _collect_loads(self) -> None:
         for lid, ld in self.loads.items():

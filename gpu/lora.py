@@ -102,6 +102,16 @@ class LoraSlots:
     def Bt(self, layer: int, module: str) -> torch.Tensor:
         return self._views[(layer, module)][1]
 
+    def copy_modules(self, slot: int, modules) -> None:
+        """Copy an adapter's (segment, A, B^T) host tensors into `slot`, one asynchronous copy
+        per tensor, as a per-module load does (SGLang's). The driver and calibration's issue
+        time both run this loop, so the profile prices the host time the driver spends."""
+        views = self._views
+        for seg, a, bt in modules:
+            va, vb = views[(seg.layer, seg.module)]
+            va[slot, : seg.rank].copy_(a, non_blocking=True)
+            vb[slot, : seg.rank].copy_(bt, non_blocking=True)
+
     def flat_fits(self, rank: int, targets) -> bool:
         """True if an adapter's flat buffer is laid out exactly like a slot (one copy)."""
         return rank == self.max_rank and ordered_targets(targets) == self.targets
