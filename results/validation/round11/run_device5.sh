@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Round 11, last device command (short: the session's device time is nearly spent). (1) tests/gpu
+# Round 11, fifth device command: NOT RUN in session 11 (its device time ran out); for the next
+# session. (1) tests/gpu
 # on the final code. (2) The per-module copy issue time through the driver's own loop
 # (gpu.lora.LoraSlots.copy_modules, now shared with calibration), 8B rank 64. (3) One zipf pass of
 # overlap for its in-situ `issue` host rows, to compare with (2) and the profile's issue_us.
