@@ -373,6 +373,12 @@ def register(app: typer.Typer) -> None:
         --out /tmp/resim
         """
         pols = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+        if 0 < degraded_above < 1:
+            from sim.errors import ConfigError
+
+            raise ConfigError("command line", "--degraded-above", f"got {degraded_above}; expected 0 (keep "
+                              "every run) or at least 1: a run's slowdown, its slowest stretch over its "
+                              "usual pace, is never below 1")
         if gpu_runs:
             from gpu.validate import resimulate
 

@@ -99,6 +99,9 @@ def run_health(prices: pd.DataFrame, window_s: float = WINDOW_S) -> RunHealth:
         return RunHealth(float("nan"), 1.0, 0.0, 0)
     done = prices["model_s"].cumsum().shift(fill_value=0.0).to_numpy()
     win = np.floor(done / window_s + 1e-9).astype(int)  # (sums of equal prices land on a bound)
+    last = win.max()
+    if last > 0 and prices["model_s"].to_numpy()[win == last].sum() < window_s / 2:
+        win[win == last] = last - 1  # a short tail joins the window before: one slow prefill is not a stretch
     g = prices.groupby(win).agg(gpu=("gpu_s", "sum"), model=("model_s", "sum"), at=("start", "min"))
     g = g[g["model"] > 0]
     r = g["gpu"] / g["model"]

@@ -49,6 +49,11 @@ def test_an_episode_is_a_slowdown_and_a_profile_bias_is_not():
     assert ep.slowdown == pytest.approx(2.0) and ep.degraded() and not ep.degraded(2.5)
     assert ep.worst_at_s == pytest.approx(0.001 + 40 * 5 * STEP_S)
     assert not ep.degraded(0)  # 0: the check is off
+    # one slow last forward (0.05 s of work at 1.6x, host jitter) is too short to be a window of
+    # its own: it joins the one before, and the run stays healthy
+    tail = check_run(*_run(lambda i: 1.6 if i == 100 else 1.0, rows=101), StubCompute(), {"a": 8})
+    assert tail.windows == 10 and tail.slowdown == pytest.approx((10 + 1.6) / 11)
+    assert not tail.degraded()
     assert run_health(forward_prices(*_run(lambda i: 1.0, rows=0), StubCompute(), {})).windows == 0
 
 
@@ -118,3 +123,19 @@ def test_resimulate_leaves_a_degraded_run_out_of_the_mean(tmp_path, stub_health)
     log.clear()
     only = resimulate([path], None, ["lru"], [tmp_path / "p2"], tmp_path / "only", progress=log.append)
     assert (only["gpu"] == 300.0).all() and any("run it again" in m for m in log)
+
+
+def test_cli_refuses_a_threshold_every_run_would_exceed(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    r = subprocess.run(
+        [sys.executable, "-c", "from sim.cli import main; main()", "validate", "--scenario", str(path),
+         "--gpu-runs", str(tmp_path), "--degraded-above", "0.5", "--out", str(tmp_path / "o")],
+        capture_output=True, text=True, cwd=root,
+    )
+    assert r.returncode == 2 and "--degraded-above" in r.stderr and "Traceback" not in r.stderr
