@@ -129,7 +129,7 @@ class HealthLog:
     above it, while its forwards matched the profile)."""
 
     COLUMNS = ["scenario", "policy", "run", "ratio", "slowdown", "worst_at_s", "degraded", "dropped",
-               "pins", "pin_median_ms", "pin_mean_ms", "pin_slow_share"]
+               "pins", "pin_median_ms", "pin_mean_ms", "pin_slow_share", "issue_median_ms"]
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
@@ -139,10 +139,10 @@ class HealthLog:
         tl = run / f"{sc.name}.{pol}.gpu.timeline.csv"
         rec = run / f"{sc.name}.{pol}.gpu.csv"
         if not (tl.is_file() and rec.is_file()):
-            return None, pin_stats(pd.DataFrame(columns=["kind", "start", "end"]))
+            return None, host_stats(pd.DataFrame(columns=["kind", "start", "end"]))
         timeline = pd.read_csv(tl)
         ranks = {a.name: a.rank for a in trace.adapters}
-        return check_run(pd.read_csv(rec), timeline, compute, ranks), pin_stats(timeline)
+        return check_run(pd.read_csv(rec), timeline, compute, ranks), host_stats(timeline)
 
     def screen(
         self, sc: Scenario, trace: Trace, pol: str, runs: list[Path], degraded_above: float, progress=print
@@ -171,9 +171,9 @@ class HealthLog:
         return keep
 
     def add_simulator(self, sc: Scenario, pol: str, timeline: pd.DataFrame) -> None:
-        """The simulator's own pins for this cell, to read the GPU runs' against."""
-        pins = pin_stats(timeline)
-        if pins["pins"]:
+        """The simulator's own host work for this cell, to read the GPU runs' against."""
+        pins = host_stats(timeline)
+        if pins["pins"] or not pd.isna(pins["issue_median_ms"]):
             self.rows.append({"scenario": sc.name, "policy": pol, "run": "simulator", "ratio": float("nan"),
                               "slowdown": float("nan"), "worst_at_s": float("nan"), "degraded": False,
                               "dropped": False, **pins})
@@ -194,18 +194,28 @@ class HealthLog:
             return "" if pd.isna(v) else format(v, fmt)
 
         lines = ["| scenario | policy | run | GPU / profile | slowdown | left out | pins | pin median ms "
-                 "| pin mean ms | slow pins |", "|---|---|---|---:|---:|---|---:|---:|---:|---:|"]
+                 "| pin mean ms | slow pins | copy issue median ms |",
+                 "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|"]
         for r in df.itertuples():
             pins = (f"{r.pins} | {r.pin_median_ms:.1f} | {r.pin_mean_ms:.1f} | {100 * r.pin_slow_share:.0f} %"
                     if r.pins else " | | | ")
             lines.append(f"| {r.scenario} | {r.policy} | {r.run} | {num(r.ratio, '.3f')} | "
-                         f"{num(r.slowdown, '.2f')} | {'yes' if r.dropped else ''} | {pins} |")
+                         f"{num(r.slowdown, '.2f')} | {'yes' if r.dropped else ''} | {pins} | "
+                         f"{num(r.issue_median_ms, '.2f')} |")
         lines += ["", "GPU / profile: the run's forward time over the profile's price of the same "
                   "batches. Slowdown: its slowest window of forwards (0.5 s of priced work) over its "
                   "median window; a run above the threshold is left out of the mean (gpu.run_health). "
                   "Pins: the pin-per-load pins of the run (lru, slora); the `simulator` row shows "
-                  "what the profile prices. Slow pins: over 1.5 x the run's median."]
+                  "what the profile prices. Slow pins: over 1.5 x the run's median. Copy issue: the "
+                  "host time issuing a load's copies (runs recorded since round 11)."]
         atomic_write_text(out / "health.md", "\n".join(lines) + "\n")
+
+
+def host_stats(timeline: pd.DataFrame) -> dict:
+    """`pin_stats` and the median `issue` row (ms): the host work of a run's loads."""
+    issue = timeline[timeline["kind"] == "issue"]
+    d = (issue["end"] - issue["start"]).to_numpy(float)
+    return {**pin_stats(timeline), "issue_median_ms": float(np.median(d)) * 1e3 if len(d) else float("nan")}
 
 
 def pin_stats(timeline: pd.DataFrame) -> dict:

@@ -58,12 +58,15 @@ def test_an_episode_is_a_slowdown_and_a_profile_bias_is_not():
 
 
 def test_pin_stats_measure_the_slow_share():
-    from gpu.run_health import pin_stats
+    from gpu.run_health import host_stats, pin_stats
 
     rows = [("host", i, i + 0.015, "pin", "a") for i in range(9)] + [("host", 20, 20.075, "pin", "a")]
     rows.append(("compute", 0.0, 0.01, "prefill", "p"))
     s = pin_stats(pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]))
     assert s["pins"] == 10 and s["pin_median_ms"] == pytest.approx(15.0)
+    rows += [("host", 30, 30.004, "issue", "a"), ("host", 31, 31.006, "issue", "a"), ("host", 32, 32.005, "issue", "a")]
+    h = host_stats(pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]))
+    assert h["pins"] == 10 and h["issue_median_ms"] == pytest.approx(5.0)
     assert s["pin_mean_ms"] == pytest.approx(21.0) and s["pin_slow_share"] == pytest.approx(0.1)
 
 
@@ -116,6 +119,7 @@ def test_resimulate_leaves_a_degraded_run_out_of_the_mean(tmp_path, stub_health)
     # lru pins per load: the simulator's pins are listed to read the runs' (which have none) by
     sim_row = health[health["run"] == "simulator"].iloc[0]
     assert sim_row["pins"] > 0 and sim_row["pin_mean_ms"] > 0 and (gpu_rows["pins"] == 0).all()
+    assert gpu_rows["issue_median_ms"].isna().all()  # runs recorded before issue rows: blank
     assert "- left out: " + str(tmp_path / "p2") in (tmp_path / "out" / "errors.md").read_text()
     # threshold 0 keeps every run; so does a cell whose every run is degraded
     kept = run(tmp_path / "all", degraded_above=0)
