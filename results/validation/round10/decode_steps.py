@@ -19,42 +19,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gpu.run_health import decode_batch
-from sim.core.effects import Batch, BatchItem
+from gpu.run_health import forward_prices
 from sim.hw.compute import ProfileCompute
 from sim.hw.profile import HardwareProfile
 
 RANK = 64  # the validation scenarios' adapters
 
 
-def segments(run: Path) -> pd.DataFrame:
+def segments(run: Path, model: ProfileCompute) -> pd.DataFrame:
+    """Every `decode xK` row of the run's timelines, priced by gpu.run_health (the check
+    `lorasim validate` runs), in ms per step."""
     rows = []
     for tl in sorted(run.glob("*.gpu.timeline.csv")):
         rec = pd.read_csv(tl.with_name(tl.name.replace(".gpu.timeline.csv", ".gpu.csv")))
-        t = pd.read_csv(tl)
-        t = t[(t.lane == "compute") & (t.kind == "decode")]
-        for r in t.itertuples():
-            k = int(r.label.split("x")[1])
-            live = decode_batch(rec, r.start, r.end)
-            if live.empty:
-                continue
-            ctx = live.ctx.to_numpy()
-            rows.append(dict(run=tl.name.split(".")[0] + "." + tl.name.split(".")[1], steps=k,
-                             batch=len(live), adapters=live.adapter.nunique(), ctx=ctx,
-                             names=tuple(live.adapter), gpu_ms=(r.end - r.start) * 1e3 / k))
-    return pd.DataFrame(rows)
+        ranks = {a: RANK for a in rec.adapter.dropna().unique()}
+        f = forward_prices(rec, pd.read_csv(tl), model, ranks)
+        f = f[f.kind == "decode"]
+        rows.append(f.assign(run=".".join(tl.name.split(".")[:2]), gpu_ms=f.gpu_s * 1e3 / f.steps,
+                             pred_ms=f.model_s * 1e3 / f.steps))
+    return pd.concat(rows, ignore_index=True)
 
 
 def main() -> None:
     prof = HardwareProfile.from_yaml(sys.argv[1])
     model = ProfileCompute(prof.compute)
-    seg = pd.concat([segments(Path(d)) for d in sys.argv[2:]], ignore_index=True)
-
-    def price(s) -> float:
-        items = tuple(BatchItem(i, a, i, RANK, 1, int(c)) for i, (a, c) in enumerate(zip(s.names, s.ctx, strict=True)))
-        return float(np.mean(model.decode_times(Batch("decode", items), s.steps))) * 1e3
-
-    seg["pred_ms"] = seg.apply(price, axis=1)
+    seg = pd.concat([segments(Path(d), model) for d in sys.argv[2:]], ignore_index=True)
     seg["b"] = pd.cut(seg.batch, [0, 2, 4, 8, 16, 24, 32, 64], labels=["1-2", "3-4", "5-8", "9-16", "17-24", "25-32", "33-64"])
     seg["n"] = pd.cut(seg.adapters, [0, 1, 2, 4, 8, 16], labels=["1", "2", "3-4", "5-8", "9-16"])
     g = seg.groupby(["b", "n"], observed=True)
