@@ -462,6 +462,31 @@ def measure_adapter_copy(
     }
 
 
+def report_adapter_copy(
+    shape: ModelShape, device: torch.device, rank: int, reps: int, peak_bps: float,
+    progress: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """`measure_adapter_copy` with the log lines calibration writes for it (the adapter copy
+    against the pinned peak, the back-to-back copy gap and the copy issue time), which
+    `refit_from_log` reads back; adds `gap_us` and `issue_us` (per copy)."""
+    ad = measure_adapter_copy(shape, device, rank, reps)
+    flat_bw = ad["bytes"] / ad["flat_s"]
+    gap = copy_gap_us(ad["flat_s"], ad["per_module_s"], int(ad["copies"]))
+    progress(
+        f"  adapter copy (rank {rank}, {ad['bytes'] / 1e6:.0f} MB): flat {ad['flat_s'] * 1e3:.2f} ms"
+        f" = {flat_bw / 1e9:.2f} GB/s = {100 * flat_bw / peak_bps:.1f}% of the pinned peak"
+        f" {peak_bps / 1e9:.2f} GB/s; per module ({int(ad['copies'])} copies)"
+        f" {ad['per_module_s'] * 1e3:.2f} ms"
+    )
+    progress(f"  back-to-back copy gap {gap:.2f} us/copy (per module - flat, over copies - 1)")
+    issue = ad["issue_s"] / ad["copies"] * 1e6
+    progress(
+        f"  copy issue {issue:.2f} us/copy on the host ({int(ad['copies'])} per-module copies"
+        f" issued in {ad['issue_s'] * 1e3:.2f} ms)"
+    )
+    return {**ad, "gap_us": gap, "issue_us": issue}
+
+
 def copy_gap_us(flat_s: float, per_module_s: float, copies: int) -> float:
     """Microseconds each further copy adds when `copies` copies of one adapter run back to
     back, from the same bytes copied flat and per module (sim.hw.pcie.CopyModel). Isolated
@@ -869,22 +894,9 @@ def calibrate(
         f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s"
         f" + {pin_tensor:.1f} us/tensor, disk {disk:.2f} GB/s, contention {contention:.3f}"
     )
-    ad = measure_adapter_copy(shape, dev, rank, reps)
     peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
-    flat_bw = ad["bytes"] / ad["flat_s"]
-    gap = copy_gap_us(ad["flat_s"], ad["per_module_s"], int(ad["copies"]))
-    progress(
-        f"  adapter copy (rank {rank}, {ad['bytes'] / 1e6:.0f} MB): flat {ad['flat_s'] * 1e3:.2f} ms"
-        f" = {flat_bw / 1e9:.2f} GB/s = {100 * flat_bw / peak:.1f}% of the pinned peak"
-        f" {peak / 1e9:.2f} GB/s; per module ({int(ad['copies'])} copies)"
-        f" {ad['per_module_s'] * 1e3:.2f} ms"
-    )
-    progress(f"  back-to-back copy gap {gap:.2f} us/copy (per module - flat, over copies - 1)")
-    issue = ad["issue_s"] / ad["copies"] * 1e6
-    progress(
-        f"  copy issue {issue:.2f} us/copy on the host ({int(ad['copies'])} per-module copies"
-        f" issued in {ad['issue_s'] * 1e3:.2f} ms)"
-    )
+    ad = report_adapter_copy(shape, dev, rank, reps, peak, progress)
+    gap, issue = ad["gap_us"], ad["issue_us"]
     mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
     progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
     cuda = dev.type == "cuda"
@@ -1012,6 +1024,11 @@ REFIT_PARTS: dict[str, tuple[str, ...]] = {
     "host_gap": ("forward_overhead_us",),
     "wake": ("wake_us",),
 }
+# ...and PCIe fields read from the adapter copy and copy issue lines (`python -m gpu.diag_copy`
+# prints just those: a host's copy issuing re-measured without a whole calibration)
+PCIE_REFIT_PARTS: dict[str, tuple[str, ...]] = {
+    "copy_issue": ("copy_gap_us", "issue_us"),
+}
 
 
 class UnknownRefitPart(ValueError):
@@ -1034,13 +1051,19 @@ def refit_from_log(
     from dataclasses import replace
 
     if only is not None:
-        unknown = sorted(set(only) - set(REFIT_PARTS))
+        parts = {**REFIT_PARTS, **PCIE_REFIT_PARTS}
+        unknown = sorted(set(only) - set(parts))
         if unknown:
-            raise UnknownRefitPart(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(REFIT_PARTS)}")
-        full = refit_from_log(profile, log_text).compute
-        fields = {f for part in only for f in REFIT_PARTS[part]}
+            raise UnknownRefitPart(f"unknown part(s) {', '.join(unknown)}; expected some of {', '.join(parts)}")
+        comp_fields = {f for part in only if part in REFIT_PARTS for f in REFIT_PARTS[part]}
+        pcie_fields = {f for part in only if part in PCIE_REFIT_PARTS for f in PCIE_REFIT_PARTS[part]}
+        # a log of copy lines only (gpu.diag_copy) has no compute tables to refit
+        full = refit_from_log(profile, log_text) if comp_fields else replace(
+            profile, pcie=_pcie_from_log(profile.pcie, log_text))
         return replace(
-            profile, compute=replace(profile.compute, **{f: getattr(full, f) for f in fields})
+            profile,
+            compute=replace(profile.compute, **{f: getattr(full.compute, f) for f in comp_fields}),
+            pcie=replace(profile.pcie, **{f: getattr(full.pcie, f) for f in pcie_fields}),
         )
 
     prefill: dict[int, float] = {}
@@ -1052,13 +1075,9 @@ def refit_from_log(
     attention: float | None = None  # logs before round 8 do not have it: keep the profile's
     host_gap: float | None = None  # likewise (us)
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
-    gap: float | None = None
-    issue: float | None = None  # logs before round 9 do not have it: keep the profile's
     wake: float | None = None  # likewise (us)
     graphed_decode: bool | None = None
     for line in log_text.splitlines():
-        if m := _LOG_PATTERNS["adapter_copy"].match(line):
-            gap = copy_gap_us(float(m[1]) / 1e3, float(m[3]) / 1e3, int(m[2]))
         if m := _LOG_PATTERNS["prefill"].match(line):
             prefill[int(m[1])] = float(m[2]) / 1e3
         elif m := _LOG_PATTERNS["decode"].match(line):
@@ -1075,8 +1094,6 @@ def refit_from_log(
             attention = float(m[1])
         elif m := _LOG_PATTERNS["host_gap"].match(line):
             host_gap = float(m[1])
-        elif m := _LOG_PATTERNS["issue"].match(line):
-            issue = float(m[1])
         elif m := _LOG_PATTERNS["wake"].match(line):
             wake = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
@@ -1129,7 +1146,18 @@ def refit_from_log(
         comp = replace(comp, adapter_buckets=tuple(adapter_buckets(most)) if graphed_decode and buckets else ())
     if graphed_decode is not None:
         comp = replace(comp, batch_buckets=tuple(batch_buckets(batch[-1])) if graphed_decode else ())
-    pcie = profile.pcie if gap is None else replace(profile.pcie, copy_gap_us=gap)
-    if issue is not None:
-        pcie = replace(pcie, issue_us=issue)
-    return replace(profile, pcie=pcie, compute=comp)
+    return replace(profile, pcie=_pcie_from_log(profile.pcie, log_text), compute=comp)
+
+
+def _pcie_from_log(pcie: PcieProfile, log_text: str) -> PcieProfile:
+    """`pcie` with the back-to-back copy gap (from the adapter copy line) and the copy issue
+    time a log states; what it does not state is kept (logs before round 9 have no issue
+    line). The last line of each kind wins."""
+    from dataclasses import replace
+
+    for line in log_text.splitlines():
+        if m := _LOG_PATTERNS["adapter_copy"].match(line):
+            pcie = replace(pcie, copy_gap_us=copy_gap_us(float(m[1]) / 1e3, float(m[3]) / 1e3, int(m[2])))
+        elif m := _LOG_PATTERNS["issue"].match(line):
+            pcie = replace(pcie, issue_us=float(m[1]))
+    return pcie

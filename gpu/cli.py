@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="with --refit-from: take only this part from the log and keep the rest of "
                 "the profile (repeatable): prefill, decode, lora_decode, lora_prefill, "
-                "launch_fraction, attention, host_gap, wake"
+                "launch_fraction, attention, host_gap, wake; copy_issue (the PCIe copy gap and issue "
+                "time, from a calibrate log or `python -m gpu.diag_copy`)"
             ),
         ] = None,
         host_gap_from: Annotated[

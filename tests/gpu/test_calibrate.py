@@ -354,3 +354,43 @@ def test_cli_refit_only_records_itself_and_needs_a_log(tmp_path):
     r = CliRunner().invoke(app, ["calibrate", "--out", str(out), "--refit-from", str(log),
                                  "--refit-only", "decoder"])
     assert r.exit_code != 0 and "--refit-only" in str(r.exception) and "lora_decode" in str(r.exception)
+
+
+def test_refit_only_copy_issue_takes_the_copy_lines_of_diag_copy(tmp_path, capsys):
+    """Round 12: a host's copy issuing, re-measured by gpu.diag_copy (calibrate's own copy
+    lines, no compute tables), replaces just the profile's copy gap and issue time."""
+    from dataclasses import replace
+
+    from typer.testing import CliRunner
+
+    from gpu import diag_copy
+    from gpu.calibrate import refit_from_log
+    from sim.cli import app
+
+    diag_copy.main(["--model", "tiny", "--rank", "8", "--reps", "2", "--repeats", "3", "--device", "cpu"])
+    log = capsys.readouterr().out
+    issues = [float(x.split("issue ")[1].split()[0]) for x in log.splitlines() if x.startswith("# repeat")]
+    assert len(issues) == 3
+    line = next(x for x in log.splitlines() if x.startswith("  copy issue "))
+    printed = float(line.split()[2])
+    assert printed in [round(i, 2) for i in issues] and printed == round(sorted(issues)[1], 2)
+
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    other = replace(prof, pcie=replace(prof.pcie, issue_us=123.0, copy_gap_us=456.0, contention=0.5))
+    got = refit_from_log(other, log, only=["copy_issue"])
+    assert got.pcie.issue_us == pytest.approx(printed)
+    assert got.pcie.copy_gap_us != 456.0 and got.pcie.contention == 0.5  # gap from the log, rest kept
+    assert got.compute == other.compute
+    with pytest.raises(ValueError, match="copy_issue"):
+        refit_from_log(other, log, only=["copy"])  # the message lists the PCIe part too
+
+    out, path = tmp_path / "p.yaml", tmp_path / "copy.log"
+    other.to_yaml(out)
+    before = HardwareProfile.from_yaml(out)  # as the file rounds it
+    path.write_text(log)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(out), "--refit-from", str(path),
+                                 "--refit-only", "copy_issue"])
+    assert r.exit_code == 0, r.output
+    back = HardwareProfile.from_yaml(out)
+    assert back.pcie.issue_us == pytest.approx(printed) and back.compute == before.compute
+    assert back.command.endswith(f"--refit-from {path} --refit-only copy_issue")
