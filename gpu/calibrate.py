@@ -777,18 +777,26 @@ class HostTiming(NamedTuple):
     requests: int
     wake_s: float  # median time from an idle arrival to its admission
     wakes: int
+    issue_s: float = 0.0  # median host time issuing one per-module copy, in the serving loop
+    issues: int = 0  # loads it is the median of
 
 
 def measure_host_gap(
     shape: ModelShape, device: torch.device, rank: int, quick: bool,
     prefill_graph_tokens: int = DEFAULT_MAX_TOKENS, eager_decode: bool = False,
+    gap_and_wake: bool = True,
 ) -> HostTiming:
     """The serving loop's own host timings when the engine serves a short light-load trace
     (`resident`: no loads) through the CUDA driver, measured here rather than from validation
     runs: the median gap between back-to-back forwards (noticing a forward's end, scheduling,
     launching the next: `compute.forward_overhead_us`) and the median time from an arrival
-    that finds the GPU idle to its admission (`compute.wake_us`). Zeros for a shape that is
-    not a preset (the trace needs a scenario)."""
+    that finds the GPU idle to its admission (`compute.wake_us`). The same trace with
+    `overlap` in two slots gives the copy issue time in the serving loop (`pcie.issue_us`: the
+    median `issue` row over the copies of a per-module load): round 12 found it 1.6x the
+    isolated loop's (`measure_adapter_copy`) on one host, and the isolated one moving by 1.7x
+    between hosts whose serving loops issued alike. Zeros for a shape that is not a preset
+    (the trace needs a scenario). `gap_and_wake=False` skips the resident run (zeros): the
+    issue time alone (`gpu.diag_copy`)."""
     import numpy as np
 
     from gpu.validate import GpuOptions, run_gpu
@@ -814,17 +822,27 @@ def measure_host_gap(
             "input_len": {"dist": "random", "len": 8 if quick else 512, "range_ratio": 0.25},
             "output_len": {"dist": "random", "len": 4 if quick else 32, "range_ratio": 0.5},
         },
-        "serving": {"max_loras_per_batch": 4, "max_loaded_loras": 4, "max_running_requests": 32},
+        "serving": {"max_loras_per_batch": 4, "max_loaded_loras": 4, "max_running_requests": 32,
+                    "copy_mode": "per_module"},
     }, source="<calibrate: host gap>")
     opts = GpuOptions(
         device=str(device), eager_decode=eager_decode, prefill_graph_tokens=prefill_graph_tokens,
     )
-    res = run_gpu(sc, "resident", generate_trace(sc), opts)
-    gaps = host_gaps(res.timeline)
-    wakes = wake_latencies(res.records, res.timeline)
+    trace = generate_trace(sc)
+    gaps = wakes = np.array([])
+    if gap_and_wake:
+        res = run_gpu(sc, "resident", trace, opts)
+        gaps = host_gaps(res.timeline)
+        wakes = wake_latencies(res.records, res.timeline)
+    two = sc.model_copy(update={"serving": sc.serving.model_copy(update={"max_loaded_loras": 2})})
+    tl = run_gpu(two, "overlap", trace, opts).timeline
+    rows = tl[(tl["lane"] == "host") & (tl["kind"] == "issue")]
+    issue = (rows["end"] - rows["start"]).to_numpy(float)
+    copies = 2 * len(ALL_TARGETS) * shape.layers
     return HostTiming(
         float(np.median(gaps)) if len(gaps) else 0.0, len(gaps), n,
         float(np.median(wakes)) if len(wakes) else 0.0, len(wakes),
+        float(np.median(issue)) / copies if len(issue) else 0.0, len(issue),
     )
 
 
@@ -919,6 +937,12 @@ def calibrate(
         f" of {ht.requests} requests through the CUDA driver)"
     )
     progress(f"  wake-up {ht.wake_s * 1e6:.1f} us from an idle arrival to its admission (median of {ht.wakes})")
+    if ht.issues:  # the serving loop's issue time is what the simulator prices (the last line wins)
+        issue = ht.issue_s * 1e6
+        progress(
+            f"  copy issue {issue:.2f} us/copy on the host in the serving loop (median of {ht.issues}"
+            f" `overlap` loads through the CUDA driver)"
+        )
     return HardwareProfile(
         name=name,
         device=device_name(dev),

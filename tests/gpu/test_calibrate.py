@@ -264,6 +264,9 @@ def test_host_gap_is_measured_only_for_a_preset_shape():
     ht = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
     assert ht.requests == 6 and ht.gap_s >= 0 and (ht.gaps > 0) == (ht.gap_s > 0)
     assert 0 < ht.wakes <= 6 and 0 < ht.wake_s <= 0.002  # idle arrivals of the light trace
+    assert ht.issues > 0 and ht.issue_s > 0  # overlap in two slots of four adapters: loads
+    only = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True, gap_and_wake=False)
+    assert only.gaps == only.wakes == 0 and only.issues > 0
 
 
 def test_full_grid_measures_decode_lora_at_every_graph_batch_it_spans():
@@ -356,9 +359,10 @@ def test_cli_refit_only_records_itself_and_needs_a_log(tmp_path):
     assert r.exit_code != 0 and "--refit-only" in str(r.exception) and "lora_decode" in str(r.exception)
 
 
-def test_refit_only_copy_issue_takes_the_copy_lines_of_diag_copy(tmp_path, capsys):
+def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tmp_path, capsys):
     """Round 12: a host's copy issuing, re-measured by gpu.diag_copy (calibrate's own copy
-    lines, no compute tables), replaces just the profile's copy gap and issue time."""
+    lines, no compute tables), replaces just the profile's copy gap and issue time, and the
+    issue time is the serving loop's (the last issue line), not the isolated loop's."""
     from dataclasses import replace
 
     from typer.testing import CliRunner
@@ -367,18 +371,21 @@ def test_refit_only_copy_issue_takes_the_copy_lines_of_diag_copy(tmp_path, capsy
     from gpu.calibrate import refit_from_log
     from sim.cli import app
 
-    diag_copy.main(["--model", "tiny", "--rank", "8", "--reps", "2", "--repeats", "3", "--device", "cpu"])
+    diag_copy.main(["--model", "tiny", "--rank", "8", "--reps", "2", "--repeats", "3", "--device", "cpu",
+                    "--quick"])
     log = capsys.readouterr().out
     issues = [float(x.split("issue ")[1].split()[0]) for x in log.splitlines() if x.startswith("# repeat")]
     assert len(issues) == 3
-    line = next(x for x in log.splitlines() if x.startswith("  copy issue "))
-    printed = float(line.split()[2])
-    assert printed in [round(i, 2) for i in issues] and printed == round(sorted(issues)[1], 2)
+    iso, loop = [x for x in log.splitlines() if x.startswith("  copy issue ")]
+    assert float(iso.split()[2]) == round(sorted(issues)[1], 2)  # the median repeat's lines
+    assert "serving loop" in loop and "serving loop" not in iso
+    served = float(loop.split()[2])
+    assert served > 0
 
     prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
     other = replace(prof, pcie=replace(prof.pcie, issue_us=123.0, copy_gap_us=456.0, contention=0.5))
     got = refit_from_log(other, log, only=["copy_issue"])
-    assert got.pcie.issue_us == pytest.approx(printed)
+    assert got.pcie.issue_us == pytest.approx(served)
     assert got.pcie.copy_gap_us != 456.0 and got.pcie.contention == 0.5  # gap from the log, rest kept
     assert got.compute == other.compute
     with pytest.raises(ValueError, match="copy_issue"):
@@ -392,5 +399,18 @@ def test_refit_only_copy_issue_takes_the_copy_lines_of_diag_copy(tmp_path, capsy
                                  "--refit-only", "copy_issue"])
     assert r.exit_code == 0, r.output
     back = HardwareProfile.from_yaml(out)
-    assert back.pcie.issue_us == pytest.approx(printed) and back.compute == before.compute
+    assert back.pcie.issue_us == pytest.approx(served) and back.compute == before.compute
     assert back.command.endswith(f"--refit-from {path} --refit-only copy_issue")
+
+
+def test_calibration_prices_the_serving_loop_issue_time():
+    """The profile's issue_us is the serving loop's (its log line), which a refit of the
+    same log reproduces."""
+    from gpu.calibrate import refit_from_log
+
+    lines: list[str] = []
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    loop = [x for x in lines if x.startswith("  copy issue ") and "serving loop" in x]
+    assert len(loop) == 1
+    assert prof.pcie.issue_us == pytest.approx(float(loop[0].split()[2]), abs=0.006)
+    assert refit_from_log(prof, "\n".join(lines)).pcie.issue_us == pytest.approx(prof.pcie.issue_us, abs=0.006)
