@@ -808,34 +808,39 @@ def measure_host_gap(
     n = 6 if quick else 24
     if preset is None:
         return HostTiming(0.0, 0, n, 0.0, 0)
-    sc = parse_scenario({
-        "name": "calibrate-host-gap",
-        "seed": 3,
-        "model": {"preset": preset},
-        "adapters": {"count": 4, "rank": rank, "targets": "all"},
-        "workload": {
-            "num_requests": n,
-            # 2 req/s: about a third of arrivals find the GPU idle (the wake-up readings); at 8
-            # req/s one of 24 did (round 9)
-            "arrival": {"process": "poisson", "rate": 2},
-            "adapter_choice": {"dist": "uniform"},
-            "input_len": {"dist": "random", "len": 8 if quick else 512, "range_ratio": 0.25},
-            "output_len": {"dist": "random", "len": 4 if quick else 32, "range_ratio": 0.5},
-        },
-        "serving": {"max_loras_per_batch": 4, "max_loaded_loras": 4, "max_running_requests": 32,
-                    "copy_mode": "per_module"},
-    }, source="<calibrate: host gap>")
+
+    def scenario(adapters: int, slots: int):
+        return parse_scenario({
+            "name": "calibrate-host-gap",
+            "seed": 3,
+            "model": {"preset": preset},
+            "adapters": {"count": adapters, "rank": rank, "targets": "all"},
+            "workload": {
+                "num_requests": n,
+                # 2 req/s: about a third of arrivals find the GPU idle (the wake-up readings); at
+                # 8 req/s one of 24 did (round 9)
+                "arrival": {"process": "poisson", "rate": 2},
+                "adapter_choice": {"dist": "uniform"},
+                "input_len": {"dist": "random", "len": 8 if quick else 512, "range_ratio": 0.25},
+                "output_len": {"dist": "random", "len": 4 if quick else 32, "range_ratio": 0.5},
+            },
+            "serving": {"max_loras_per_batch": min(4, slots), "max_loaded_loras": slots,
+                        "max_running_requests": 32,
+                        "copy_mode": "per_module"},
+        }, source="<calibrate: host gap>")
+
     opts = GpuOptions(
         device=str(device), eager_decode=eager_decode, prefill_graph_tokens=prefill_graph_tokens,
     )
-    trace = generate_trace(sc)
     gaps = wakes = np.array([])
     if gap_and_wake:
-        res = run_gpu(sc, "resident", trace, opts)
+        sc = scenario(4, 4)
+        res = run_gpu(sc, "resident", generate_trace(sc), opts)
         gaps = host_gaps(res.timeline)
         wakes = wake_latencies(res.records, res.timeline)
-    two = sc.model_copy(update={"serving": sc.serving.model_copy(update={"max_loaded_loras": 2})})
-    tl = run_gpu(two, "overlap", trace, opts).timeline
+    # 16 adapters in 2 slots: most requests load (round 12: 4 adapters in 2 slots loaded 4 times)
+    sc = scenario(16, 2)
+    tl = run_gpu(sc, "overlap", generate_trace(sc), opts).timeline
     rows = tl[(tl["lane"] == "host") & (tl["kind"] == "issue")]
     issue = (rows["end"] - rows["start"]).to_numpy(float)
     copies = 2 * len(ALL_TARGETS) * shape.layers
