@@ -1056,7 +1056,8 @@ REFIT_PARTS: dict[str, tuple[str, ...]] = {
 # ...and PCIe fields read from the adapter copy and copy issue lines (`python -m gpu.diag_copy`
 # prints just those: a host's copy issuing re-measured without a whole calibration)
 PCIE_REFIT_PARTS: dict[str, tuple[str, ...]] = {
-    "copy_issue": ("copy_gap_us", "issue_us"),
+    "copy_issue": ("issue_us",),
+    "copy_gap": ("copy_gap_us",),
 }
 
 

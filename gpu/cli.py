@@ -113,8 +113,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="with --refit-from: take only this part from the log and keep the rest of "
                 "the profile (repeatable): prefill, decode, lora_decode, lora_prefill, "
-                "launch_fraction, attention, host_gap, wake; copy_issue (the PCIe copy gap and issue "
-                "time, from a calibrate log or `python -m gpu.diag_copy`)"
+                "launch_fraction, attention, host_gap, wake; copy_issue, copy_gap (PCIe: the copy "
+                "issue time and the back-to-back copy gap, from a calibrate log or "
+                "`python -m gpu.diag_copy`)"
             ),
         ] = None,
         host_gap_from: Annotated[
@@ -140,6 +141,15 @@ def register(app: typer.Typer) -> None:
                 "from a `python -m gpu.diag_prefill` log (one batch vs calibration's layout)"
             ),
         ] = None,
+        noise_from: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="no measuring: set compute.run_speed_sd and pcie.issue_sd of the profile at "
+                "--out (the run-to-run noise `validate --sim-repeats` draws) from the health.csv "
+                "in this folder: a `validate --gpu-runs` output lists every pass's runs "
+                "(repeatable: the rows are pooled)"
+            ),
+        ] = None,
         pin_tail_from: Annotated[
             list[Path] | None,
             typer.Option(
@@ -159,10 +169,10 @@ def register(app: typer.Typer) -> None:
             from sim.errors import ConfigError
 
             raise ConfigError(str(out), "--refit-only", "needs --refit-from LOG: the log to take the part from")
-        if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from:
+        if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from or noise_from:
             _refit(
                 out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag,
-                wake_from or [], refit_only or None,
+                wake_from or [], refit_only or None, noise_from or [],
             )
             return
         _need_torch()
@@ -187,7 +197,7 @@ def register(app: typer.Typer) -> None:
     def _refit(
         out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path],
         attention_log: Path | None = None, wake_dirs: list[Path] | None = None,
-        only: list[str] | None = None,
+        only: list[str] | None = None, noise_dirs: list[Path] | None = None,
     ) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
@@ -237,6 +247,16 @@ def register(app: typer.Typer) -> None:
                 prof, pcie=replace(prof.pcie, pin_tail_fraction=frac, pin_tail_ms=extra * 1e3)
             )
             typer.echo(f"pin tail: {frac:.1%} of {n} pins slow by {extra * 1e3:.1f} ms on average")
+        noise_dirs = noise_dirs or []
+        if noise_dirs:
+            ns = _noise(noise_dirs)
+            prof = replace(
+                prof,
+                compute=replace(prof.compute, run_speed_sd=ns.speed_sd),
+                pcie=replace(prof.pcie, issue_sd=ns.issue_sd),
+            )
+            typer.echo(f"run-to-run noise: speed sd {100 * ns.speed_sd:.2f} % over {ns.runs} runs, "
+                       f"issue log-sd {ns.issue_sd:.3f} over {ns.loads} loads")
         # the refit as its options say (not sys.argv: under a test runner or a wrapper that is
         # some other program's command line)
         args = ["calibrate", "--out", str(out)]
@@ -248,9 +268,28 @@ def register(app: typer.Typer) -> None:
         args += [a for d in wake_dirs for a in ("--wake-from", str(d))]
         if attention_log is not None:
             args += ["--attention-from-diag", str(attention_log)]
+        args += [a for d in noise_dirs for a in ("--noise-from", str(d))]
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in args)
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
+
+    def _noise(dirs: list[Path]):
+        import pandas as pd
+
+        from gpu.run_health import measure_noise
+        from sim.errors import ConfigError
+
+        frames = []
+        for d in dirs:
+            f = d / "health.csv"
+            if not f.is_file():
+                raise ConfigError(str(d), "--noise-from", "no health.csv here; expected the --out folder of "
+                                  "`lorasim validate` (with --gpu-runs: every pass's runs)")
+            frames.append(pd.read_csv(f))
+        try:
+            return measure_noise(pd.concat(frames, ignore_index=True))
+        except ValueError as e:
+            raise ConfigError(str(dirs[0]), "--noise-from", str(e)) from None
 
     def _timeline_files(dirs: list[Path], option: str) -> list[Path]:
         from sim.errors import ConfigError
@@ -363,6 +402,15 @@ def register(app: typer.Typer) -> None:
                 "every run",
             ),
         ] = DEGRADED_ABOVE,
+        sim_repeats: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                help="simulator runs per cell, each drawing the profile's measured run-to-run "
+                "noise (compute.run_speed_sd, pcie.issue_sd; `calibrate --noise-from`); the table "
+                "compares their mean, as the GPU side's is of its passes. 1: one deterministic run",
+            ),
+        ] = 1,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -384,7 +432,7 @@ def register(app: typer.Typer) -> None:
             from gpu.validate import resimulate
 
             resimulate(scenario, profile, pols, gpu_runs, out, progress=typer.echo,
-                       degraded_above=degraded_above)
+                       degraded_above=degraded_above, sim_repeats=sim_repeats)
             typer.echo((out / "errors.md").read_text())
             return
         _need_torch()
@@ -404,8 +452,8 @@ def register(app: typer.Typer) -> None:
             from gpu.validate import run_validation_repeated
 
             run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
-                                    degraded_above=degraded_above)
+                                    degraded_above=degraded_above, sim_repeats=sim_repeats)
         else:
             run_validation(scenario, profile, pols, out, opts, progress=typer.echo,
-                           degraded_above=degraded_above)
+                           degraded_above=degraded_above, sim_repeats=sim_repeats)
         typer.echo((out / "errors.md").read_text())

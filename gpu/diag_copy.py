@@ -10,8 +10,8 @@ peak, the back-to-back copy gap and the copy issue time of the driver's per-modu
     python -m gpu.diag_copy > copy.log
     lorasim calibrate --out PROFILE --refit-from copy.log --refit-only copy_issue
 
-puts this host's copy gap and serving-loop issue time into a profile and records the step in
-its `command`. Why: the issue time is host time the scheduler cannot use, and it differs
+puts this host's serving-loop issue time into a profile and records the step in its
+`command` (`--refit-only copy_gap` takes the back-to-back copy gap of the isolated loop). Why: the issue time is host time the scheduler cannot use, and it differs
 between hosts. Round 12: the isolated loop read 13.2 and 7.8 us a copy on two hosts, while
 both hosts' serving loops issued at 11-12 us a copy (the runs' `issue` rows); the profile had
 5.8 us, from a cheaper loop. `--repeats` times the isolated loop that many times and prints the

@@ -230,3 +230,37 @@ def pin_stats(timeline: pd.DataFrame) -> dict:
                 "pin_slow_share": float("nan")}
     return {"pins": len(d), "pin_median_ms": float(np.median(d)) * 1e3, "pin_mean_ms": float(d.mean()) * 1e3,
             "pin_slow_share": pin_tail(d)[0]}
+
+
+@dataclass(frozen=True)
+class NoiseStats:
+    """Run-to-run variation measured from validation runs (sim.hw.noise)."""
+
+    speed_sd: float  # sd of log(run's forward time / the profile's price) between runs
+    runs: int
+    issue_sd: float  # sd of log(a load's issue time / its run's median), pooled
+    loads: int
+
+
+def measure_noise(health: pd.DataFrame) -> NoiseStats:
+    """From health.csv rows (`lorasim validate` writes them; a `--gpu-runs` re-simulation lists
+    every pass): the spread of the runs' GPU/profile ratio, degraded runs left out (an
+    episode of the machine, not its usual spread), and of each run's load issue times around
+    the run's own median (its `issue` rows). Needs at least two runs."""
+    degraded = health["degraded"].astype(str).str.lower() == "true"
+    g = health[(health["run"] != "simulator") & ~degraded].dropna(subset=["ratio"])
+    if len(g) < 2:
+        raise ValueError(f"{len(g)} healthy GPU run(s) listed; the spread needs at least two")
+    speed = float(np.log(g["ratio"].to_numpy(float)).std(ddof=1))
+    logs: list[float] = []
+    for r in g.itertuples():
+        tl = Path(str(r.run)) / f"{r.scenario}.{r.policy}.gpu.timeline.csv"
+        if not tl.is_file():
+            continue
+        t = pd.read_csv(tl)
+        d = (t["end"] - t["start"])[t["kind"] == "issue"].to_numpy(float)
+        d = d[d > 0]
+        if len(d) >= 2:
+            logs.extend(np.log(d / np.median(d)))
+    issue = float(np.std(logs, ddof=1)) if len(logs) >= 2 else 0.0
+    return NoiseStats(speed, len(g), issue, len(logs))

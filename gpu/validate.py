@@ -169,6 +169,36 @@ def run_gpu(
     return finish_run(engine, driver.timeline, merge_counters(engine, driver), policy, meta)
 
 
+def simulate_ensemble(sc: Scenario, policy: str, trace: Trace, repeats: int = 1) -> tuple[RunResult, dict, dict]:
+    """The simulator's side of a cell: with `repeats` 1 one deterministic run; above 1 that
+    many runs with the profile's measured run-to-run noise (sim.hw.noise, seeds 0..repeats-1),
+    compared by their mean, as the GPU side is by the mean of its passes (a median on a cliff
+    is a coin flip for one run). -> (the first run, mean summary, half-range / mean per
+    metric)."""
+    from sim.runner import simulate
+
+    if repeats <= 1:
+        s = simulate(sc, policy, trace=trace)
+        return s, s.summary, {}
+    from sim.hw import load_hardware
+
+    hw = load_hardware(sc.hardware, sc.model.shape())
+    if not (hw.noise.speed_sd or hw.noise.issue_sd):
+        raise LorasimError(
+            f"{sc.hardware.profile or sc.source}: --sim-repeats {repeats} needs the profile's run-to-run "
+            "noise (compute.run_speed_sd, pcie.issue_sd), else every run is the same; measure it with "
+            "`lorasim calibrate --out PROFILE --noise-from GPU_RUN_FOLDERS`"
+        )
+    runs = [simulate(sc, policy, trace=trace, hardware=hw, noise_seed=k) for k in range(repeats)]
+    mean, spread = {}, {}
+    for m in METRICS:
+        v = [float(r.summary[m]) for r in runs if r.summary.get(m) is not None]
+        if v:
+            mean[m] = sum(v) / len(v)
+            spread[m] = (max(v) - min(v)) / 2 / mean[m] if mean[m] else 0.0
+    return runs[0], mean, spread
+
+
 def compare(gpu: dict, sim: dict, metrics=METRICS) -> list[dict]:
     rows = []
     for m in metrics:
@@ -190,15 +220,15 @@ def run_validation(
     resume: bool = False,
     plots: bool = True,
     degraded_above: float = DEGRADED_ABOVE,
+    sim_repeats: int = 1,
 ) -> pd.DataFrame:
-    """Every scenario x policy on GPU and simulator; writes errors.csv, errors.md and both
+    """Every scenario x policy on GPU and simulator (`sim_repeats`: see `simulate_ensemble`); writes errors.csv, errors.md and both
     drivers' per-request records under `out`, and distribution.{csv,md} with sim-vs-GPU CDF plots
     (gpu.distributions). Returns the error table. `reverse` runs each
     scenario's policies in reverse order. `resume` keeps the GPU runs `out` already records
     (their summary.json is written last, atomically) and only re-simulates them: a pass cut
     off by a time limit goes on where it stopped. Each GPU run is also checked for a machine
     slowdown (gpu.run_health, health.{csv,md}); a degraded run is reported, to be run again."""
-    from sim.runner import simulate
     from sim.workload import generate_trace
 
     out = Path(out)
@@ -225,13 +255,13 @@ def run_validation(
                 gsum, grec = g.summary, g.records
             health.screen(sc, trace, pol, [out], degraded_above, progress)
             progress(f"{sc.name} / {pol}: simulator ...")
-            s = simulate(sc, pol, trace=trace)
+            s, smean, sspread = simulate_ensemble(sc, pol, trace, sim_repeats)
             health.add_simulator(sc, pol, s.timeline)
             s.records.to_csv(out / f"{stem}.sim.csv", index=False)
             dists.add(sc.name, pol, [grec], s.records)
             atomic_write_text(done, json.dumps({"gpu": gsum, "sim": s.summary}, indent=2, default=str))
-            for r in compare(gsum, s.summary):
-                rows.append({"scenario": sc.name, "policy": pol, **r})
+            for r in compare(gsum, smean):
+                rows.append({"scenario": sc.name, "policy": pol, **r, **_sim_cols(r, sim_repeats, sspread)})
             _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
     health.write(out)
     dists.write(out, plots)
@@ -254,8 +284,10 @@ def resimulate(
     progress=print,
     plots: bool = True,
     degraded_above: float = DEGRADED_ABOVE,
+    sim_repeats: int = 1,
 ) -> pd.DataFrame:
-    """Re-run only the simulator against GPU runs recorded by earlier validations.
+    """Re-run only the simulator against GPU runs recorded by earlier validations
+    (`sim_repeats`: the simulator's side as an ensemble, see `simulate_ensemble`).
 
     `gpu_runs` are folders written by `run_validation` (their `<scenario>.<policy>.summary.json`
     hold the GPU summary of that trace; traces are regenerated from the scenario's seed). With
@@ -267,7 +299,6 @@ def resimulate(
     Also health.{csv,md}, distribution.{csv,md} and CDF plots of every GPU run vs the
     simulator (gpu.distributions). Needs no GPU and no torch: a model change is checked in
     seconds."""
-    from sim.runner import simulate
     from sim.workload import generate_trace
 
     out = Path(out)
@@ -290,21 +321,28 @@ def resimulate(
             kept = health.screen(sc, trace, pol, found, degraded_above, progress)
             progress(f"{sc.name} / {pol}: simulator vs {len(kept)} GPU run(s) ...")
             runs = [json.loads((d / f"{sc.name}.{pol}.summary.json").read_text())["gpu"] for d in kept]
-            s = simulate(sc, pol, trace=trace)
+            s, smean, sspread = simulate_ensemble(sc, pol, trace, sim_repeats)
             health.add_simulator(sc, pol, s.timeline)
             s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
             dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in kept], s.records)
             vals = {m: [float(r[m]) for r in runs if r.get(m) is not None] for m in METRICS}
             mean = {m: sum(v) / len(v) for m, v in vals.items() if v}
-            for r in compare(mean, s.summary):
+            for r in compare(mean, smean):
                 v, g = vals[r["metric"]], r["gpu"]
                 spread = (max(v) - min(v)) / 2 / g if len(v) > 1 and g else 0.0
                 rows.append({"scenario": sc.name, "policy": pol, **r,
-                             "gpu_runs": len(v), "gpu_spread": spread})
+                             "gpu_runs": len(v), "gpu_spread": spread, **_sim_cols(r, sim_repeats, sspread)})
             _write_tables(rows, out, health.notes())
     health.write(out)
     dists.write(out, plots)
     return _write_tables(rows, out, health.notes())
+
+
+def _sim_cols(row: dict, repeats: int, spread: dict) -> dict:
+    """The ensemble's size and half-range for a table row (nothing for one plain run)."""
+    if repeats <= 1:
+        return {}
+    return {"sim_runs": repeats, "sim_spread": spread.get(row["metric"], 0.0)}
 
 
 def _write_tables(rows: list[dict], out: Path, notes: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
@@ -313,6 +351,8 @@ def _write_tables(rows: list[dict], out: Path, notes: list[str] | tuple[str, ...
     cols = ["scenario", "policy", "metric", "gpu", "sim", "rel_err"]
     if rows and "gpu_runs" in rows[0]:
         cols += ["gpu_runs", "gpu_spread"]
+    if rows and "sim_runs" in rows[0]:
+        cols += ["sim_runs", "sim_spread"]
     df = pd.DataFrame(rows, columns=cols)
     atomic_write_text(out / "errors.csv", df.to_csv(index=False))
     md = error_table_markdown(df)
@@ -337,12 +377,18 @@ def error_table_markdown(df: pd.DataFrame) -> str:
                 continue
             r = r.iloc[0]
             spread = f" ±{100 * r.gpu_spread:.0f}%" if "gpu_runs" in r and r.gpu_runs > 1 else ""
-            cells.append(f"{r.gpu:.1f}{spread} / {r.sim:.1f} ({100 * r.rel_err:+.0f}%)")
+            sspread = f" ±{100 * r.sim_spread:.0f}%" if "sim_runs" in r and r.sim_runs > 1 else ""
+            cells.append(f"{r.gpu:.1f}{spread} / {r.sim:.1f}{sspread} ({100 * r.rel_err:+.0f}%)")
         lines.append(f"| {scn} | {pol} | " + " | ".join(cells) + " |")
     lines += ["", "Cells: GPU / simulator (relative error of the simulator)."]
     if "gpu_runs" in df.columns and (df["gpu_runs"] > 1).any():
         lines[-1] = (
             "Cells: mean of the GPU runs ±half their range / simulator (error vs that mean)."
+        )
+    if "sim_runs" in df.columns and (df["sim_runs"] > 1).any():
+        n = int(df["sim_runs"].max())
+        lines[-1] = lines[-1].replace(
+            "/ simulator", f"/ mean of {n} simulator runs with the profile's run-to-run noise ±half their range"
         )
     lines += _summary_lines(df)
     return "\n".join(lines) + "\n"
@@ -378,6 +424,7 @@ def run_validation_repeated(
     opts: GpuOptions = GpuOptions(),
     progress=print,
     degraded_above: float = DEGRADED_ABOVE,
+    sim_repeats: int = 1,
 ) -> pd.DataFrame:
     """`repeats` GPU passes into `out/pass-1`, `out/pass-2`, ..., every other one in reverse
     policy order (so warm-up and slow periods do not always hit the same policy), then the
@@ -397,4 +444,5 @@ def run_validation_repeated(
         progress(f"pass {k}/{repeats} -> {d}")
         run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0, resume=True,
                        plots=False, degraded_above=degraded_above)
-    return resimulate(scenarios, profile, policies, dirs, out, progress, degraded_above=degraded_above)
+    return resimulate(scenarios, profile, policies, dirs, out, progress, degraded_above=degraded_above,
+                      sim_repeats=sim_repeats)

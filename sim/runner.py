@@ -122,12 +122,15 @@ def simulate(
     check: bool = False,
     stall_s: float | None = STALL_S,
     stall_iterations: int | None = STALL_ITERATIONS,
+    noise_seed: int | None = None,
 ) -> RunResult:
     """Run `policy` on the scenario's trace in the SimPy driver.
 
     `trace`/`hardware` may be given to share them across policies or to inject test models;
     `check=True` runs the invariant checker after every iteration; `stall_s` /
-    `stall_iterations` set the engine's livelock guard (None disables it).
+    `stall_iterations` set the engine's livelock guard (None disables it). `noise_seed`
+    makes this run one member of an ensemble: the hardware's measured run-to-run noise
+    (sim.hw.noise) is drawn with that seed; None (default) keeps the run deterministic.
     """
     from sim.core.engine import Engine
     from sim.hw import load_hardware
@@ -151,6 +154,10 @@ def simulate(
         from sim.core.invariants import InvariantChecker
 
         engine.check = InvariantChecker()
+    if noise_seed is not None and getattr(hardware, "noise", None) is not None:
+        from dataclasses import replace
+
+        hardware = replace(hardware, noise=replace(hardware.noise, seed=noise_seed))
     driver = SimPyDriver(hardware)
     driver.run(engine)
     meta = {"scenario": sc.name, "seed": sc.seed, "requests": len(trace.requests)}

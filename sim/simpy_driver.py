@@ -64,6 +64,8 @@ class SimPyDriver:
         self._wake_s = float(getattr(hardware, "wake_s", 0.0))
         self._launch_frac = float(getattr(hardware, "launch_fraction", 0.0))
         self._fwd_overhead = float(getattr(hardware, "forward_overhead_s", 0.0))
+        self._noise = getattr(hardware, "noise", None)
+        self._speed = self._noise.speed() if self._noise is not None else 1.0
         self.timeline: list[Row] = []
         self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
         self.error: BaseException | None = None
@@ -113,6 +115,8 @@ class SimPyDriver:
             if tail is not None and cost.pin_s > 0:
                 extra = tail.extra(job.lid)
                 cost = replace(cost, pin_s=cost.pin_s + extra)
+            if self._noise is not None and self._noise.active and cost.issue_s > 0:
+                cost = replace(cost, issue_s=cost.issue_s * self._noise.issue(job.lid))
             t_host = env.now
             if self._host_on_scheduler:
                 yield from self._host_work(job, cost)
@@ -218,7 +222,7 @@ class SimPyDriver:
         with self.compute.request() as c:
             yield c
             start = env.now
-            slow = 1.0 + (self.hw.contention if self._side_copies else 0.0)
+            slow = (1.0 + (self.hw.contention if self._side_copies else 0.0)) * self._speed
             if batch.kind == "prefill":
                 yield env.timeout(self.hw.compute.forward_time(batch) * slow)
                 steps: tuple[float, ...] = ()
@@ -230,6 +234,13 @@ class SimPyDriver:
                     # steps that *start* before `until` run; the scheduler looks again after
                     k = min(k, int(np.searchsorted(ends, eff.until, side="left")) + 1)
                 elif eff.until is not None:
+                    k = 1
+                if eff.stop_on_load and k > 1 and self.unpolled:
+                    # a copy finished after the scheduler last looked (during the issuing or
+                    # the host gap): the CUDA driver checks between steps whether any load is
+                    # done, so it stops after the first step, not at the next finishing copy
+                    # (round 12: when a slow issue let the copy end before the decode began,
+                    # this driver ran all 12 steps and a light-load TTFT went 61 -> 237 ms)
                     k = 1
                 if eff.stop_on_load and k > 1:
                     pending = [e for e in self.load_done.values() if not e.triggered]

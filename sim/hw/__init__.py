@@ -14,6 +14,7 @@ from sim.config import HardwareCfg
 from sim.core.model import ModelShape
 from sim.errors import ConfigError
 from sim.hw.compute import ComputeModel, ProfileCompute, RooflineCompute
+from sim.hw.noise import RunNoise
 from sim.hw.pcie import CopyModel, LoadCost, PinTail
 from sim.hw.presets import PRESETS, GpuSpec, preset
 from sim.hw.profile import HardwareProfile
@@ -29,6 +30,7 @@ __all__ = [
     "PinTail",
     "ProfileCompute",
     "RooflineCompute",
+    "RunNoise",
     "load_hardware",
     "preset",
 ]
@@ -51,6 +53,9 @@ class Hardware:
     forward_overhead_s: float = 0.0
     # slow pin-per-load pins, added by the SimPy driver (profile.pcie.pin_tail_*)
     pin_tail: PinTail | None = None
+    # run-to-run variation (profile.compute.run_speed_sd, profile.pcie.issue_sd), applied by
+    # the SimPy driver once a seed is set (sim.runner.simulate(noise_seed=...)); off otherwise
+    noise: RunNoise = RunNoise()
 
 
 def _spec(cfg: HardwareCfg) -> GpuSpec:
@@ -147,4 +152,6 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     frac = p.pin_tail_fraction if cfg.pin_tail_fraction is None else cfg.pin_tail_fraction
     if frac > 0 and p.pin_tail_ms > 0:
         hw = replace(hw, pin_tail=PinTail(frac, p.pin_tail_ms * 1e-3))
+    if comp.run_speed_sd or p.issue_sd:
+        hw = replace(hw, noise=RunNoise(comp.run_speed_sd, p.issue_sd))
     return hw

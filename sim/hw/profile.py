@@ -52,6 +52,9 @@ class PcieProfile:
     # the H200 harness's next decode step started ~3.5 ms after an async load began, the
     # simulator's 0.3 ms). 0: issuing is free (profiles before it was measured)
     issue_us: float = 0.0
+    # sd of the log of a load's issue time over the host's loads (sim.hw.noise; `lorasim
+    # calibrate --noise-from RUNS`); used only by simulator ensembles. 0: not measured
+    issue_sd: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,9 @@ class ComputeProfile:
     # 3-10 % above the mean-context price; at the longest context every (batch, adapters) group
     # is within -0.1..+2.6 %).
     decode_context: DecodeContext = "mean"
+    # sd of a run's compute speed around the tables, between runs (sim.hw.noise; `lorasim
+    # calibrate --noise-from RUNS`); used only by simulator ensembles. 0: not measured
+    run_speed_sd: float = 0.0
 
     def padded_tokens(self, tokens: int) -> int:
         """The token count a prefill of `tokens` is computed at."""
@@ -242,6 +248,8 @@ class HardwareProfile:
             compute["wake_us"] = float(f"{c.wake_us:.4g}")
         if c.decode_context != "mean":
             compute["decode_context"] = c.decode_context
+        if c.run_speed_sd:
+            compute["run_speed_sd"] = float(f"{c.run_speed_sd:.4g}")
         return {
             "name": self.name,
             "device": self.device,
@@ -258,6 +266,7 @@ class HardwareProfile:
                 "pin_per_tensor_us": float(p.pin_per_tensor_us),
                 **({} if p.copy_gap_us is None else {"copy_gap_us": float(p.copy_gap_us)}),
                 **({} if not p.issue_us else {"issue_us": float(f"{p.issue_us:.4g}")}),
+                **({} if not p.issue_sd else {"issue_sd": float(f"{p.issue_sd:.4g}")}),
                 **({} if not p.pin_tail_fraction else {
                     "pin_tail_fraction": float(f"{p.pin_tail_fraction:.4g}"),
                     "pin_tail_ms": float(f"{p.pin_tail_ms:.4g}"),
@@ -329,6 +338,7 @@ class HardwareProfile:
                 pin_tail_fraction=r.fraction(pcie.get("pin_tail_fraction", 0.0), "pcie.pin_tail_fraction"),
                 pin_tail_ms=r.number(pcie.get("pin_tail_ms", 0.0), "pcie.pin_tail_ms"),
                 issue_us=r.number(pcie.get("issue_us", 0.0), "pcie.issue_us"),
+                issue_sd=r.number(pcie.get("issue_sd", 0.0), "pcie.issue_sd"),
             ),
             compute=ComputeProfile(
                 prefill=r.table(comp, "compute.prefill", "tokens", positive_x=True),
@@ -352,6 +362,7 @@ class HardwareProfile:
                     int(x) for x in r.axis(comp, "compute", "batch_buckets", True, min_len=1)
                 ) if comp.get("batch_buckets") is not None else (),
                 wake_us=r.number(comp.get("wake_us", 0.0), "compute.wake_us"),
+                run_speed_sd=r.number(comp.get("run_speed_sd", 0.0), "compute.run_speed_sd"),
                 attention_ms_per_mcell=r.number(
                     comp.get("attention_ms_per_mcell", 0.0), "compute.attention_ms_per_mcell"
                 ),

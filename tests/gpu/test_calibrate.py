@@ -386,8 +386,10 @@ def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tm
     other = replace(prof, pcie=replace(prof.pcie, issue_us=123.0, copy_gap_us=456.0, contention=0.5))
     got = refit_from_log(other, log, only=["copy_issue"])
     assert got.pcie.issue_us == pytest.approx(served)
-    assert got.pcie.copy_gap_us != 456.0 and got.pcie.contention == 0.5  # gap from the log, rest kept
+    assert got.pcie.copy_gap_us == 456.0 and got.pcie.contention == 0.5  # the rest kept
     assert got.compute == other.compute
+    gap = refit_from_log(other, log, only=["copy_gap"]).pcie
+    assert gap.copy_gap_us != 456.0 and gap.issue_us == 123.0
     with pytest.raises(ValueError, match="copy_issue"):
         refit_from_log(other, log, only=["copy"])  # the message lists the PCIe part too
 

@@ -178,3 +178,85 @@ def test_cli_pin_tail_from_sets_the_profiles_slow_pin_share(tmp_path):
         capture_output=True, text=True, cwd=ROOT,
     )
     assert r.returncode == 2 and "--pin-tail-from" in r.stderr and "Traceback" not in r.stderr
+
+
+def _noisy_profile(tmp_path, speed_sd=0.02, issue_sd=0.2):
+    from dataclasses import replace
+
+    from sim.config import MODEL_PRESETS
+    from sim.hw.export import analytic_profile
+
+    prof = analytic_profile("h200", MODEL_PRESETS["tiny"], "tiny-noisy")
+    prof = replace(prof, compute=replace(prof.compute, run_speed_sd=speed_sd),
+                   pcie=replace(prof.pcie, issue_sd=issue_sd, issue_us=50.0))
+    path = tmp_path / "noisy.yaml"
+    prof.to_yaml(path)
+    return path
+
+
+def test_sim_repeats_compares_the_gpu_mean_with_the_mean_of_noisy_simulator_runs(tmp_path):
+    from gpu.validate import _scenario_with_profile
+    from sim.errors import LorasimError
+    from sim.workload import generate_trace
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "overlap", {m: 100.0 for m in METRICS})
+    run = lambda prof, out, k: resimulate([path], prof, ["overlap"], [tmp_path / "run1"], tmp_path / out,  # noqa: E731
+                                          progress=lambda s: None, sim_repeats=k)
+    quiet = _noisy_profile(tmp_path, 0.0, 0.0)
+    with pytest.raises(LorasimError, match="--noise-from"):
+        run(quiet, "q", 3)  # no measured noise: three identical runs would pose as an ensemble
+    plain = run(quiet, "one", 1)
+    assert "sim_runs" not in plain.columns
+    noisy = _noisy_profile(tmp_path)
+    df = run(noisy, "ens", 4)
+    sc = _scenario_with_profile(path, noisy)
+    trace = generate_trace(sc)
+    members = [simulate(sc, "overlap", trace=trace, noise_seed=k).summary for k in range(4)]
+    for m in METRICS:
+        row = df[df["metric"] == m].iloc[0]
+        vals = [s[m] for s in members]
+        assert row.sim_runs == 4 and row.sim == pytest.approx(sum(vals) / 4)
+        assert row.sim_spread == pytest.approx((max(vals) - min(vals)) / 2 / row.sim)
+    assert (df["sim_spread"] > 0).any()  # the members differ
+    md = (tmp_path / "ens" / "errors.md").read_text()
+    assert "mean of 4 simulator runs" in md
+
+
+def test_cli_noise_from_measures_the_run_to_run_spread(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from gpu.run_health import measure_noise
+    from sim.cli import app
+    from sim.hw.profile import HardwareProfile
+
+    rows = []
+    for k, (ratio, degraded) in enumerate([(0.99, False), (1.01, False), (1.03, False), (1.6, True)]):
+        run = tmp_path / f"pass-{k}"
+        run.mkdir()
+        issue = [0.004, 0.005, 0.006] if k < 2 else []
+        pd.DataFrame({"lane": "host", "start": [0.0] * len(issue), "end": issue, "kind": "issue",
+                      "label": "a"}).to_csv(run / "s.overlap.gpu.timeline.csv", index=False)
+        rows.append({"scenario": "s", "policy": "overlap", "run": str(run), "ratio": ratio, "degraded": degraded})
+    rows.append({"scenario": "s", "policy": "overlap", "run": "simulator", "ratio": float("nan"), "degraded": float("nan")})
+    errs = tmp_path / "errors"
+    errs.mkdir()
+    pd.DataFrame(rows).to_csv(errs / "health.csv", index=False)
+    ns = measure_noise(pd.read_csv(errs / "health.csv"))
+    assert ns.runs == 3 and ns.speed_sd == pytest.approx(np.log([0.99, 1.01, 1.03]).std(ddof=1))
+    logs = np.log(np.array([4, 5, 6] * 2) / 5.0)
+    assert ns.loads == 6 and ns.issue_sd == pytest.approx(logs.std(ddof=1))
+    with pytest.raises(ValueError, match="at least two"):
+        measure_noise(pd.DataFrame(rows[:1] + rows[3:]))
+
+    prof = _noisy_profile(tmp_path, 0.0, 0.0)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--noise-from", str(errs)])
+    assert r.exit_code == 0, r.output
+    back = HardwareProfile.from_yaml(prof)
+    assert back.compute.run_speed_sd == pytest.approx(ns.speed_sd, rel=1e-3)
+    assert back.pcie.issue_sd == pytest.approx(ns.issue_sd, rel=1e-3)
+    assert back.command.endswith(f"--noise-from {errs}")
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--noise-from", str(tmp_path)])
+    assert r.exit_code != 0 and "health.csv" in str(r.exception)

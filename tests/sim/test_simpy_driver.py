@@ -7,7 +7,16 @@ from dataclasses import replace
 
 import pytest
 
-from sim.core.effects import Batch, BatchItem, Forward, LoadJob, StartLoad, WaitForward, WaitLoad
+from sim.core.effects import (
+    Batch,
+    BatchItem,
+    Forward,
+    LoadJob,
+    PollLoads,
+    StartLoad,
+    WaitForward,
+    WaitLoad,
+)
 from sim.runner import simulate
 from sim.simpy_driver import SimPyDriver
 from tests.sim.fakes import fixed_hw, make_trace, scenario
@@ -184,3 +193,24 @@ def test_slow_pins_of_the_pin_tail_hold_the_scheduler_longer():
     # the cost model a policy plans with does not see it
     assert slow.hw.copy.load_time(LoadJob(0, ADAPTER, 0, "compute", "blocking", host_mode="pin_per_load")).pin_s \
         == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("poll_first, steps", [(False, 1), (True, 10)])
+def test_a_decode_that_should_stop_on_a_load_stops_for_one_that_already_finished(poll_first, steps):
+    """The CUDA driver checks between decode steps whether any load-stream copy is done, so a
+    copy that finished after the scheduler last polled (during a slow issue or the host gap)
+    stops the decode after its first step. Round 12: the SimPy driver waited for the *next*
+    copy to finish instead, and ran a light-load decode 12 steps (187 ms) past a request whose
+    adapter was ready. Once the scheduler has seen the copy (polled), nothing stops the steps."""
+    out = {}
+    decode = Batch("decode", (BatchItem(0, None, -1, 0, 1, 8),))
+
+    def gen():
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "load", "overlap", host_mode="pinned"))
+        yield Forward(PREFILL)  # 20 ms: the 2 ms copy ends meanwhile, unseen
+        if poll_first:
+            assert (yield PollLoads()) == (0,)
+        out["dec"] = yield Forward(decode, max_steps=10, stop_on_load=True)
+
+    _run(fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001), gen)
+    assert len(out["dec"].step_ends) == steps
