@@ -790,9 +790,9 @@ def measure_host_gap(
     (`resident`: no loads) through the CUDA driver, measured here rather than from validation
     runs: the median gap between back-to-back forwards (noticing a forward's end, scheduling,
     launching the next: `compute.forward_overhead_us`) and the median time from an arrival
-    that finds the GPU idle to its admission (`compute.wake_us`). The same trace with
-    `overlap` in two slots gives the copy issue time in the serving loop (`pcie.issue_us`: the
-    median `issue` row over the copies of a per-module load): round 12 found it 1.6x the
+    that finds the GPU idle to its admission (`compute.wake_us`). The same kind of trace over 16
+    adapters, served by `overlap` in two slots, gives the copy issue time in the serving loop
+    (`pcie.issue_us`: the median `issue` row over the copies of a per-module load): round 12 found it 1.6x the
     isolated loop's (`measure_adapter_copy`) on one host, and the isolated one moving by 1.7x
     between hosts whose serving loops issued alike. Zeros for a shape that is not a preset
     (the trace needs a scenario). `gap_and_wake=False` skips the resident run (zeros): the
