@@ -799,6 +799,7 @@ def measure_host_gap(
     issue time alone (`gpu.diag_copy`)."""
     import numpy as np
 
+    from gpu.run_health import issue_times
     from gpu.validate import GpuOptions, run_gpu
     from sim.config import MODEL_PRESETS, parse_scenario
     from sim.metrics import host_gaps, wake_latencies
@@ -840,9 +841,7 @@ def measure_host_gap(
         wakes = wake_latencies(res.records, res.timeline)
     # 16 adapters in 2 slots: most requests load (round 12: 4 adapters in 2 slots loaded 4 times)
     sc = scenario(16, 2)
-    tl = run_gpu(sc, "overlap", generate_trace(sc), opts).timeline
-    rows = tl[(tl["lane"] == "host") & (tl["kind"] == "issue")]
-    issue = (rows["end"] - rows["start"]).to_numpy(float)
+    issue = issue_times(run_gpu(sc, "overlap", generate_trace(sc), opts).timeline)
     copies = 2 * len(ALL_TARGETS) * shape.layers
     return HostTiming(
         float(np.median(gaps)) if len(gaps) else 0.0, len(gaps), n,

@@ -211,10 +211,16 @@ class HealthLog:
         atomic_write_text(out / "health.md", "\n".join(lines) + "\n")
 
 
+def issue_times(timeline: pd.DataFrame) -> np.ndarray:
+    """Seconds of each `host`/`issue` row: the host issuing one load's copies (both drivers
+    record it since round 11)."""
+    rows = timeline[timeline["kind"] == "issue"]  # only the host lane has them
+    return (rows["end"] - rows["start"]).to_numpy(float)
+
+
 def host_stats(timeline: pd.DataFrame) -> dict:
     """`pin_stats` and the median `issue` row (ms): the host work of a run's loads."""
-    issue = timeline[timeline["kind"] == "issue"]
-    d = (issue["end"] - issue["start"]).to_numpy(float)
+    d = issue_times(timeline)
     return {**pin_stats(timeline), "issue_median_ms": float(np.median(d)) * 1e3 if len(d) else float("nan")}
 
 
@@ -257,8 +263,7 @@ def measure_noise(health: pd.DataFrame) -> NoiseStats:
         tl = Path(str(r.run)) / f"{r.scenario}.{r.policy}.gpu.timeline.csv"
         if not tl.is_file():
             continue
-        t = pd.read_csv(tl)
-        d = (t["end"] - t["start"])[t["kind"] == "issue"].to_numpy(float)
+        d = issue_times(pd.read_csv(tl))
         d = d[d > 0]
         if len(d) >= 2:
             logs.extend(np.log(d / np.median(d)))

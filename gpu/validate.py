@@ -190,13 +190,20 @@ def simulate_ensemble(sc: Scenario, policy: str, trace: Trace, repeats: int = 1)
             "`lorasim calibrate --out PROFILE --noise-from GPU_RUN_FOLDERS`"
         )
     runs = [simulate(sc, policy, trace=trace, hardware=hw, noise_seed=k) for k in range(repeats)]
-    mean, spread = {}, {}
-    for m in METRICS:
-        v = [float(r.summary[m]) for r in runs if r.summary.get(m) is not None]
-        if v:
-            mean[m] = sum(v) / len(v)
-            spread[m] = (max(v) - min(v)) / 2 / mean[m] if mean[m] else 0.0
+    mean, spread, _ = mean_and_spread([r.summary for r in runs])
     return runs[0], mean, spread
+
+
+def mean_and_spread(summaries: list[dict]) -> tuple[dict, dict, dict]:
+    """Per metric over several runs' summaries (GPU passes or simulator ensemble members):
+    the mean, the half-range relative to it (0 for one run), and how many runs had it."""
+    mean, spread, n = {}, {}, {}
+    for m in METRICS:
+        v = [float(r[m]) for r in summaries if r.get(m) is not None]
+        if v:
+            mean[m], n[m] = sum(v) / len(v), len(v)
+            spread[m] = (max(v) - min(v)) / 2 / mean[m] if mean[m] else 0.0
+    return mean, spread, n
 
 
 def compare(gpu: dict, sim: dict, metrics=METRICS) -> list[dict]:
@@ -325,13 +332,11 @@ def resimulate(
             health.add_simulator(sc, pol, s.timeline)
             s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
             dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in kept], s.records)
-            vals = {m: [float(r[m]) for r in runs if r.get(m) is not None] for m in METRICS}
-            mean = {m: sum(v) / len(v) for m, v in vals.items() if v}
+            mean, gspread, counts = mean_and_spread(runs)
             for r in compare(mean, smean):
-                v, g = vals[r["metric"]], r["gpu"]
-                spread = (max(v) - min(v)) / 2 / g if len(v) > 1 and g else 0.0
-                rows.append({"scenario": sc.name, "policy": pol, **r,
-                             "gpu_runs": len(v), "gpu_spread": spread, **_sim_cols(r, sim_repeats, sspread)})
+                m = r["metric"]
+                rows.append({"scenario": sc.name, "policy": pol, **r, "gpu_runs": counts.get(m, 0),
+                             "gpu_spread": gspread.get(m, 0.0), **_sim_cols(r, sim_repeats, sspread)})
             _write_tables(rows, out, health.notes())
     health.write(out)
     dists.write(out, plots)
