@@ -158,6 +158,9 @@ def simulate(
         from dataclasses import replace
 
         hardware = replace(hardware, noise=replace(hardware.noise, seed=noise_seed))
+        if getattr(hardware, "pin_tail", None) is not None:
+            # which pins are slow is part of the run's draw too (seed 0 stays the plain run's)
+            hardware = replace(hardware, pin_tail=replace(hardware.pin_tail, seed=1 + noise_seed))
     driver = SimPyDriver(hardware)
     driver.run(engine)
     meta = {"scenario": sc.name, "seed": sc.seed, "requests": len(trace.requests)}
