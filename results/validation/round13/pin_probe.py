@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import os
 import random
 import subprocess
@@ -25,6 +26,11 @@ from pathlib import Path
 import torch
 
 MB = 1 << 20
+_libc = ctypes.CDLL(None)  # os.sched_getcpu is Python 3.13+
+
+
+def cpu_now() -> int:
+    return int(_libc.sched_getcpu())
 
 
 def numa_of(cpu: int) -> int:
@@ -80,11 +86,11 @@ def main() -> None:
                     x @ x
                 torch.cuda.synchronize()
         i = random.Random(k).randrange(a.adapters)
-        cpu0 = os.sched_getcpu()
+        cpu0 = cpu_now()
         t0 = time.perf_counter()
         p = bufs[i].pin_memory()
         t1 = time.perf_counter()
-        cpu1 = os.sched_getcpu()
+        cpu1 = cpu_now()
         d = p.to(dev, non_blocking=True)
         torch.cuda.synchronize()
         t2 = time.perf_counter()
