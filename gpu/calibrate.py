@@ -369,6 +369,36 @@ def measure_pin_per_tensor(
     return max(0.0, extra / len(tensors) * 1e6)
 
 
+def measure_unpin_per_tensor(shape: ModelShape, device: torch.device, rank: int, reps: int = 5) -> float:
+    """Microseconds per tensor of freeing a per-module pin_per_load's temporary pinned copies
+    after their copies ran (`pcie.unpin_per_tensor_us`). Why it costs: torch's caching host
+    allocator records a CUDA event on every stream a freed block was copied on, so that the
+    block is not reused before the copy has read it; the CUDA driver frees them when it
+    collects the finished load, on the scheduler's thread. 0 on CPU (nothing pinned)."""
+    if device.type != "cuda":
+        return 0.0
+    dtype = default_dtype(device)
+    segs, numel = flat_layout(shape, rank, ordered_targets(ALL_TARGETS))
+    flat = torch.ones(numel, dtype=dtype)
+    dst = torch.empty(numel, dtype=dtype, device=device)
+    views = []
+    for seg in segs:
+        views.append((seg.a_off, seg.b_off))
+        views.append((seg.b_off, seg.b_off + seg.rank * seg.d_out))
+    stream = torch.cuda.Stream(device)
+    times = []
+    for _ in range(reps + 1):  # the first pass fills the caching host allocator
+        pinned = [flat[a:b].pin_memory() for a, b in views]
+        with torch.cuda.stream(stream):
+            for (a, b), t in zip(views, pinned, strict=True):
+                dst[a:b].copy_(t, non_blocking=True)
+        stream.synchronize()
+        t0 = time.perf_counter()
+        del pinned
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times[1:]) / len(views) * 1e6
+
+
 def measure_disk(nbytes: int, folder: str | None = None) -> float:
     """GB/s reading a file of `nbytes` (page cache dropped where the OS allows)."""
     with tempfile.TemporaryDirectory(dir=folder) as d:
@@ -485,6 +515,19 @@ def report_adapter_copy(
         f" issued in {ad['issue_s'] * 1e3:.2f} ms)"
     )
     return {**ad, "gap_us": gap, "issue_us": issue}
+
+
+def report_unpin(
+    shape: ModelShape, device: torch.device, rank: int, progress: Callable[[str], None] = print
+) -> float:
+    """`measure_unpin_per_tensor` with the log line `refit_from_log` reads back (part `unpin`)."""
+    us = measure_unpin_per_tensor(shape, device, rank)
+    n = 2 * len(flat_layout(shape, rank, ordered_targets(ALL_TARGETS))[0])
+    progress(
+        f"  unpin {us:.2f} us/tensor freeing a per-module load's pinned copies after its copies ran"
+        f" ({n} tensors: {us * n / 1e3:.2f} ms)"
+    )
+    return us
 
 
 def copy_gap_us(flat_s: float, per_module_s: float, copies: int) -> float:
@@ -916,6 +959,7 @@ def calibrate(
         f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s"
         f" + {pin_tensor:.1f} us/tensor, disk {disk:.2f} GB/s, contention {contention:.3f}"
     )
+    unpin = report_unpin(shape, dev, rank, progress)
     peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
     ad = report_adapter_copy(shape, dev, rank, reps, peak, progress)
     gap, issue = ad["gap_us"], ad["issue_us"]
@@ -961,6 +1005,7 @@ def calibrate(
             disk_gbps=disk,
             contention=contention,
             pin_per_tensor_us=pin_tensor,
+            unpin_per_tensor_us=unpin,
             copy_gap_us=gap,
             issue_us=issue,
         ),
@@ -1008,6 +1053,7 @@ _LOG_PATTERNS = {
     "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million"),
     "host_gap": re.compile(r"^  host gap ([\d.]+) us between forwards"),
     "issue": re.compile(r"^  copy issue ([\d.]+) us/copy on the host"),
+    "unpin": re.compile(r"^  unpin ([\d.]+) us/tensor"),
     "wake": re.compile(r"^  wake-up ([\d.]+) us from an idle arrival"),
     "adapter_copy": re.compile(
         r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
@@ -1057,6 +1103,7 @@ REFIT_PARTS: dict[str, tuple[str, ...]] = {
 PCIE_REFIT_PARTS: dict[str, tuple[str, ...]] = {
     "copy_issue": ("issue_us",),
     "copy_gap": ("copy_gap_us",),
+    "unpin": ("unpin_per_tensor_us",),
 }
 
 
@@ -1189,4 +1236,6 @@ def _pcie_from_log(pcie: PcieProfile, log_text: str) -> PcieProfile:
             pcie = replace(pcie, copy_gap_us=copy_gap_us(float(m[1]) / 1e3, float(m[3]) / 1e3, int(m[2])))
         elif m := _LOG_PATTERNS["issue"].match(line):
             pcie = replace(pcie, issue_us=float(m[1]))
+        elif m := _LOG_PATTERNS["unpin"].match(line):
+            pcie = replace(pcie, unpin_per_tensor_us=float(m[1]))
     return pcie

@@ -11,7 +11,8 @@ peak, the back-to-back copy gap and the copy issue time of the driver's per-modu
     lorasim calibrate --out PROFILE --refit-from copy.log --refit-only copy_issue
 
 puts this host's serving-loop issue time into a profile and records the step in its
-`command` (`--refit-only copy_gap` takes the back-to-back copy gap of the isolated loop). Why: the issue time is host time the scheduler cannot use, and it differs
+`command` (`--refit-only copy_gap` takes the back-to-back copy gap of the isolated loop,
+`--refit-only unpin` the time to free a pin-per-load's pinned copies, also printed). Why: the issue time is host time the scheduler cannot use, and it differs
 between hosts. Round 12: the isolated loop read 13.2 and 7.8 us a copy on two hosts, while
 both hosts' serving loops issued at 11-12 us a copy (the runs' `issue` rows); the profile had
 5.8 us, from a cheaper loop. `--repeats` times the isolated loop that many times and prints the
@@ -26,7 +27,14 @@ import statistics
 
 import torch
 
-from gpu.calibrate import GRIDS, device_name, measure_copies, measure_host_gap, report_adapter_copy
+from gpu.calibrate import (
+    GRIDS,
+    device_name,
+    measure_copies,
+    measure_host_gap,
+    report_adapter_copy,
+    report_unpin,
+)
 from sim.config import MODEL_PRESETS
 
 
@@ -59,6 +67,7 @@ def main(argv: list[str] | None = None) -> None:
           f" median {med:.2f} max {max(issues):.2f}")
     for line in next(lines for ad, lines in runs if ad["issue_us"] == med):
         print(line)
+    report_unpin(shape, dev, args.rank)
     ht = measure_host_gap(shape, dev, args.rank, args.quick, gap_and_wake=False)
     if ht.issues:  # after the isolated line: the refit takes the last one
         print(f"  copy issue {ht.issue_s * 1e6:.2f} us/copy on the host in the serving loop (median of"

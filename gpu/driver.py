@@ -296,6 +296,7 @@ class CudaDriver:
         self.loads[job.lid] = _Load(
             job, m0, m1, keep=src if src is not ad else None, host_t0=t0, queued=queued
         )
+        del src  # the load holds the pinned copy now: freed (and timed) when it is collected
         self.stats.loads += 1
         self.stats.bytes_moved += ad.nbytes
         self.stats.per_kind[job.kind] = self.stats.per_kind.get(job.kind, 0) + 1
@@ -333,9 +334,15 @@ class CudaDriver:
     def _load_rows(self, ld: _Load) -> None:
         if ld.row_done:
             return
-        ld.row_done, ld.keep = True, None
-        t0, t1 = ld.start.time(), ld.end.time()
         job = ld.job
+        if ld.keep is not None:
+            # freeing the temporary pinned copies is scheduler time too (torch records a CUDA
+            # event per freed tensor), as the SimPy driver's `release` row
+            t_rel = self.clock.now()
+            ld.keep = None
+            self._rows.append(("host", t_rel, self.clock.now(), "release", job.adapter.name))
+        ld.row_done = True
+        t0, t1 = ld.start.time(), ld.end.time()
         self._rows.append(("pcie", t0, t1, job.kind, job.adapter.name))
         if job.stream == "compute":
             # like the SimPy driver: disk read and pinning of a compute-stream load block the

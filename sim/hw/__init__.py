@@ -128,6 +128,7 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
         pin_per_tensor_us=p.pin_per_tensor_us,
         copy_gap_us=p.copy_gap_us,
         issue_us=p.issue_us,
+        unpin_per_tensor_us=p.unpin_per_tensor_us,
     )
     # Explicit bandwidth/overhead keys mean "what if": switch to the analytic formula,
     # keeping the profile's values for whatever was not overridden.

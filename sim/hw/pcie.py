@@ -35,6 +35,9 @@ class LoadCost:
     disk_s: float
     dma_s: float
     issue_s: float = 0.0  # overlaps dma_s (dma_s >= issue_s), so not part of total
+    # scheduler time freeing a pin_per_load's temporary pinned copies once the copy is done
+    # (paid when the scheduler next collects finished loads), so not part of total either
+    release_s: float = 0.0
 
     @property
     def total(self) -> float:
@@ -79,6 +82,8 @@ class CopyModel:
     copy_gap_us: float | None = None
     # host CPU time to issue one copy (LoadCost.issue_s); 0: free
     issue_us: float = 0.0
+    # host CPU time to free one temporary pinned tensor of a pin_per_load (LoadCost.release_s)
+    unpin_per_tensor_us: float = 0.0
 
     @staticmethod
     def from_spec(spec: GpuSpec, pin_cache: Literal["warm", "cold"] = "warm") -> CopyModel:
@@ -121,11 +126,12 @@ class CopyModel:
 
     def cost(self, nbytes: int, n_copies: int, host_mode: HostMode, from_disk: bool = False) -> LoadCost:
         pin_s = self.pin_time(nbytes, n_copies) if host_mode == "pin_per_load" else 0.0
+        release_s = n_copies * self.unpin_per_tensor_us * 1e-6 if host_mode == "pin_per_load" else 0.0
         disk_s = self.disk_time(nbytes) if from_disk else 0.0
         source = "pageable" if host_mode == "pageable" else "pinned"
         issue_s = n_copies * self.issue_us * 1e-6
         dma_s = max(self.dma_time(nbytes, n_copies, source), issue_s)
-        return LoadCost(pin_s, disk_s, dma_s, issue_s)
+        return LoadCost(pin_s, disk_s, dma_s, issue_s, release_s)
 
     def load_time(self, job: LoadJob) -> LoadCost:
         return self.cost(job.adapter.nbytes, job.n_copies, job.host_mode, job.from_disk)

@@ -39,6 +39,11 @@ class PcieProfile:
     # host time per tensor pinned, beyond the bytes: a per-module pin calls pin_memory() on
     # every A and B (2 x 7 x layers tensors), each an allocator lookup and a small memcpy
     pin_per_tensor_us: float = 0.0
+    # host time per temporary pinned tensor to free it once its copy is done: torch's caching
+    # host allocator records a CUDA event per freed block that a copy used (round 13: 448
+    # per-module tensors took ~1.6 ms, paid by the scheduler at its next look at the loads). 0:
+    # not measured (profiles before round 13)
+    unpin_per_tensor_us: float = 0.0
     # DMA time each further copy adds when copies run back to back (sim.hw.pcie.CopyModel);
     # None (profiles before it was measured): copies priced as isolated, n * table(size)
     copy_gap_us: float | None = None
@@ -264,6 +269,7 @@ class HardwareProfile:
                 "disk_gbps": float(p.disk_gbps),
                 "contention": float(p.contention),
                 "pin_per_tensor_us": float(p.pin_per_tensor_us),
+                **({} if not p.unpin_per_tensor_us else {"unpin_per_tensor_us": float(f"{p.unpin_per_tensor_us:.4g}")}),
                 **({} if p.copy_gap_us is None else {"copy_gap_us": float(p.copy_gap_us)}),
                 **({} if not p.issue_us else {"issue_us": float(f"{p.issue_us:.4g}")}),
                 **({} if not p.issue_sd else {"issue_sd": float(f"{p.issue_sd:.4g}")}),
@@ -331,6 +337,7 @@ class HardwareProfile:
                 disk_gbps=r.number(r.get(pcie, "pcie", "disk_gbps"), "pcie.disk_gbps", positive=True),
                 contention=r.fraction(pcie.get("contention", 0.0), "pcie.contention"),
                 pin_per_tensor_us=r.number(pcie.get("pin_per_tensor_us", 0.0), "pcie.pin_per_tensor_us"),
+                unpin_per_tensor_us=r.number(pcie.get("unpin_per_tensor_us", 0.0), "pcie.unpin_per_tensor_us"),
                 copy_gap_us=(
                     None if pcie.get("copy_gap_us") is None
                     else r.number(pcie["copy_gap_us"], "pcie.copy_gap_us")

@@ -405,6 +405,26 @@ def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tm
     assert back.command.endswith(f"--refit-from {path} --refit-only copy_issue")
 
 
+def test_refit_only_unpin_takes_the_logged_time_to_free_pinned_copies(tmp_path):
+    """Round 13: `--refit-only unpin` sets pcie.unpin_per_tensor_us from calibrate's (or
+    gpu.diag_copy's) unpin line, the last one winning, and keeps everything else; a log without
+    the line keeps the profile's value."""
+    from dataclasses import replace
+
+    from gpu.calibrate import refit_from_log, report_unpin
+
+    lines: list[str] = []
+    assert report_unpin(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, lines.append) == 0.0  # nothing pinned
+    assert lines and lines[0].startswith("  unpin 0.00 us/tensor")
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    other = replace(prof, pcie=replace(prof.pcie, unpin_per_tensor_us=9.0, issue_us=123.0))
+    log = "  unpin 2.50 us/tensor freeing ...\n  copy issue 7.00 us/copy on the host\n  unpin 3.75 us/tensor x\n"
+    got = refit_from_log(other, log, only=["unpin"])
+    assert got.pcie.unpin_per_tensor_us == 3.75 and got.pcie.issue_us == 123.0
+    assert got.compute == other.compute
+    assert refit_from_log(other, "  copy issue 7.00 us/copy on the host\n", only=["unpin"]).pcie.unpin_per_tensor_us == 9.0
+
+
 def test_calibration_prices_the_serving_loop_issue_time():
     """The profile's issue_us is the serving loop's (its log line), which a refit of the
     same log reproduces."""

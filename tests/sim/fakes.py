@@ -18,6 +18,7 @@ class Cost:
     disk_s: float
     dma_s: float
     issue_s: float = 0.0
+    release_s: float = 0.0
 
     @property
     def total(self) -> float:
@@ -26,10 +27,14 @@ class Cost:
 
 class FixedCopy:
     """Every load costs `load_s` of PCIe time (plus optional pin/disk, and `issue_s` of host
-    time issuing its copies, within the PCIe time)."""
+    time issuing its copies, within the PCIe time; a pinned copy takes `release_s` to free)."""
 
-    def __init__(self, load_s: float, pin_s: float = 0.0, disk_s: float = 0.0, issue_s: float = 0.0):
+    def __init__(
+        self, load_s: float, pin_s: float = 0.0, disk_s: float = 0.0, issue_s: float = 0.0,
+        release_s: float = 0.0,
+    ):
         self.load_s, self.pin_s, self.disk_s, self.issue_s = load_s, pin_s, disk_s, issue_s
+        self.release_s = release_s
 
     def load_time(self, job) -> Cost:
         return Cost(
@@ -37,6 +42,7 @@ class FixedCopy:
             self.disk_s if job.from_disk else 0.0,
             max(self.load_s, self.issue_s),
             self.issue_s,
+            self.release_s if job.host_mode == "pin_per_load" else 0.0,
         )
 
 

@@ -89,6 +89,35 @@ def test_issuing_a_loads_copies_holds_the_scheduler_thread(host_work, forward_st
     assert copy[1] == pytest.approx(0.0)
 
 
+@pytest.mark.parametrize(
+    "host_mode, prefill_start, next_start", [("pin_per_load", 0.007, 0.0285), ("pinned", 0.002, 0.022)]
+)
+def test_freeing_a_pin_per_loads_copies_holds_the_scheduler_when_it_next_looks(host_mode, prefill_start, next_start):
+    """Round 13 on the H200: after a blocking load's prefill the next forward started ~1.6 ms
+    later than after any other prefill: the CUDA driver frees the load's temporary pinned
+    copies (a CUDA event each) when it next collects finished loads. The SimPy driver pays
+    `release_s` there too, once, and not while the copy is still running; a copy from
+    pinned host memory frees nothing."""
+    out = {}
+
+    def gen():
+        yield StartLoad(LoadJob(0, ADAPTER, 0, "compute", "blocking", host_mode=host_mode))
+        out["prefill"] = yield Forward(PREFILL)
+        yield PollLoads()
+        out["next"] = yield Forward(PREFILL)
+        yield PollLoads()
+        out["third"] = yield Forward(PREFILL)
+
+    hw = fixed_hw(load_s=0.002, prefill_s=0.020, pin_s=0.005)
+    hw.copy.release_s = 0.0015
+    d = _run(hw, gen)
+    assert out["prefill"].start == pytest.approx(prefill_start)  # after the pin (if any) and the copy
+    assert out["next"].start == pytest.approx(next_start)
+    assert out["third"].start == pytest.approx(out["next"].end)  # paid once
+    release = [r[1:3] for r in d.timeline if r[0] == "host" and r[3] == "release"]
+    assert release == ([pytest.approx((0.027, 0.0285))] if host_mode == "pin_per_load" else [])
+
+
 def test_each_forward_first_holds_the_scheduler_for_its_host_overhead():
     """Round 7 on the H200: the CUDA driver leaves a median 0.39 ms between back-to-back
     forwards (scheduling, preparing inputs, launching). Two forwards issued one after the

@@ -119,6 +119,21 @@ def test_issuing_copies_costs_host_time_and_bounds_the_dma():
     assert CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t).cost(int(1e9), 448, "pinned").issue_s == 0
 
 
+def test_a_pin_per_load_prices_freeing_its_pinned_copies_apart_from_the_load():
+    """Round 13: freeing a per-module load's 448 temporary pinned tensors cost the H200
+    harness's scheduler ~1.6 ms after the copy. It is per tensor, only for pin_per_load, and
+    not part of the load's own time (the scheduler pays it later, when it collects the load)."""
+    t = Table((1e3, 1e6, 1e9), (1e-5, 1e-4, 1e-2))
+    m = CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t, unpin_per_tensor_us=3.5)
+    c = m.cost(int(1e9), 448, "pin_per_load")
+    assert c.release_s == pytest.approx(448 * 3.5e-6)
+    assert c.total == pytest.approx(c.pin_s + c.dma_s)
+    assert m.cost(int(1e9), 1, "pin_per_load").release_s == pytest.approx(3.5e-6)  # flat
+    assert m.cost(int(1e9), 448, "pinned").release_s == 0
+    assert m.cost(int(1e9), 448, "pageable").release_s == 0
+    assert CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t).cost(int(1e9), 448, "pin_per_load").release_s == 0
+
+
 def test_table_extrapolates_with_last_segment_bandwidth():
     t = Table((1e6, 1e9), (1e-4, 1e-2))
     m = CopyModel(55, 10, 4, 20, 1, 2, pinned_table=t)

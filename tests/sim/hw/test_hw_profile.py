@@ -152,13 +152,15 @@ def test_v2_lora_tables_round_trip_and_v1_still_loads(tmp_path, prof):
         lora_prefill=LoraPrefillTable((64.0,), (256.0, 1024.0), (1.0, 4.0), (((0.02, 0.021), (0.03, 0.031)),)),
         lora_decode=LoraPrefillTable((64.0,), (1.0, 16.0), (1.0, 4.0), (((0.005, 0.006), (0.006, 0.007)),)),
     )
-    v2 = replace(prof, compute=comp, pcie=replace(prof.pcie, copy_gap_us=2.5, issue_us=7.25))
+    v2 = replace(prof, compute=comp, pcie=replace(prof.pcie, copy_gap_us=2.5, issue_us=7.25, unpin_per_tensor_us=3.25))
     p = tmp_path / "v2.yaml"
     v2.to_yaml(p)
     back = HardwareProfile.from_yaml(p)
     assert back.to_dict() == v2.to_dict()
     assert back.compute.lora_ranks.ranks == (16.0, 256.0) and back.compute.lora_prefill.tokens == (256.0, 1024.0)
     assert back.compute.lora_decode.tokens == (1.0, 16.0) and back.pcie.copy_gap_us == 2.5 and back.pcie.issue_us == 7.25
+    assert back.pcie.unpin_per_tensor_us == 3.25
+    assert "unpin_per_tensor_us" not in prof.to_dict()["pcie"]  # unmeasured: left out, reads as 0
     assert v2.to_dict()["compute"]["lora_decode"]["batch"] == [1, 16]
     data = v2.to_dict()
     data["compute"]["lora_decode"]["seconds"][0].pop()
