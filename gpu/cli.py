@@ -158,6 +158,15 @@ def register(app: typer.Typer) -> None:
                 "1.5 x the median; repeatable)"
             ),
         ] = None,
+        unpin_from: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="no measuring: set pcie.unpin_per_tensor_us of the profile at --out from the "
+                "`lru` runs in this folder (a `lorasim validate` pass; repeatable): the extra "
+                "gap after a prefill that follows a blocking load, per folder, median over "
+                "folders, over the tensors of an all-module adapter of the profile's model"
+            ),
+        ] = None,
     ) -> None:
         """Measure copies, pinning, disk and forward times and the host gap between forwards;
         write a hardware profile YAML.
@@ -169,10 +178,11 @@ def register(app: typer.Typer) -> None:
             from sim.errors import ConfigError
 
             raise ConfigError(str(out), "--refit-only", "needs --refit-from LOG: the log to take the part from")
-        if refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from or noise_from:
+        if (refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from
+                or noise_from or unpin_from):
             _refit(
                 out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag,
-                wake_from or [], refit_only or None, noise_from or [],
+                wake_from or [], refit_only or None, noise_from or [], unpin_dirs=unpin_from or [],
             )
             return
         _need_torch()
@@ -198,6 +208,7 @@ def register(app: typer.Typer) -> None:
         out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path],
         attention_log: Path | None = None, wake_dirs: list[Path] | None = None,
         only: list[str] | None = None, noise_dirs: list[Path] | None = None,
+        unpin_dirs: list[Path] | None = None,
     ) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
@@ -247,6 +258,12 @@ def register(app: typer.Typer) -> None:
                 prof, pcie=replace(prof.pcie, pin_tail_fraction=frac, pin_tail_ms=extra * 1e3)
             )
             typer.echo(f"pin tail: {frac:.1%} of {n} pins slow by {extra * 1e3:.1f} ms on average")
+        unpin_dirs = unpin_dirs or []
+        if unpin_dirs:
+            per_load, tensors, n = _post_load_excess(unpin_dirs, prof.model)
+            prof = replace(prof, pcie=replace(prof.pcie, unpin_per_tensor_us=per_load / tensors * 1e6))
+            typer.echo(f"unpin {per_load / tensors * 1e6:.2f} us/tensor: {per_load * 1e3:.2f} ms a load after"
+                       f" its prefill (median over {n} folders) over {tensors} tensors")
         noise_dirs = noise_dirs or []
         if noise_dirs:
             ns = _noise(noise_dirs)
@@ -269,6 +286,7 @@ def register(app: typer.Typer) -> None:
         if attention_log is not None:
             args += ["--attention-from-diag", str(attention_log)]
         args += [a for d in noise_dirs for a in ("--noise-from", str(d))]
+        args += [a for d in unpin_dirs for a in ("--unpin-from", str(d))]
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in args)
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
@@ -336,6 +354,35 @@ def register(app: typer.Typer) -> None:
         if len(allw) == 0:
             raise ConfigError(str(dirs[0]), "--wake-from", "no arrival found the GPU idle in these runs (or no *.gpu.csv records)")
         return float(np.median(allw)), len(allw)
+
+    def _post_load_excess(dirs: list[Path], model: str) -> tuple[float, int, int]:
+        """(seconds a finished pin-per-load costs the scheduler, tensors of an all-module
+        adapter of `model`, folders): per folder, the median gap after a prefill that follows
+        a blocking load minus the median after other prefills (sim.metrics.post_load_gaps)."""
+        import numpy as np
+        import pandas as pd
+
+        from sim.config import MODEL_PRESETS
+        from sim.core.model import ALL_TARGETS
+        from sim.errors import ConfigError
+        from sim.metrics import post_load_gaps
+
+        if model not in MODEL_PRESETS:
+            raise ConfigError(model, "--unpin-from", f"the profile's model is not one of {', '.join(sorted(MODEL_PRESETS))}")
+        excess = []
+        for d in dirs:
+            files = sorted(d.glob("*.lru.gpu.timeline.csv"))
+            if not files:
+                raise ConfigError(str(d), "--unpin-from", "no *.lru.gpu.timeline.csv here; expected a "
+                                  "`lorasim validate` pass with `lru` (its loads block and pin per load)")
+            gaps = [post_load_gaps(pd.read_csv(f)) for f in files]
+            after = np.concatenate([a for a, _ in gaps])
+            other = np.concatenate([o for _, o in gaps])
+            if len(after) == 0 or len(other) == 0:
+                raise ConfigError(str(d), "--unpin-from", "no prefill after a blocking load (or no other) in these runs")
+            excess.append(float(np.median(after) - np.median(other)))
+        tensors = 2 * MODEL_PRESETS[model].layers * len(ALL_TARGETS)
+        return max(0.0, float(np.median(excess))), tensors, len(excess)
 
     def _median_host_gap(dirs: list[Path]) -> float:
         import numpy as np

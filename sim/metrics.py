@@ -156,6 +156,22 @@ def wake_latencies(records: pd.DataFrame, timeline: pd.DataFrame, max_s: float =
     return d[~busy & (d >= 0) & (d <= max_s)]
 
 
+def post_load_gaps(timeline: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds from a prefill to the next forward on the compute lane: (after prefills that
+    follow a blocking load, after every other prefill). A blocking policy's load is collected,
+    and its temporary pinned copies freed, right after the prefill it was made for, so the
+    difference of their medians is the scheduler time a finished pin-per-load costs
+    (calibrates `pcie.unpin_per_tensor_us`; round 13: 1.2-2.2 ms on the H200)."""
+    c = timeline[timeline["lane"] == "compute"].sort_values("start")
+    kind = c["kind"].to_numpy()
+    starts, ends = c["start"].to_numpy(float), c["end"].to_numpy(float)
+    after, other = [], []
+    for i in range(1, len(c) - 1):
+        if kind[i] == "prefill" and kind[i + 1] in ("prefill", "decode"):
+            (after if kind[i - 1] == "blocking" else other).append(starts[i + 1] - ends[i])
+    return np.asarray(after, dtype=float), np.asarray(other, dtype=float)
+
+
 def relative_w1(gpu_runs: Sequence[np.ndarray], sim: np.ndarray, points: int = 200) -> float:
     """Wasserstein-1 distance between `sim`'s distribution and the pooled `gpu_runs`', over the
     GPU mean: how far the whole CDF is off, on average, in units of a typical value (quantiles

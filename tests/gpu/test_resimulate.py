@@ -109,6 +109,44 @@ def test_cli_host_gap_from_sets_the_profiles_forward_overhead(tmp_path):
     assert r.returncode == 2 and "--host-gap-from" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_unpin_from_sets_the_profiles_time_to_free_pinned_copies(tmp_path):
+    """`lorasim calibrate --unpin-from DIR...`: per folder, the gap after an `lru` prefill that
+    follows a blocking load minus the gap after other prefills, median over folders, per
+    tensor of an all-module adapter of the profile's model (Llama-3.1-8B: 448)."""
+    import shutil
+
+    import pandas as pd
+
+    from sim.cli import app
+    from sim.hw.profile import HardwareProfile
+
+    prof = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "configs/hardware/h200-measured.yaml", prof)
+    dirs = []
+    for i, extra in enumerate((0.0010, 0.0016, 0.0030)):
+        d = tmp_path / f"pass-{i}"
+        d.mkdir()
+        rows = [("compute", 0.0, 0.01, "blocking", "a"), ("compute", 0.01, 0.03, "prefill", "p"),
+                ("compute", 0.0305 + extra, 0.04, "decode", "d"), ("compute", 0.0405, 0.06, "prefill", "p"),
+                ("compute", 0.0605, 0.07, "decode", "d")]
+        pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]).to_csv(
+            d / "s.lru.gpu.timeline.csv", index=False)
+        dirs.append(d)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), *[a for d in dirs for a in ("--unpin-from", str(d))]])
+    assert r.exit_code == 0, r.output
+    p = HardwareProfile.from_yaml(prof)
+    assert p.pcie.unpin_per_tensor_us == pytest.approx(1600 / 448, rel=1e-3)  # the median folder
+    assert p.command.endswith(f"--unpin-from {dirs[1]} --unpin-from {dirs[2]}")
+    empty = tmp_path / "none"
+    empty.mkdir()
+    r = subprocess.run(
+        [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof),
+         "--unpin-from", str(empty)],
+        capture_output=True, text=True, cwd=ROOT,
+    )
+    assert r.returncode == 2 and "--unpin-from" in r.stderr and "lru" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_cli_wake_from_sets_the_profiles_wake_up_latency(tmp_path):
     """`lorasim calibrate --wake-from DIR`: the median time from an arrival that found the GPU
     idle to its admission, over a validation pass's runs, becomes compute.wake_us, which a

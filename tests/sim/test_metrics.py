@@ -15,6 +15,7 @@ from sim.metrics import (
     hidden_load_fraction,
     host_gaps,
     itl_array,
+    post_load_gaps,
     read_parquet,
     summarize,
     wake_latencies,
@@ -222,3 +223,20 @@ def test_pin_tail_is_the_share_and_mean_excess_of_slow_pins():
     assert pin_tail(np.array([0.015, 0.016, 0.017])) == (0.0, 0.0)
     with pytest.raises(ValueError):
         pin_tail(np.array([]))
+
+
+def test_post_load_gaps_split_prefills_by_whether_a_blocking_load_came_first():
+    """The gap after a prefill that follows a blocking load (when the driver frees that load's
+    pinned copies) is told apart from the gap after any other prefill; a prefill at the end of
+    the run or followed by a load has no gap to count."""
+    tl = pd.DataFrame(
+        [("compute", 0.000, 0.010, "blocking", "a"), ("compute", 0.010, 0.030, "prefill", "p"),
+         ("compute", 0.032, 0.040, "decode", "d"), ("compute", 0.0405, 0.060, "prefill", "p"),
+         ("compute", 0.0610, 0.070, "decode", "d"), ("compute", 0.0705, 0.080, "prefill", "p"),
+         ("compute", 0.0806, 0.090, "blocking", "b"), ("compute", 0.090, 0.100, "prefill", "p"),
+         ("host", 0.0, 0.5, "pin", "a")],
+        columns=["lane", "start", "end", "kind", "label"],
+    ).sample(frac=1.0, random_state=1)
+    after, other = post_load_gaps(tl)
+    assert after == pytest.approx([0.002])
+    assert other == pytest.approx([0.001])

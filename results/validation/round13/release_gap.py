@@ -3,7 +3,8 @@
 The CUDA driver frees a load's temporary pinned copies when it next collects finished loads;
 for `lru` that is right after the prefill that follows the blocking load. Before round 13 the
 driver did not time it, so this reads it as the gap from such a prefill to the next forward,
-minus the gap after any other prefill (each pass's medians). Runs from the round-13 driver on
+minus the gap after any other prefill (each pass's medians; sim.metrics.post_load_gaps, which
+`lorasim calibrate --unpin-from` uses). Runs from the round-13 driver on
 also have `release` host rows, whose medians are printed too.
 
 python results/validation/round13/release_gap.py PASS_DIR... > release-gap.txt
@@ -17,16 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-
-def prefill_gaps(timeline: pd.DataFrame) -> tuple[list[float], list[float]]:
-    """Gaps (ms) from a prefill to the next forward: (after a blocking load, otherwise)."""
-    c = timeline[timeline.lane == "compute"].sort_values("start").reset_index(drop=True)
-    after, other = [], []
-    for i in range(1, len(c) - 1):
-        if c.kind[i] == "prefill" and c.kind[i + 1] in ("decode", "prefill"):
-            gap = (c.start[i + 1] - c.end[i]) * 1e3
-            (after if c.kind[i - 1] == "blocking" else other).append(gap)
-    return after, other
+from sim.metrics import post_load_gaps
 
 
 def main(dirs: list[str]) -> None:
@@ -39,9 +31,9 @@ def main(dirs: list[str]) -> None:
         for f in sorted(Path(d).glob("*.gpu.timeline.csv")):
             t = pd.read_csv(f)
             if f.name.split(".")[1] == "lru":
-                a, o = prefill_gaps(t)
-                after += a
-                other += o
+                a, o = post_load_gaps(t)
+                after += list(a * 1e3)
+                other += list(o * 1e3)
             r = t[t.kind == "release"]
             release += list((r.end - r.start) * 1e3)
         if not after:
