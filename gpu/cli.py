@@ -113,9 +113,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="with --refit-from: take only this part from the log and keep the rest of "
                 "the profile (repeatable): prefill, decode, lora_decode, lora_prefill, "
-                "launch_fraction, attention, host_gap, wake; copy_issue, copy_gap (PCIe: the copy "
-                "issue time and the back-to-back copy gap, from a calibrate log or "
-                "`python -m gpu.diag_copy`)"
+                "launch_fraction, attention, host_gap, wake; copy_issue, copy_gap, unpin (PCIe: the "
+                "copy issue time, the back-to-back copy gap and the time to free a pin-per-load's "
+                "pinned copies, from a calibrate log or `python -m gpu.diag_copy`)"
             ),
         ] = None,
         host_gap_from: Annotated[

@@ -169,17 +169,27 @@ def run_gpu(
     return finish_run(engine, driver.timeline, merge_counters(engine, driver), policy, meta)
 
 
-def simulate_ensemble(sc: Scenario, policy: str, trace: Trace, repeats: int = 1) -> tuple[RunResult, dict, dict]:
+@dataclass
+class SimSide:
+    """The simulator's side of a cell (`simulate_ensemble`)."""
+
+    first: RunResult  # the first run: its timeline (health) and per-request CSV
+    mean: dict  # summary metrics, the mean over the runs
+    spread: dict  # per metric, half the runs' range over their mean ({} for one run)
+    records: pd.DataFrame  # every run's requests, pooled: the distribution the GPU's is compared with
+
+
+def simulate_ensemble(sc: Scenario, policy: str, trace: Trace, repeats: int = 1) -> SimSide:
     """The simulator's side of a cell: with `repeats` 1 one deterministic run; above 1 that
     many runs with the profile's measured run-to-run noise (sim.hw.noise, seeds 0..repeats-1),
     compared by their mean, as the GPU side is by the mean of its passes (a median on a cliff
-    is a coin flip for one run). -> (the first run, mean summary, half-range / mean per
-    metric)."""
+    is a coin flip for one run), and by their pooled requests for the distributions (as the
+    GPU runs' are pooled)."""
     from sim.runner import simulate
 
     if repeats <= 1:
         s = simulate(sc, policy, trace=trace)
-        return s, s.summary, {}
+        return SimSide(s, s.summary, {}, s.records)
     from sim.hw import load_hardware
 
     hw = load_hardware(sc.hardware, sc.model.shape())
@@ -191,7 +201,7 @@ def simulate_ensemble(sc: Scenario, policy: str, trace: Trace, repeats: int = 1)
         )
     runs = [simulate(sc, policy, trace=trace, hardware=hw, noise_seed=k) for k in range(repeats)]
     mean, spread, _ = mean_and_spread([r.summary for r in runs])
-    return runs[0], mean, spread
+    return SimSide(runs[0], mean, spread, pd.concat([r.records for r in runs], ignore_index=True))
 
 
 def mean_and_spread(summaries: list[dict]) -> tuple[dict, dict, dict]:
@@ -262,13 +272,13 @@ def run_validation(
                 gsum, grec = g.summary, g.records
             health.screen(sc, trace, pol, [out], degraded_above, progress)
             progress(f"{sc.name} / {pol}: simulator ...")
-            s, smean, sspread = simulate_ensemble(sc, pol, trace, sim_repeats)
-            health.add_simulator(sc, pol, s.timeline)
-            s.records.to_csv(out / f"{stem}.sim.csv", index=False)
-            dists.add(sc.name, pol, [grec], s.records)
-            atomic_write_text(done, json.dumps({"gpu": gsum, "sim": s.summary}, indent=2, default=str))
-            for r in compare(gsum, smean):
-                rows.append({"scenario": sc.name, "policy": pol, **r, **_sim_cols(r, sim_repeats, sspread)})
+            side = simulate_ensemble(sc, pol, trace, sim_repeats)
+            health.add_simulator(sc, pol, side.first.timeline)
+            side.first.records.to_csv(out / f"{stem}.sim.csv", index=False)
+            dists.add(sc.name, pol, [grec], side.records)
+            atomic_write_text(done, json.dumps({"gpu": gsum, "sim": side.first.summary}, indent=2, default=str))
+            for r in compare(gsum, side.mean):
+                rows.append({"scenario": sc.name, "policy": pol, **r, **_sim_cols(r, sim_repeats, side.spread)})
             _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
     health.write(out)
     dists.write(out, plots)
@@ -328,15 +338,15 @@ def resimulate(
             kept = health.screen(sc, trace, pol, found, degraded_above, progress)
             progress(f"{sc.name} / {pol}: simulator vs {len(kept)} GPU run(s) ...")
             runs = [json.loads((d / f"{sc.name}.{pol}.summary.json").read_text())["gpu"] for d in kept]
-            s, smean, sspread = simulate_ensemble(sc, pol, trace, sim_repeats)
-            health.add_simulator(sc, pol, s.timeline)
-            s.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
-            dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in kept], s.records)
+            side = simulate_ensemble(sc, pol, trace, sim_repeats)
+            health.add_simulator(sc, pol, side.first.timeline)
+            side.first.records.to_csv(out / f"{sc.name}.{pol}.sim.csv", index=False)
+            dists.add(sc.name, pol, [read_records(d / f"{sc.name}.{pol}.gpu.csv") for d in kept], side.records)
             mean, gspread, counts = mean_and_spread(runs)
-            for r in compare(mean, smean):
+            for r in compare(mean, side.mean):
                 m = r["metric"]
                 rows.append({"scenario": sc.name, "policy": pol, **r, "gpu_runs": counts.get(m, 0),
-                             "gpu_spread": gspread.get(m, 0.0), **_sim_cols(r, sim_repeats, sspread)})
+                             "gpu_spread": gspread.get(m, 0.0), **_sim_cols(r, sim_repeats, side.spread)})
             _write_tables(rows, out, health.notes())
     health.write(out)
     dists.write(out, plots)

@@ -262,6 +262,36 @@ def test_sim_repeats_compares_the_gpu_mean_with_the_mean_of_noisy_simulator_runs
     assert "mean of 4 simulator runs" in md
 
 
+def test_an_ensembles_distribution_pools_every_members_requests(tmp_path):
+    """The distance between distributions compares the GPU runs' pooled requests with every
+    simulator member's, not with the first member alone (one noisy draw)."""
+    import numpy as np
+    import pandas as pd
+
+    from gpu.validate import _scenario_with_profile
+    from sim.metrics import relative_w1
+    from sim.workload import generate_trace
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "overlap", {m: 100.0 for m in METRICS})
+    noisy = _noisy_profile(tmp_path)
+    sc = _scenario_with_profile(path, noisy)
+    trace = generate_trace(sc)
+    members = [simulate(sc, "overlap", trace=trace, noise_seed=k).records for k in range(4)]
+    gpu = members[0].assign(ttft=members[0].ttft * 1.2, e2e=members[0].e2e * 1.1)
+    gpu.to_csv(tmp_path / "run1" / "tiny-val.overlap.gpu.csv", index=False)
+    resimulate([path], noisy, ["overlap"], [tmp_path / "run1"], tmp_path / "ens", progress=lambda s: None,
+               sim_repeats=4, plots=False)
+    dist = pd.read_csv(tmp_path / "ens" / "distribution.csv").iloc[0]
+    pooled = pd.concat(members, ignore_index=True)
+    for col in ("ttft", "e2e"):
+        want = relative_w1([gpu[col].to_numpy(float)], pooled[col].to_numpy(float))
+        first = relative_w1([gpu[col].to_numpy(float)], members[0][col].to_numpy(float))
+        assert dist[f"{col}_w1_rel"] == pytest.approx(want)
+        assert not np.isclose(want, first)  # the pooled members are not the first alone
+
+
 def test_cli_noise_from_measures_the_run_to_run_spread(tmp_path):
     import numpy as np
     import pandas as pd
