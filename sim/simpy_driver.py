@@ -7,7 +7,9 @@ host CPU time pinning (outside PCIe); a disk miss first reads the file. Then the
 issues the copies (`pcie.issue_us` each), while the DMA runs behind the first. That host work runs
 on the scheduler's thread by default (`hardware.host_work: scheduler`), as in SGLang and the
 CUDA driver: the engine issues nothing else meanwhile, though the GPU finishes what it has
-queued; with `background` it only delays its own copy. An idle scheduler reacts
+queued; with `background` it only delays its own copy. Once a pin-per-load's copy is done, the
+scheduler frees its temporary pinned copies where it next looks at the loads, as the CUDA driver
+does (`pcie.unpin_per_tensor_us` a tensor, a `release` row). An idle scheduler reacts
 `hardware.wake_us` after what woke it, so arrivals microseconds apart (bursts) share a batch
 as they do in a real serving loop. A prefill launched ahead (overlap) holds the scheduler for
 `launch_fraction` of its GPU time: the CPU cost of launching its kernels. Every forward
