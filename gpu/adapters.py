@@ -194,9 +194,10 @@ class HostAdapter:
         return self.flat.numel() * self.flat.element_size()
 
 
-def _views(
+def module_views(
     flat: torch.Tensor, segs: list[Segment]
 ) -> list[tuple[Segment, torch.Tensor, torch.Tensor]]:
+    """(segment, A, B^T) views of a flat adapter buffer laid out as `segs` (flat_layout)."""
     return [
         (
             s,
@@ -272,7 +273,7 @@ class HostPool:
         if pinned:
             flat = flat.pin_memory()
         return HostAdapter(
-            name, peft.rank, peft.targets, peft.scaling, flat, _views(flat, segs), pinned
+            name, peft.rank, peft.targets, peft.scaling, flat, module_views(flat, segs), pinned
         )
 
     def pin_for_load(self, ad: HostAdapter, per_module: bool) -> HostAdapter:
@@ -285,7 +286,7 @@ class HostPool:
             flat = ad.flat.pin_memory()
             segs = [s for s, _, _ in ad.modules]
             return HostAdapter(
-                ad.name, ad.rank, ad.targets, ad.scaling, flat, _views(flat, segs), True
+                ad.name, ad.rank, ad.targets, ad.scaling, flat, module_views(flat, segs), True
             )
         mods = [(s, a.pin_memory(), b.pin_memory()) for s, a, b in ad.modules]
         return HostAdapter(ad.name, ad.rank, ad.targets, ad.scaling, ad.flat, mods, True)

@@ -38,7 +38,7 @@ from typing import NamedTuple
 
 import torch
 
-from gpu.adapters import flat_layout, ordered_targets
+from gpu.adapters import flat_layout, module_views, ordered_targets
 from gpu.decode_graphs import DecodeRunner, batch_buckets
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
@@ -353,11 +353,7 @@ def measure_pin_per_tensor(
         return 0.0
     dtype = default_dtype(device)
     segs, numel = flat_layout(shape, rank, ordered_targets(ALL_TARGETS))
-    flat = torch.ones(numel, dtype=dtype)
-    tensors = []
-    for seg in segs:
-        tensors.append(flat[seg.a_off : seg.b_off].view(seg.rank, seg.d_in))
-        tensors.append(flat[seg.b_off : seg.b_off + seg.rank * seg.d_out].view(seg.rank, seg.d_out))
+    tensors = [t for _, a, bt in module_views(torch.ones(numel, dtype=dtype), segs) for t in (a, bt)]
     nbytes = sum(t.numel() * t.element_size() for t in tensors)
     times = []
     for _ in range(reps + 1):  # the first pass fills the caching host allocator
@@ -379,24 +375,20 @@ def measure_unpin_per_tensor(shape: ModelShape, device: torch.device, rank: int,
         return 0.0
     dtype = default_dtype(device)
     segs, numel = flat_layout(shape, rank, ordered_targets(ALL_TARGETS))
-    flat = torch.ones(numel, dtype=dtype)
-    dst = torch.empty(numel, dtype=dtype, device=device)
-    views = []
-    for seg in segs:
-        views.append((seg.a_off, seg.b_off))
-        views.append((seg.b_off, seg.b_off + seg.rank * seg.d_out))
+    src = [t for _, a, bt in module_views(torch.ones(numel, dtype=dtype), segs) for t in (a, bt)]
+    dst = [t for _, a, bt in module_views(torch.empty(numel, dtype=dtype, device=device), segs) for t in (a, bt)]
     stream = torch.cuda.Stream(device)
     times = []
     for _ in range(reps + 1):  # the first pass fills the caching host allocator
-        pinned = [flat[a:b].pin_memory() for a, b in views]
+        pinned = [t.pin_memory() for t in src]
         with torch.cuda.stream(stream):
-            for (a, b), t in zip(views, pinned, strict=True):
-                dst[a:b].copy_(t, non_blocking=True)
+            for d, t in zip(dst, pinned, strict=True):
+                d.copy_(t, non_blocking=True)
         stream.synchronize()
         t0 = time.perf_counter()
         del pinned
         times.append(time.perf_counter() - t0)
-    return statistics.median(times[1:]) / len(views) * 1e6
+    return statistics.median(times[1:]) / len(src) * 1e6
 
 
 def measure_disk(nbytes: int, folder: str | None = None) -> float:

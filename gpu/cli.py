@@ -358,29 +358,22 @@ def register(app: typer.Typer) -> None:
     def _post_load_excess(dirs: list[Path], model: str) -> tuple[float, int, int]:
         """(seconds a finished pin-per-load costs the scheduler, tensors of an all-module
         adapter of `model`, folders): per folder, the median gap after a prefill that follows
-        a blocking load minus the median after other prefills (sim.metrics.post_load_gaps)."""
+        a blocking load minus the median after other prefills (gpu.run_health.post_load_excess)."""
         import numpy as np
-        import pandas as pd
 
+        from gpu.run_health import post_load_excess
         from sim.config import MODEL_PRESETS
         from sim.core.model import ALL_TARGETS
         from sim.errors import ConfigError
-        from sim.metrics import post_load_gaps
 
         if model not in MODEL_PRESETS:
             raise ConfigError(model, "--unpin-from", f"the profile's model is not one of {', '.join(sorted(MODEL_PRESETS))}")
         excess = []
         for d in dirs:
-            files = sorted(d.glob("*.lru.gpu.timeline.csv"))
-            if not files:
-                raise ConfigError(str(d), "--unpin-from", "no *.lru.gpu.timeline.csv here; expected a "
-                                  "`lorasim validate` pass with `lru` (its loads block and pin per load)")
-            gaps = [post_load_gaps(pd.read_csv(f)) for f in files]
-            after = np.concatenate([a for a, _ in gaps])
-            other = np.concatenate([o for _, o in gaps])
-            if len(after) == 0 or len(other) == 0:
-                raise ConfigError(str(d), "--unpin-from", "no prefill after a blocking load (or no other) in these runs")
-            excess.append(float(np.median(after) - np.median(other)))
+            try:
+                excess.append(post_load_excess(d)[0])
+            except ValueError as e:
+                raise ConfigError(str(d), "--unpin-from", str(e)) from None
         tensors = 2 * MODEL_PRESETS[model].layers * len(ALL_TARGETS)
         return max(0.0, float(np.median(excess))), tensors, len(excess)
 

@@ -211,6 +211,25 @@ class HealthLog:
         atomic_write_text(out / "health.md", "\n".join(lines) + "\n")
 
 
+def post_load_excess(folder: Path) -> tuple[float, np.ndarray, np.ndarray]:
+    """A validate pass's scheduler time per finished pin-per-load, from its `lru` runs: the
+    median gap after a prefill that follows a blocking load minus the median after other
+    prefills (sim.metrics.post_load_gaps) -> (seconds, those gaps after, the others).
+    ValueError, saying why, when the folder has no `lru` runs or no such prefills."""
+    from sim.metrics import post_load_gaps
+
+    files = sorted(Path(folder).glob("*.lru.gpu.timeline.csv"))
+    if not files:
+        raise ValueError("no *.lru.gpu.timeline.csv here; expected a `lorasim validate` pass with "
+                         "`lru` (its loads block and pin per load)")
+    gaps = [post_load_gaps(pd.read_csv(f)) for f in files]
+    after = np.concatenate([a for a, _ in gaps])
+    other = np.concatenate([o for _, o in gaps])
+    if len(after) == 0 or len(other) == 0:
+        raise ValueError("no prefill after a blocking load (or no other) in these runs")
+    return float(np.median(after) - np.median(other)), after, other
+
+
 def issue_times(timeline: pd.DataFrame) -> np.ndarray:
     """Seconds of each `host`/`issue` row: the host issuing one load's copies (both drivers
     record it since round 11)."""

@@ -3,8 +3,8 @@
 The CUDA driver frees a load's temporary pinned copies when it next collects finished loads;
 for `lru` that is right after the prefill that follows the blocking load. Before round 13 the
 driver did not time it, so this reads it as the gap from such a prefill to the next forward,
-minus the gap after any other prefill (each pass's medians; sim.metrics.post_load_gaps, which
-`lorasim calibrate --unpin-from` uses). Runs from the round-13 driver on
+minus the gap after any other prefill (each pass's medians: gpu.run_health.post_load_excess, as
+`lorasim calibrate --unpin-from`). Runs from the round-13 driver on
 also have `release` host rows, whose medians are printed too.
 
 python results/validation/round13/release_gap.py PASS_DIR... > release-gap.txt
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim.metrics import post_load_gaps
+from gpu.run_health import post_load_excess
 
 
 def main(dirs: list[str]) -> None:
@@ -27,18 +27,16 @@ def main(dirs: list[str]) -> None:
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     excess = []
     for d in dirs:
-        after, other, release = [], [], []
+        try:
+            ex, after, other = post_load_excess(Path(d))
+        except ValueError:
+            continue
+        ex, after, other = ex * 1e3, after * 1e3, other * 1e3
+        release = []
         for f in sorted(Path(d).glob("*.gpu.timeline.csv")):
             t = pd.read_csv(f)
-            if f.name.split(".")[1] == "lru":
-                a, o = post_load_gaps(t)
-                after += list(a * 1e3)
-                other += list(o * 1e3)
             r = t[t.kind == "release"]
             release += list((r.end - r.start) * 1e3)
-        if not after:
-            continue
-        ex = float(np.median(after) - np.median(other))
         excess.append(ex)
         rel = f"{np.median(release):.2f}" if release else ""
         print(f"| {d} | {len(after)} | {np.median(after):.2f} | {len(other)} | {np.median(other):.2f} "
