@@ -8,8 +8,9 @@ Same answers as the SimPy driver (sim/simpy_driver.py), measured instead of mode
   flat (one copy straight into the slot when layouts match, else one copy into a staging
   buffer and a scatter on device).
 - PollLoads: `event.query()` of loads not yet reported; each load is reported once.
-- WaitLoad: `event.synchronize()`. Forward: the model on the batch; decode loops steps and
-  checks the clock (`until`) and load events (`stop_on_load`) between steps.
+- WaitLoad: `event.synchronize()`. Forward: the model on the batch; decode launches a step at
+  a time and checks the clock (`until`) and load events (`stop_on_load`) between steps (a
+  wait=False decode is carried on while the driver polls; WaitForward may return at `until`).
 - Idle: poll-sleep until `until`, a load or a launched forward finishes.
 Timeline rows (lane, start, end, kind, label) come from CUDA events, so they show when the
 GPU did the work, not when the CPU issued it.
@@ -64,11 +65,25 @@ class _Load:
 
 
 @dataclass
+class _Decode:
+    """A decode forward whose later steps are still to be launched: one step at a time, each
+    after the previous one ended and `until`/`stop_on_load` said go on (as the SimPy driver
+    cuts a run short). A wait=False decode is carried on wherever the driver looks."""
+
+    eff: Forward
+    items: tuple
+    rows: list[int]
+    rows_t: Any
+    lb: Any
+
+
+@dataclass
 class _Launch:
     kind: str
     start: Marker
     steps: list[Marker] = field(default_factory=list)
     result: ForwardResult | None = None
+    decode: _Decode | None = None  # a decode with steps still to come
 
 
 def _host_allocs() -> int:
@@ -237,6 +252,8 @@ class CudaDriver:
                 self.fwd_unpolled.remove(t)
             return res
         if isinstance(eff, WaitForward):
+            if eff.until is not None and not self._wait_until(eff.ticket, eff.until):
+                return None
             res = self._result(eff.ticket)
             self._collect_forwards()
             if eff.ticket in self.fwd_unpolled:
@@ -419,28 +436,51 @@ class CudaDriver:
                 self._release(items, 0)
             else:
                 tok_slots = self._tok_slots(batch, [1] * len(items))
-                steps = max(1, eff.max_steps)
+                lb = None
                 if self.decoder is not None:
                     self.decoder.prepare(rows, [it.context for it in items], tok_slots)
                 else:
                     lb = self.slots.batch(tok_slots)
-                for j in range(steps):
-                    if self.decoder is not None:
-                        self.decoder.step()
-                    else:
-                        ctx = [it.context + j for it in items]
-                        inp = StepInput(self.kv.last_tok[rows_t], rows, ctx, [1] * len(items), lb)
-                        self.kv.last_tok[rows_t] = self.model.forward(inp, self.kv).argmax(-1)
-                    m = self.clock.mark("compute")
-                    launch.steps.append(m)
-                    if eff.wait and j + 1 < steps and self._stop_decode(m, eff):
-                        break
-                self._release(items, len(launch.steps) - 1)
+                launch.decode = _Decode(eff, items, rows, rows_t, lb)
+                self._decode_step(launch)
+        if batch.kind == "decode":
+            self._carry_on(launch, block=eff.wait)
         return t
 
-    def _stop_decode(self, m: Marker, eff: Forward) -> bool:
+    def _decode_step(self, la: _Launch) -> None:
+        """Launch the next step of a decode run and mark its end."""
+        d = la.decode
+        assert d is not None
+        with self.clock.stream("compute"):
+            if self.decoder is not None:
+                self.decoder.step()
+            else:
+                j = len(la.steps)
+                ctx = [it.context + j for it in d.items]
+                inp = StepInput(self.kv.last_tok[d.rows_t], d.rows, ctx, [1] * len(d.items), d.lb)
+                self.kv.last_tok[d.rows_t] = self.model.forward(inp, self.kv).argmax(-1)
+            la.steps.append(self.clock.mark("compute"))
+
+    def _carry_on(self, la: _Launch, block: bool) -> None:
+        """Launch a decode run's further steps while its last step has ended and the run should
+        go on; with `block`, wait for each step, else return at the first still running."""
+        d = la.decode
+        while d is not None:
+            if len(la.steps) < max(1, d.eff.max_steps):
+                m = la.steps[-1]
+                if not m.done():
+                    if not block:
+                        return
+                    m.wait()
+                if not self._stop_decode(d.eff):
+                    self._decode_step(la)
+                    continue
+            la.decode = None
+            self._release(d.items, len(la.steps) - 1)
+            return
+
+    def _stop_decode(self, eff: Forward) -> bool:
         """Between decode steps: has time reached `until`, or did a load-stream copy finish?"""
-        m.wait()
         if eff.until is not None and self.clock.now() >= eff.until:
             return True
         if eff.stop_on_load:
@@ -461,6 +501,7 @@ class CudaDriver:
     def _result(self, ticket: int) -> ForwardResult:
         la = self.launches[ticket]
         if la.result is None:
+            self._carry_on(la, block=True)
             la.steps[-1].wait()
             start = la.start.time()
             ends = tuple(m.time() for m in la.steps)
@@ -470,12 +511,30 @@ class CudaDriver:
 
     def _collect_forwards(self) -> None:
         for t, la in self.launches.items():
-            if la.result is None and la.steps[-1].done():
+            if la.decode is not None:
+                self._carry_on(la, block=False)
+            if la.result is None and la.decode is None and la.steps[-1].done():
                 self._result(t)
                 self.fwd_unpolled.append(t)
 
     def _forwards_pending(self) -> bool:
         return any(la.result is None for la in self.launches.values())
+
+    def _wait_until(self, ticket: int, until: float) -> bool:
+        """Poll-wait (carrying a decode run on) until launch `ticket` is done, True, or the
+        clock reaches `until`, False."""
+        la = self.launches[ticket]
+        while True:
+            if la.result is not None:
+                return True
+            if la.decode is not None:
+                self._carry_on(la, block=False)
+            if la.decode is None and la.steps[-1].done():
+                return True
+            now = self.clock.now()
+            if now >= until:
+                return False
+            time.sleep(min(self.poll_s, until - now))
 
     # ---- idle ----------------------------------------------------------------------------
 

@@ -159,6 +159,14 @@ class SimPyDriver:
             return self.fwd_result.pop(t)
         if isinstance(eff, WaitForward):
             ev = self.fwd_done[eff.ticket]
+            if not ev.processed and eff.until is not None and eff.until > env.now:
+                yield env.any_of([ev, env.timeout(eff.until - env.now)])
+                if not ev.triggered:  # time reached `until` first; the forward goes on
+                    if self._wake_s > 0:
+                        yield env.timeout(self._wake_s)
+                    return None
+            elif not ev.triggered and eff.until is not None:
+                return None
             if not ev.processed:
                 yield ev
             if eff.ticket in self.fwd_unpolled:

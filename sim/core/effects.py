@@ -129,9 +129,13 @@ class Forward:
 
 @dataclass(frozen=True)
 class WaitForward:
-    """-> ForwardResult of a Forward launched with wait=False."""
+    """-> ForwardResult of a Forward launched with wait=False.
+
+    With `until`, return None instead if time reaches `until` first (the forward goes on):
+    the scheduler's thread is free while the GPU decodes, and can act on an arrival then."""
 
     ticket: int
+    until: float | None = None
 
 
 @dataclass(frozen=True)

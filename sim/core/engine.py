@@ -9,7 +9,8 @@
 Each iteration: see arrivals, poll finished async loads, let the policy form a prefill batch
 (it may start or plan loads while the queue is scanned), run it (blocking loads first, on the
 compute stream), else one or more decode steps of all running requests, else sleep until
-something can change. Decode runs are fast-forwarded up to the first finish, the next
+something can change. A policy with `loads_on_arrival` is also woken at each arrival while a
+decode runs, to start that request's copy under the step. Decode runs are fast-forwarded up to the first finish, the next
 arrival, or (when a load could unblock a waiting request) the next load completion, which
 is exactly when the scheduler's answer could differ.
 """
@@ -245,12 +246,17 @@ class Engine:
                 dbatch = self._decode_batch()
                 if self.check is not None and hasattr(self.check, "on_forward"):
                     self.check.on_forward(self, dbatch, frozenset())
-                res = yield Forward(
+                fwd = Forward(
                     dbatch,
                     max_steps=sched.decode_horizon(),
                     until=sched.next_arrival(),
                     stop_on_load=stop_on_load,
+                    wait=not (policy.loads_on_arrival and sched.next_arrival() is not None),
                 )
+                if fwd.wait:
+                    res = yield fwd
+                else:
+                    res = yield from self._decode_watching_arrivals(fwd)
                 self.step_ends.extend(res.step_ends)
                 sched.finish_decode(res.step_ends)
                 continue
@@ -264,6 +270,24 @@ class Engine:
             self.now = yield Idle(nxt)
 
     # -- helpers ---------------------------------------------------------------------------
+    def _decode_watching_arrivals(self, fwd: Forward) -> Generator[Effect, Any, Any]:
+        """Run a decode launched with wait=False, waking at each arrival while it runs so the
+        policy can start that request's copy at once (`loads_on_arrival`): the copy then runs
+        under the decode step instead of starting at the step's end. Arrivals are admitted
+        to the queue here; scheduling still waits for the forward."""
+        sched, policy = self.sched, self.policy
+        ticket = yield fwd
+        while True:
+            res = yield WaitForward(ticket, until=sched.next_arrival())
+            if res is not None:
+                return res
+            self.now = yield Now()
+            for st in sched.admit_arrivals(self.now):
+                policy.on_arrival(st, self.now)
+            jobs, self.pending_jobs = self.pending_jobs, []
+            for job in jobs:
+                yield StartLoad(job)
+
     def _watch_progress(self, arrived: bool) -> None:
         """Livelock guard: see `stall_s` / `stall_iterations` in __init__."""
         it = int(self.counters["iterations"])

@@ -45,6 +45,9 @@ class Policy:
     load_completion_unblocks = False
     #: how many prefill forwards may be in flight at once (1 = no launching ahead)
     launch_ahead = 1
+    #: wake the policy (`on_arrival`) at each arrival while a decode runs, not only at the
+    #: next scheduling point, so it can start copies then (the scheduler's thread is free)
+    loads_on_arrival = False
 
     def __init__(self, **options):
         if options:

@@ -6,6 +6,10 @@ batch merging. The new policy of issue #6, built from what the others each get h
   for the adapters they will need (slora), but into the *same* slots as everything else, so it
   needs no extra memory, and at most `max_inflight` copies are queued so that far-future
   prefetches never delay a near-future one.
+- A request's copy starts when it arrives, even while a decode step runs (the scheduler's
+  thread is free then), so a short copy is done by the step's end and the request joins the
+  next prefill, where lru would first block the GPU for the copy and overlap would start it
+  only at the step's end.
 - Victims are chosen by next use in the waiting queue (Belady-like): the adapter needed
   last, or not at all, goes first; a prefetch never evicts an adapter the queue needs sooner.
 - When the GPU has no decode work, a request whose adapter is still copying joins the batch
@@ -39,6 +43,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         wait_factor: float = 1.0,
         busy_wait_factor: float = 0.25,
         launch_ahead: int | None = None,
+        loads_on_arrival: bool = True,
         **options,
     ):
         super().__init__(**options)
@@ -49,6 +54,11 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         self._launch_ahead = (
             None if launch_ahead is None else int_option(self.name, "launch_ahead", launch_ahead, 1)
         )
+        if not isinstance(loads_on_arrival, bool):
+            raise ValueError(
+                f"policy {self.name!r}: option loads_on_arrival must be true or false, got {loads_on_arrival!r}"
+            )
+        self.loads_on_arrival = loads_on_arrival
         self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.max_inflight = int_option(self.name, "max_inflight", max_inflight, 1)
         self.wait_factor = number_option(self.name, "wait_factor", wait_factor, 0.0)
@@ -159,6 +169,10 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         # copying now: make this prefill wait for it if that is cheaper than a prefill of
         # its own later; with decode work waiting too, only for copies much shorter still
         busy = bool(e.sched.running or e.sched.prefilling)
+        if not busy and not any(e.pool.is_ready(b) for b in batch_adapters):
+            # nothing in the batch could run now: sleep until the copy is done instead of
+            # committing the batch, so that requests arriving meanwhile join it (bursts)
+            return False
         budget = (
             self.busy_wait_factor * self._decode_step_estimate()
             if busy
@@ -173,12 +187,23 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         return False
 
     # -- events ----------------------------------------------------------------------------
+    def on_arrival(self, st: RequestState, now: float) -> None:
+        """Prefetch for the queue now, not at the step's end: the new request may be the first
+        in it whose adapter is not on the GPU (queue order still decides which copy goes first)."""
+        self._nu_iter = -1  # the queue just grew: next uses change
+        if self.loads_on_arrival:
+            self._prefetch(set())
+
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
+        self._prefetch(plan.adapters if plan is not None else set())
+
+    def _prefetch(self, batch: set[Key]) -> None:
+        """Start copies for the first `lookahead` waiting requests' adapters, in queue order,
+        at most `max_inflight` at once, never evicting what the queue needs as soon."""
         e = self.e
         if self.lookahead == 0:
             return
         nu = self._next_use()
-        batch = plan.adapters if plan is not None else set()
         for st in e.sched.waiting[: self.lookahead]:
             a = st.adapter
             if a is None or e.pool.is_resident(a):

@@ -21,6 +21,7 @@ from sim.core.effects import (  # noqa: E402
     WaitForward,
     WaitLoad,
 )
+from sim.core.model import Request, Trace  # noqa: E402
 from sim.errors import DeadlockError  # noqa: E402
 
 TINY = MODEL_PRESETS["tiny"]
@@ -314,3 +315,48 @@ def test_pin_that_allocates_host_blocks_is_labelled_and_counted(tiny_trace, tmp_
     assert len(pins) == 2 and "host allocs" in pins[0][4]
     assert d.counters["pin_alloc_n"] == sum("host allocs" in r[4] for r in pins) >= 1
     assert 0 < d.counters["pin_alloc_s"] <= d.counters["pin_s"]
+
+
+def _long_decode(tiny_trace):
+    """One base-model request of 32 output tokens: the prefill's, then 30 + 1 decode steps."""
+    return Trace(tiny_trace.adapters, (Request(0, 0.0, None, 5, 32),))
+
+
+def _decode_launched_ahead(out):
+    """Prefill, then a decode of 30 steps launched without waiting, waited on until the time it
+    was launched at, then redeemed; then a decode whose `until` has passed (one step)."""
+    yield Forward(Batch("prefill", (BatchItem(0, None, -1, 0, 5, 0),)))
+    now = yield Now()
+    t = yield Forward(Batch("decode", (BatchItem(0, None, -1, 0, 1, 5),)), max_steps=30, until=now + 3600, wait=False)
+    out["early"] = yield WaitForward(t, until=(yield Now()))
+    out["full"] = yield WaitForward(t, until=now + 3600)
+    now = yield Now()
+    t = yield Forward(Batch("decode", (BatchItem(0, None, -1, 0, 1, 35),)), max_steps=4, until=now, wait=False)
+    out["cut"] = yield WaitForward(t)
+
+
+def test_a_decode_launched_ahead_honours_until_and_runs_all_its_steps(tiny_trace, tiny_host):
+    """On CPU every step runs at launch: the wait returns the result at once."""
+    d = _driver(_long_decode(tiny_trace), tiny_host)
+    out = {}
+    drive(d, _decode_launched_ahead(out))
+    assert out["early"] == out["full"] and len(out["full"].step_ends) == 30
+    assert list(out["full"].step_ends) == sorted(out["full"].step_ends)
+    assert len(out["cut"].step_ends) == 1
+    assert d.kv.row_of == {}  # the cut step gave the last token: KV row released
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_decode_launched_ahead_on_cuda_goes_on_while_the_scheduler_is_woken(tiny_trace, tiny_host):
+    """The launch returns after the first step; waiting until a time returns None while steps
+    remain, and the driver launches the rest as it polls (loads_on_arrival's wake-up)."""
+    d = CudaDriver(_long_decode(tiny_trace), TINY, tiny_host, n_slots=3, device="cuda", dtype=torch.float32)
+    d.warmup()
+    out = {}
+    drive(d, _decode_launched_ahead(out))
+    assert out["early"] is None
+    ends = out["full"].step_ends
+    assert len(ends) == 30 and list(ends) == sorted(ends)
+    assert len(out["cut"].step_ends) == 1
+    assert d.kv.row_of == {}

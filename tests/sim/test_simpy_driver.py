@@ -12,6 +12,7 @@ from sim.core.effects import (
     BatchItem,
     Forward,
     LoadJob,
+    Now,
     PollLoads,
     StartLoad,
     WaitForward,
@@ -243,3 +244,21 @@ def test_a_decode_that_should_stop_on_a_load_stops_for_one_that_already_finished
 
     _run(fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001), gen)
     assert len(out["dec"].step_ends) == steps
+
+
+def test_waiting_for_a_launched_decode_until_a_time_returns_then_and_the_decode_goes_on():
+    """The engine wakes at an arrival while a decode runs (loads_on_arrival) and redeems the
+    decode afterwards: its steps are not cut by the wake-up, only by the Forward's `until`."""
+    out = {}
+    decode = Batch("decode", (BatchItem(0, None, -1, 0, 1, 8),))
+
+    def gen():
+        t = yield Forward(decode, max_steps=5, until=0.025, wait=False)
+        out["early"] = yield WaitForward(t, until=0.015)
+        out["now"] = yield Now()
+        out["res"] = yield WaitForward(t, until=0.100)
+
+    _run(fixed_hw(decode_s=0.010), gen)
+    assert out["early"] is None and out["now"] == pytest.approx(0.015)
+    # steps that start before until=25 ms run: three, ending at 30 ms
+    assert out["res"].step_ends == pytest.approx((0.010, 0.020, 0.030))
