@@ -16,7 +16,9 @@ as they do in a real serving loop. A prefill launched ahead (overlap) holds the 
 first holds the scheduler `forward_overhead_s` (preparing inputs, launching) before the GPU
 can start it: the host gap a real loop leaves between back-to-back forwards. Decode runs are
 fast-forwarded: one SimPy timeout covers many steps, cut short at `until` or, when asked, at
-the first load completion.
+the first load completion. A decode is slowed by copy contention if a load-stream copy runs when
+it starts; one started while it runs (a policy's copy at arrival) does not slow it (the measured
+H200 contention is 1.9 %).
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@
 Each iteration: see arrivals, poll finished async loads, let the policy form a prefill batch
 (it may start or plan loads while the queue is scanned), run it (blocking loads first, on the
 compute stream), else one or more decode steps of all running requests, else sleep until
-something can change. A policy with `loads_on_arrival` is also woken at each arrival while a
-decode runs, to start that request's copy under the step. Decode runs are fast-forwarded up to the first finish, the next
+something can change. Decode runs are fast-forwarded up to the first finish, the next
 arrival, or (when a load could unblock a waiting request) the next load completion, which
-is exactly when the scheduler's answer could differ.
+is exactly when the scheduler's answer could differ. A policy with `loads_on_arrival` is also
+woken at each arrival while a decode runs, to start that request's copy under the step.
 """
 
 from __future__ import annotations

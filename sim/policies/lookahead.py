@@ -9,7 +9,8 @@ batch merging. The new policy of issue #6, built from what the others each get h
 - A request's copy starts when it arrives, even while a decode step runs (the scheduler's
   thread is free then), so a short copy is done by the step's end and the request joins the
   next prefill, where lru would first block the GPU for the copy and overlap would start it
-  only at the step's end.
+  only at the step's end. It is the queue prefetch run at the arrival, so `lookahead: 0` turns
+  it off too, as does `loads_on_arrival: false`.
 - Victims are chosen by next use in the waiting queue (Belady-like): the adapter needed
   last, or not at all, goes first; a prefetch never evicts an adapter the queue needs sooner.
 - When the GPU has no decode work, a request whose adapter is still copying joins the batch
@@ -32,7 +33,7 @@ from sim.policies.base import Key, Policy, TracksPrefetch, int_option, number_op
 
 class LookaheadOverlap(TracksPrefetch, Policy):
     name = "lookahead"
-    summary = "async loads, queue lookahead prefetch, next-use eviction, cost-aware batch merging (new)"
+    summary = "async loads started at arrival, queue lookahead prefetch, next-use eviction, cost-aware batch merging (new)"
     load_completion_unblocks = True
     eviction = "lru"
 

@@ -3,10 +3,11 @@ side of round 14's passes (run from the repo root):
 
     python results/validation/round14/h200_ranking.py > results/validation/round14/h200-ranking.md
 
-Light: three passes of all five policies (dev2..dev4/light; dev1/light is the first).
-Saturated: lookahead and overlap back to back, three passes (dev2..dev4/saturated).
-Each cell: lookahead / the other policy, mean over passes, the mean of the per-pass change,
-and in how many passes lookahead was at least as good. In the light scenarios slora has 4
+Light: four passes of all five policies (dev1..dev4/light). Saturated: lookahead and overlap
+back to back, three passes (dev2..dev4/saturated). Each cell: lookahead / the other policy,
+means over the passes where neither run was degraded (gpu.run_health, as `lorasim validate`
+leaves them out), the mean of the per-pass change, and in how many of those passes lookahead
+was at least as good. In the light scenarios slora has 4
 prefetch slots on top of the 4 batch slots (twice the adapter memory of the others).
 """
 
@@ -22,8 +23,12 @@ def passes(kind: str) -> pd.DataFrame:
     frames = []
     for f in sorted(ROOT.glob(f"dev*/{kind}/errors.csv")):
         df = pd.read_csv(f)
+        health = pd.read_csv(f.with_name("health.csv"))
+        bad = health[health.degraded & (health.run != "simulator")][["scenario", "policy"]]
+        df = df.merge(bad.assign(degraded=True), how="left", on=["scenario", "policy"])
+        df["gpu"] = df.gpu.where(df.degraded.isna())
         df["pass"] = f.parts[-3]
-        frames.append(df)
+        frames.append(df.drop(columns="degraded"))
     return pd.concat(frames)
 
 
@@ -32,11 +37,12 @@ def table(df: pd.DataFrame, others: list[str]) -> str:
     g = df.pivot_table(index=["scenario", "metric", "pass"], columns="policy", values="gpu")
     rows = []
     for (scen, metric), x in g.groupby(level=[0, 1]):
-        row = {"scenario": scen, "metric": METRICS[metric], "passes": len(x)}
+        row = {"scenario": scen, "metric": METRICS[metric]}
         for o in others:
-            d = (x["lookahead"] / x[o] - 1) * 100
+            y = x.dropna(subset=["lookahead", o])  # passes where both runs were healthy
+            d = (y["lookahead"] / y[o] - 1) * 100
             row[f"vs {o}"] = (
-                f"{x['lookahead'].mean():.0f} / {x[o].mean():.0f} ({d.mean():+.1f} %, {(d <= 0).sum()}/{len(d)})"
+                f"{y['lookahead'].mean():.0f} / {y[o].mean():.0f} ({d.mean():+.1f} %, {(d <= 0).sum()}/{len(d)})"
             )
         rows.append(row)
     out = pd.DataFrame(rows)
