@@ -132,3 +132,17 @@ def test_requests_arriving_during_a_copy_the_idle_gpu_waits_for_share_its_prefil
     rec = res.records.set_index("rid")
     assert rec.first_token[0] == pytest.approx(0.030) and rec.first_token[1] == pytest.approx(0.030)
     assert (res.timeline.kind == "prefill").sum() == 1
+
+
+def test_an_idle_gpu_does_not_hold_a_batch_of_ready_requests_for_one_copy_that_would_delay_them_all():
+    # a0-a2 are in slots after a warm-up; at t=1 s three requests for them and one for a3 (an
+    # 8 ms copy) arrive at an idle GPU. Waiting would delay all four by 8 ms (32 ms of TTFT)
+    # to spare r6 a prefill of its own (20 ms): the three run at once, r6 right after them.
+    warm = [(0.0, f"a{i}", 64, 1) for i in range(3)]
+    trace = make_trace([*warm, (1.0, "a0", 64, 1), (1.0, "a1", 64, 1), (1.0, "a2", 64, 1), (1.0, "a3", 64, 1)],
+                       n_adapters=4)
+    sc = scenario(max_loras_per_batch=4, host_mode="pinned")
+    res = simulate(sc, "lookahead", trace=trace, hardware=fixed_hw(load_s=0.008, prefill_s=0.020), check=True)
+    first = res.records.set_index("rid").first_token
+    assert [first[r] for r in (3, 4, 5)] == pytest.approx([1.020] * 3)
+    assert first[6] == pytest.approx(1.040)
