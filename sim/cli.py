@@ -126,12 +126,16 @@ def run(
 
 @app.command()
 def policies() -> None:
-    """List the loading policies and what each does."""
+    """List the loading policies, what each does, and its options with their defaults (set them
+    in a scenario as `policy_options: {lookahead: {max_inflight: 1}}`)."""
     from sim.policies import registry
 
     for name in registry.names():
         cls = registry.get(name)
         typer.echo(f"{name:10s} {getattr(cls, 'summary', '')}")
+        opts = registry.options(name)
+        if opts:
+            typer.echo(" " * 11 + "options: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
 
 
 @app.command()

@@ -33,6 +33,17 @@ def check_name(name: str) -> None:
         raise ValueError(f"unknown policy {name!r}; expected one of {names()}")
 
 
+def options(name: str) -> dict[str, Any]:
+    """A policy's options and their defaults (its constructor's keyword arguments), for
+    `lorasim policies` and error messages: `policy_options: {name: {option: value}}`."""
+    import inspect
+
+    check_name(name)
+    params = inspect.signature(_REGISTRY[name]).parameters.values()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name: p.default for p in params if p.kind in kinds}
+
+
 def create(name: str, **options: Any):
     check_name(name)
     return _REGISTRY[name](**options)

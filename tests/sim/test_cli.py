@@ -71,3 +71,21 @@ def test_missing_file_and_help():
     assert r.returncode == 2 and "nope.yaml" in r.stderr and "not found" in r.stderr
     h = lorasim("--help")
     assert h.returncode == 0 and "run" in h.stdout and "bench" in h.stdout
+
+
+def test_policies_lists_each_policys_options_with_defaults():
+    r = lorasim("policies")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    i = next(k for k, line in enumerate(lines) if line.startswith("lookahead "))
+    assert "loads_on_arrival=True" in lines[i + 1] and "max_inflight=2" in lines[i + 1]
+
+
+def test_listed_policy_options_are_the_ones_each_policy_accepts():
+    from sim.policies import registry
+
+    for name in registry.names():
+        opts = registry.options(name)
+        registry.create(name, **opts)  # the listed defaults are accepted as given
+        with pytest.raises(ValueError, match="option|takes no options"):
+            registry.create(name, not_an_option=1)
