@@ -509,11 +509,15 @@ class CudaDriver:
             self._rows.append(("compute", start, ends[-1], la.kind, f"{la.kind} x{len(ends)}"))
         return la.result
 
+    def _ran(self, la: _Launch) -> bool:
+        """Has launch `la` finished? Carries a decode run on first (without waiting)."""
+        if la.decode is not None:
+            self._carry_on(la, block=False)
+        return la.decode is None and la.steps[-1].done()
+
     def _collect_forwards(self) -> None:
         for t, la in self.launches.items():
-            if la.decode is not None:
-                self._carry_on(la, block=False)
-            if la.result is None and la.decode is None and la.steps[-1].done():
+            if la.result is None and self._ran(la):
                 self._result(t)
                 self.fwd_unpolled.append(t)
 
@@ -525,11 +529,7 @@ class CudaDriver:
         clock reaches `until`, False."""
         la = self.launches[ticket]
         while True:
-            if la.result is not None:
-                return True
-            if la.decode is not None:
-                self._carry_on(la, block=False)
-            if la.decode is None and la.steps[-1].done():
+            if la.result is not None or self._ran(la):
                 return True
             now = self.clock.now()
             if now >= until:

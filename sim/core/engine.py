@@ -246,12 +246,13 @@ class Engine:
                 dbatch = self._decode_batch()
                 if self.check is not None and hasattr(self.check, "on_forward"):
                     self.check.on_forward(self, dbatch, frozenset())
+                nxt = sched.next_arrival()
                 fwd = Forward(
                     dbatch,
                     max_steps=sched.decode_horizon(),
-                    until=sched.next_arrival(),
+                    until=nxt,
                     stop_on_load=stop_on_load,
-                    wait=not (policy.loads_on_arrival and sched.next_arrival() is not None),
+                    wait=not (policy.loads_on_arrival and nxt is not None),
                 )
                 if fwd.wait:
                     res = yield fwd

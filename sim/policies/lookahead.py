@@ -182,7 +182,8 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             if busy
             else self.wait_factor * self._prefill_estimate(st)
         )
-        cost = remaining = self.predicted_done.get(a, math.inf) - e.now
+        remaining = self.predicted_done.get(a, math.inf) - e.now
+        cost = remaining
         if not busy:
             # the forward already waits for the batch's other copies: only the extra wait
             # counts, and it delays the batch's requests as well as this one (their number

@@ -38,8 +38,7 @@ def options(name: str) -> dict[str, Any]:
     `lorasim policies` and error messages: `policy_options: {name: {option: value}}`."""
     import inspect
 
-    check_name(name)
-    params = inspect.signature(_REGISTRY[name]).parameters.values()
+    params = inspect.signature(get(name)).parameters.values()
     kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
     return {p.name: p.default for p in params if p.kind in kinds}
 
