@@ -451,6 +451,16 @@ def register(app: typer.Typer) -> None:
                 "compares their mean, as the GPU side's is of its passes. 1: one deterministic run",
             ),
         ] = 1,
+        traces: Annotated[
+            int,
+            typer.Option(
+                min=1,
+                help="traces of each scenario: its own seed and the N-1 seeds after it (cells "
+                "SCENARIO-sSEED). The table adds each workload's mean over its traces, so no one "
+                "trace's race (a request arriving just before or after another finishes) decides a "
+                "cell. Give the same N with --gpu-runs",
+            ),
+        ] = 1,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -472,7 +482,7 @@ def register(app: typer.Typer) -> None:
             from gpu.validate import resimulate
 
             resimulate(scenario, profile, pols, gpu_runs, out, progress=typer.echo,
-                       degraded_above=degraded_above, sim_repeats=sim_repeats)
+                       degraded_above=degraded_above, sim_repeats=sim_repeats, traces=traces)
             typer.echo((out / "errors.md").read_text())
             return
         _need_torch()
@@ -492,8 +502,8 @@ def register(app: typer.Typer) -> None:
             from gpu.validate import run_validation_repeated
 
             run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
-                                    degraded_above=degraded_above, sim_repeats=sim_repeats)
+                                    degraded_above=degraded_above, sim_repeats=sim_repeats, traces=traces)
         else:
             run_validation(scenario, profile, pols, out, opts, progress=typer.echo,
-                           degraded_above=degraded_above, sim_repeats=sim_repeats)
+                           degraded_above=degraded_above, sim_repeats=sim_repeats, traces=traces)
         typer.echo((out / "errors.md").read_text())

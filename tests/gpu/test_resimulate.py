@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -328,3 +329,60 @@ def test_cli_noise_from_measures_the_run_to_run_spread(tmp_path):
     assert back.command.endswith(f"--noise-from {errs}")
     r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--noise-from", str(tmp_path)])
     assert r.exit_code != 0 and "health.csv" in str(r.exception)
+
+
+def test_traces_replay_each_scenario_per_seed_and_pool_the_traces(tmp_path):
+    """`--traces N`: one cell per trace, seeds from the file's own (which keeps its name, so
+    earlier runs of it pair with new ones; runs of one trace may sit in different folders); the
+    pooled table compares the mean over traces of the GPU's values with the simulator's."""
+    from sim.config import load_scenario
+    from sim.workload import generate_trace
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))  # seed 1
+    _record(tmp_path / "old", "tiny-val", "lru", {m: 100.0 for m in METRICS})
+    _record(tmp_path / "new", "tiny-val-s2", "lru", {m: 300.0 for m in METRICS})
+    log: list[str] = []
+    df = resimulate([path], None, ["lru"], [tmp_path / "old", tmp_path / "new"], tmp_path / "out",
+                    progress=log.append, traces=3)
+    assert sorted(set(df["scenario"])) == ["tiny-val", "tiny-val-s2"]  # -s3 has no GPU run
+    assert any(m.startswith("tiny-val-s3 / lru: no GPU run") for m in log)
+    assert set(df["workload"]) == {"tiny-val"} and set(df["gpu_runs"]) == {1}
+    base = load_scenario(path)
+    sims = [simulate(base.model_copy(update={"seed": s}), "lru").summary for s in (1, 2)]
+    # the next seed's trace really is another trace
+    assert generate_trace(base.model_copy(update={"seed": 2})).requests != generate_trace(base).requests
+    pooled = pd.read_csv(tmp_path / "out" / "errors-pooled.csv")
+    for m in METRICS:
+        row = pooled[pooled["metric"] == m].iloc[0]
+        assert row.traces == 2 and row.gpu == 200.0
+        want = (sims[0][m] + sims[1][m]) / 2
+        assert row.sim == pytest.approx(want)
+        assert row.rel_err == pytest.approx((want - 200.0) / 200.0)
+    md = (tmp_path / "out" / "errors.md").read_text()
+    assert "Over several traces" in md and "| tiny-val | lru | 2 |" in md
+
+
+def test_one_trace_per_workload_writes_no_pooled_table(tmp_path):
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "lru", {m: 100.0 for m in METRICS})
+    resimulate([path], None, ["lru"], [tmp_path / "run1"], tmp_path / "out", progress=lambda s: None)
+    assert not (tmp_path / "out" / "errors-pooled.csv").exists()
+    assert "Over several traces" not in (tmp_path / "out" / "errors.md").read_text()
+
+
+def test_cli_traces(tmp_path):
+    from sim.cli import app
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "lru", {m: 50.0 for m in METRICS})
+    _record(tmp_path / "run1", "tiny-val-s2", "lru", {m: 70.0 for m in METRICS})
+    r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--gpu-runs", str(tmp_path / "run1"),
+                                 "--policies", "lru", "--traces", "2", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "| tiny-val-s2 | lru |" in r.output and "| tiny-val | lru | 2 | 60.0 / " in r.output
+    r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--gpu-runs", str(tmp_path / "run1"),
+                                 "--traces", "0", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "--traces" in r.output

@@ -116,3 +116,18 @@ def test_repeated_validation_alternates_policy_order_and_compares_with_the_mean(
     assert [m for m in log if m.endswith(": GPU ...")] == ["tiny-val / lru: GPU ..."]
     assert "tiny-val / overlap: GPU run already recorded in " + str(p2) in log
     assert set(zip(again["scenario"], again["policy"], strict=True)) == set(zip(df["scenario"], df["policy"], strict=True))
+
+
+def test_validation_over_several_traces_runs_each_on_the_gpu_side(tmp_path):
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    log: list[str] = []
+    df = run_validation([path], None, ["lru"], tmp_path / "out",
+                        GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad")), progress=log.append, traces=2)
+    assert [m for m in log if m.endswith(": GPU ...")] == ["tiny-val / lru: GPU ...", "tiny-val-s2 / lru: GPU ..."]
+    assert (tmp_path / "out" / "tiny-val-s2.lru.summary.json").is_file()
+    pooled = pd.read_csv(tmp_path / "out" / "errors-pooled.csv")
+    for m, row in pooled.set_index("metric").iterrows():
+        cells = df[df["metric"] == m]
+        assert row.traces == 2 and row.gpu == pytest.approx(cells["gpu"].mean())
+        assert row.sim == pytest.approx(cells["sim"].mean())
