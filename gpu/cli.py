@@ -76,6 +76,22 @@ def _shape(model: str):
     return MODEL_PRESETS[model]
 
 
+def _parse_traces(traces: str) -> range:
+    """`--traces 4` (traces 0..3) or `--traces 1..3`, as a range of trace numbers."""
+    from sim.errors import ConfigError
+
+    first, sep, last = traces.partition("..")
+    try:
+        r = range(int(first), int(last) + 1) if sep else range(int(traces))
+    except ValueError:
+        r = range(0)
+    if not r or r.start < 0:
+        raise ConfigError("command line", "--traces",
+                          f"got {traces!r}; expected a count N >= 1 (traces 0..N-1) or FIRST..LAST with "
+                          "0 <= FIRST <= LAST, e.g. 4 or 1..3")
+    return r
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def calibrate(
@@ -452,15 +468,15 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 1,
         traces: Annotated[
-            int,
+            str,
             typer.Option(
-                min=1,
-                help="traces of each scenario: its own seed and the N-1 seeds after it (cells "
-                "SCENARIO-sSEED). The table adds each workload's mean over its traces, so no one "
-                "trace's race (a request arriving just before or after another finishes) decides a "
-                "cell. Give the same N with --gpu-runs",
+                help="traces of each scenario: N (traces 0..N-1) or FIRST..LAST; trace k has the "
+                "scenario's seed + k (cells SCENARIO-sSEED; trace 0 is its own). The table adds "
+                "each workload's mean over its traces, so no one trace's race (a request arriving "
+                "just before or after another finishes) decides a cell. Run new traces on the GPU "
+                "with 1..3, compare all with --gpu-runs and 4",
             ),
-        ] = 1,
+        ] = "1",
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -472,6 +488,7 @@ def register(app: typer.Typer) -> None:
         --out /tmp/resim
         """
         pols = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
+        trace_range = _parse_traces(traces)
         if 0 < degraded_above < 1:
             from sim.errors import ConfigError
 
@@ -482,7 +499,7 @@ def register(app: typer.Typer) -> None:
             from gpu.validate import resimulate
 
             resimulate(scenario, profile, pols, gpu_runs, out, progress=typer.echo,
-                       degraded_above=degraded_above, sim_repeats=sim_repeats, traces=traces)
+                       degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
             typer.echo((out / "errors.md").read_text())
             return
         _need_torch()
@@ -502,8 +519,8 @@ def register(app: typer.Typer) -> None:
             from gpu.validate import run_validation_repeated
 
             run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
-                                    degraded_above=degraded_above, sim_repeats=sim_repeats, traces=traces)
+                                    degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
         else:
             run_validation(scenario, profile, pols, out, opts, progress=typer.echo,
-                           degraded_above=degraded_above, sim_repeats=sim_repeats, traces=traces)
+                           degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
         typer.echo((out / "errors.md").read_text())

@@ -238,7 +238,7 @@ def run_validation(
     plots: bool = True,
     degraded_above: float = DEGRADED_ABOVE,
     sim_repeats: int = 1,
-    traces: int = 1,
+    traces: int | range = 1,
 ) -> pd.DataFrame:
     """Every scenario x policy on GPU and simulator (each scenario with `traces` traces, see
     `scenario_cells`) (`sim_repeats`: see `simulate_ensemble`); writes errors.csv, errors.md and both
@@ -301,18 +301,20 @@ def trace_name(name: str, seed: int) -> str:
 
 
 def scenario_cells(
-    paths: list[str | Path], profile: str | Path | None, traces: int = 1
+    paths: list[str | Path], profile: str | Path | None, traces: int | range = 1
 ) -> list[tuple[Scenario, str]]:
-    """(scenario, workload) for each scenario file, replayed with `traces` traces: its own seed
-    (the plain name, so earlier runs of that trace pair with new ones) and the seeds after it
-    (`trace_name`). One trace of 64 requests can hinge on a single race: in round 14's saturated
+    """(scenario, workload) for each scenario file, replayed with its traces `traces` (a count
+    N: traces 0..N-1; or a range of them): trace k has the scenario's seed + k, so trace 0 is its
+    own (the plain name, so earlier runs of it pair with new ones) and the others are named by
+    `trace_name`. One trace of 64 requests can hinge on a single race: in round 14's saturated
     bursty trace, whether one request arrived a few ms before another finished decided both
     policies' P50 and P99, and the simulator and the GPU fell on opposite sides. Several traces
     of the same workload average such races out (`pooled_table`)."""
     cells = []
     for path in paths:
         sc = _scenario_with_profile(path, profile)
-        for seed in range(sc.seed, sc.seed + traces):
+        for k in range(traces) if isinstance(traces, int) else traces:
+            seed = sc.seed + k
             name = sc.name if seed == sc.seed else trace_name(sc.name, seed)
             cells.append((sc.model_copy(update={"seed": seed, "name": name}), sc.name))
     return cells
@@ -328,7 +330,7 @@ def resimulate(
     plots: bool = True,
     degraded_above: float = DEGRADED_ABOVE,
     sim_repeats: int = 1,
-    traces: int = 1,
+    traces: int | range = 1,
 ) -> pd.DataFrame:
     """Re-run only the simulator against GPU runs recorded by earlier validations
     (`sim_repeats`: the simulator's side as an ensemble, see `simulate_ensemble`; `traces`:
@@ -520,7 +522,7 @@ def run_validation_repeated(
     progress=print,
     degraded_above: float = DEGRADED_ABOVE,
     sim_repeats: int = 1,
-    traces: int = 1,
+    traces: int | range = 1,
 ) -> pd.DataFrame:
     """`repeats` GPU passes into `out/pass-1`, `out/pass-2`, ..., every other one in reverse
     policy order (so warm-up and slow periods do not always hit the same policy), then the

@@ -383,6 +383,22 @@ def test_cli_traces(tmp_path):
                                  "--policies", "lru", "--traces", "2", "--out", str(tmp_path / "o")])
     assert r.exit_code == 0, r.output
     assert "| tiny-val-s2 | lru |" in r.output and "| tiny-val | lru | 2 | 60.0 / " in r.output
+    # only the new traces, as a device run would
     r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--gpu-runs", str(tmp_path / "run1"),
-                                 "--traces", "0", "--out", str(tmp_path / "o")])
-    assert r.exit_code == 2 and "--traces" in r.output
+                                 "--policies", "lru", "--traces", "1..2", "--out", str(tmp_path / "o2")])
+    assert r.exit_code == 0, r.output
+    assert "| tiny-val-s2 | lru |" in r.output and "| tiny-val | lru |" not in r.output
+
+
+@pytest.mark.parametrize("bad", ["0", "x", "3..1", "-1..2", "1..x"])
+def test_cli_traces_names_what_it_expects(tmp_path, bad):
+    from sim.cli import app
+    from sim.errors import ConfigError
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    _record(tmp_path / "run1", "tiny-val", "lru", {m: 50.0 for m in METRICS})
+    r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--gpu-runs", str(tmp_path / "run1"),
+                                 "--traces", bad, "--out", str(tmp_path / "o")])
+    assert isinstance(r.exception, ConfigError) and "--traces" in str(r.exception)
+    assert "e.g. 4 or 1..3" in str(r.exception)
