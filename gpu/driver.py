@@ -463,7 +463,9 @@ class CudaDriver:
 
     def _carry_on(self, la: _Launch, block: bool) -> None:
         """Launch a decode run's further steps while its last step has ended and the run should
-        go on; with `block`, wait for each step, else return at the first still running."""
+        go on; with `block`, wait for each step, else launch at most one and return: a step
+        launch-bound on the host (a tiny model) can end before the next look, and the caller
+        (`_wait_until`) must see its `until` between steps, not after the whole run."""
         d = la.decode
         while d is not None:
             if len(la.steps) < max(1, d.eff.max_steps):
@@ -474,6 +476,8 @@ class CudaDriver:
                     m.wait()
                 if not self._stop_decode(d.eff):
                     self._decode_step(la)
+                    if not block:
+                        return
                     continue
             la.decode = None
             self._release(d.items, len(la.steps) - 1)
