@@ -240,8 +240,8 @@ def run_validation(
     sim_repeats: int = 1,
     traces: int | range = 1,
 ) -> pd.DataFrame:
-    """Every scenario x policy on GPU and simulator (each scenario with `traces` traces, see
-    `scenario_cells`) (`sim_repeats`: see `simulate_ensemble`); writes errors.csv, errors.md and both
+    """Every scenario x policy on GPU and simulator (`traces`: which traces of each scenario, see
+    `scenario_cells`; `sim_repeats`: see `simulate_ensemble`); writes errors.csv, errors.md and both
     drivers' per-request records under `out`, and distribution.{csv,md} with sim-vs-GPU CDF plots
     (gpu.distributions). Returns the error table. `reverse` runs each
     scenario's policies in reverse order. `resume` keeps the GPU runs `out` already records
@@ -334,8 +334,8 @@ def resimulate(
 ) -> pd.DataFrame:
     """Re-run only the simulator against GPU runs recorded by earlier validations
     (`sim_repeats`: the simulator's side as an ensemble, see `simulate_ensemble`; `traces`:
-    each scenario's number of traces, see `scenario_cells`; a trace's runs may sit in different
-    folders).
+    which traces of each scenario, a count or a range, see `scenario_cells`; a trace's runs may
+    sit in different folders).
 
     `gpu_runs` are folders written by `run_validation` (their `<scenario>.<policy>.summary.json`
     hold the GPU summary of that trace; traces are regenerated from the scenario's seed). With
@@ -405,6 +405,8 @@ def _write_tables(rows: list[dict], out: Path, notes: list[str] | tuple[str, ...
     if pooled is not None:
         atomic_write_text(out / "errors-pooled.csv", pooled.to_csv(index=False))
         md += "\n" + pooled_markdown(pooled)
+    else:  # not an earlier validation's, left in a reused folder
+        (out / "errors-pooled.csv").unlink(missing_ok=True)
     if notes:
         md += "\n" + "\n".join(notes) + "\n"
     atomic_write_text(out / "errors.md", md)

@@ -367,6 +367,8 @@ def test_one_trace_per_workload_writes_no_pooled_table(tmp_path):
     path = tmp_path / "sc.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     _record(tmp_path / "run1", "tiny-val", "lru", {m: 100.0 for m in METRICS})
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "errors-pooled.csv").write_text("an earlier validation's\n")
     resimulate([path], None, ["lru"], [tmp_path / "run1"], tmp_path / "out", progress=lambda s: None)
     assert not (tmp_path / "out" / "errors-pooled.csv").exists()
     assert "Over several traces" not in (tmp_path / "out" / "errors.md").read_text()
