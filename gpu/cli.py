@@ -174,6 +174,17 @@ def register(app: typer.Typer) -> None:
                 "1.5 x the median; repeatable)"
             ),
         ] = None,
+        pin_speed_from: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="no measuring: scale the pin cost (pcie.pin_warm_gbps, pin_cold_gbps, pin_per_tensor_us) of "
+                "the profile at --out to the host's: the median, over the pin-per-load runs in this "
+                "folder's health.csv (a `lorasim validate` output made with this profile), of each "
+                "run's median pin over the simulator's for the same cell (repeatable). Hosts pin at "
+                "very different speeds (15-51 ms for one rank-64 Llama-3.1-8B adapter on lent "
+                "H200s); with --pin-tail-from on the same folders it gives the host's pins"
+            ),
+        ] = None,
         unpin_from: Annotated[
             list[Path] | None,
             typer.Option(
@@ -195,10 +206,11 @@ def register(app: typer.Typer) -> None:
 
             raise ConfigError(str(out), "--refit-only", "needs --refit-from LOG: the log to take the part from")
         if (refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from
-                or noise_from or unpin_from):
+                or noise_from or unpin_from or pin_speed_from):
             _refit(
                 out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag,
                 wake_from or [], refit_only or None, noise_from or [], unpin_dirs=unpin_from or [],
+                pin_speed_dirs=pin_speed_from or [],
             )
             return
         _need_torch()
@@ -224,7 +236,7 @@ def register(app: typer.Typer) -> None:
         out: Path, refit_from: Path | None, gap_dirs: list[Path], pin_dirs: list[Path],
         attention_log: Path | None = None, wake_dirs: list[Path] | None = None,
         only: list[str] | None = None, noise_dirs: list[Path] | None = None,
-        unpin_dirs: list[Path] | None = None,
+        unpin_dirs: list[Path] | None = None, pin_speed_dirs: list[Path] | None = None,
     ) -> None:
         """calibrate's no-measuring modes: refit the profile at `out` in place."""
         from dataclasses import replace
@@ -268,6 +280,14 @@ def register(app: typer.Typer) -> None:
                 raise ConfigError(str(attention_log), "--attention-from-diag", str(e)) from None
             prof = replace(prof, compute=replace(prof.compute, attention_ms_per_mcell=max(0.0, coef)))
             typer.echo(f"prefill attention {coef:.2f} ms per million query-key cells")
+        pin_speed_dirs = pin_speed_dirs or []
+        if pin_speed_dirs:
+            scale, n = _pin_speed(pin_speed_dirs)
+            pc = prof.pcie
+            prof = replace(prof, pcie=replace(pc, pin_warm_gbps=pc.pin_warm_gbps / scale,
+                                              pin_cold_gbps=pc.pin_cold_gbps / scale,
+                                              pin_per_tensor_us=pc.pin_per_tensor_us * scale))
+            typer.echo(f"pin cost x {scale:.3f}: the host's median pin over the profile's, median over {n} runs")
         if pin_dirs:
             frac, extra, n = _pin_tail(pin_dirs)
             prof = replace(
@@ -297,6 +317,7 @@ def register(app: typer.Typer) -> None:
             args += ["--refit-from", str(refit_from)]
             args += [a for part in only or [] for a in ("--refit-only", part)]
         args += [a for d in gap_dirs for a in ("--host-gap-from", str(d))]
+        args += [a for d in pin_speed_dirs for a in ("--pin-speed-from", str(d))]
         args += [a for d in pin_dirs for a in ("--pin-tail-from", str(d))]
         args += [a for d in wake_dirs for a in ("--wake-from", str(d))]
         if attention_log is not None:
@@ -306,6 +327,30 @@ def register(app: typer.Typer) -> None:
         cmd = "lorasim " + " ".join(shlex.quote(a) for a in args)
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
+
+    def _pin_speed(dirs: list[Path]) -> tuple[float, int]:
+        """Median over GPU runs with pins of (run's median pin / simulator's median pin, same cell)."""
+        import pandas as pd
+
+        from sim.errors import ConfigError
+
+        ratios = []
+        for d in dirs:
+            f = d / "health.csv"
+            if not f.is_file():
+                raise ConfigError(str(d), "--pin-speed-from", "no health.csv here; expected the --out "
+                                  "folder of a `lorasim validate` run made with this profile")
+            h = pd.read_csv(f)
+            h = h[h["pins"].fillna(0) > 0]
+            sim = h[h["run"] == "simulator"].set_index(["scenario", "policy"])["pin_median_ms"]
+            for _, r in h[h["run"] != "simulator"].iterrows():
+                base = sim.get((r["scenario"], r["policy"]))
+                if base is not None and base > 0:
+                    ratios.append(r["pin_median_ms"] / base)
+        if not ratios:
+            raise ConfigError(str(dirs[0]), "--pin-speed-from", "no GPU run with pins beside a simulator "
+                              "row in these health.csv files; expected runs of a pin-per-load policy (lru, slora)")
+        return float(pd.Series(ratios).median()), len(ratios)
 
     def _noise(dirs: list[Path]):
         import pandas as pd

@@ -404,3 +404,46 @@ def test_cli_traces_names_what_it_expects(tmp_path, bad):
                                  "--traces", bad, "--out", str(tmp_path / "o")])
     assert isinstance(r.exception, ConfigError) and "--traces" in str(r.exception)
     assert "e.g. 4 or 1..3" in str(r.exception)
+
+
+def test_cli_pin_speed_from_scales_the_profiles_pin_cost_to_the_hosts(tmp_path):
+    """`lorasim calibrate --pin-speed-from DIR`: each GPU run's median pin over the simulator's for
+    the same cell (health.csv), median over runs, scales the pin cost per byte and per tensor."""
+    import shutil
+
+    import pandas as pd
+
+    from sim.cli import app
+    from sim.hw.profile import HardwareProfile
+
+    prof = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "configs/hardware/h200-measured.yaml", prof)
+    before = HardwareProfile.from_yaml(prof).pcie
+    runs = tmp_path / "pass-1"
+    runs.mkdir()
+    cols = ["scenario", "policy", "run", "pins", "pin_median_ms"]
+    pd.DataFrame([
+        ("a", "lru", "gpu", 30, 15.0), ("a", "lru", "simulator", 30, 20.0),
+        ("b", "slora", "gpu", 20, 16.0), ("b", "slora", "simulator", 20, 20.0),
+        ("b", "slora", "gpu2", 20, 18.0),
+        ("c", "resident", "gpu", 0, None), ("c", "resident", "simulator", 0, None),
+    ], columns=cols).to_csv(runs / "health.csv", index=False)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--pin-speed-from", str(runs)])
+    assert r.exit_code == 0, r.output
+    after = HardwareProfile.from_yaml(prof).pcie
+    scale = 0.8  # median of 0.75, 0.8 and 0.9
+    assert after.pin_warm_gbps == pytest.approx(before.pin_warm_gbps / scale)
+    assert after.pin_per_tensor_us == pytest.approx(before.pin_per_tensor_us * scale)
+    assert after.pin_cold_gbps == pytest.approx(before.pin_cold_gbps / scale)
+    assert after.pin_tail_fraction == before.pin_tail_fraction  # --pin-tail-from's
+    assert HardwareProfile.from_yaml(prof).command.endswith(f"--pin-speed-from {runs}")
+    for bad, why in ((tmp_path / "empty", "no health.csv"), (tmp_path / "nopins", "no GPU run with pins")):
+        bad.mkdir()
+        if bad.name == "nopins":
+            pd.DataFrame([("c", "resident", "gpu", 0, None)], columns=cols).to_csv(bad / "health.csv", index=False)
+        r = subprocess.run(
+            [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof),
+             "--pin-speed-from", str(bad)],
+            capture_output=True, text=True, cwd=ROOT,
+        )
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr

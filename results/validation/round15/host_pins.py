@@ -6,10 +6,10 @@ root; about a minute):
 A pin-per-load copies each adapter into freshly pinned memory on the scheduler's thread before
 its DMA. The lent H200 hosts do that at very different speeds: the profile's pins (fitted on
 round 9's host) take 19.3 ms for a rank-64 Llama-3.1-8B adapter, round 13's first host took
-42-51 ms at the median, round 15's host 15 ms. The script fits the round-15 host's pin speed on
-the runs of each workload's first new trace only (trace 1: the pin rows of its lru and slora
-runs; median -> a factor on the profile's pin cost, per byte and per tensor alike; slow-pin
-share and excess -> the pin tail, as `lorasim calibrate --pin-tail-from`), writes that profile
+42-51 ms at the median, round 15's host 15 ms. The script fits the round-15 host's pins on the
+`lru` and `slora` runs of each workload's first new trace only (trace 1), with `lorasim calibrate
+--pin-speed-from` (each run's median pin over the profile's: a factor on the pin cost per byte
+and per tensor) and `--pin-tail-from` (the slow-pin share), writes that profile
 (h200-host15.yaml), and compares the simulator with the shared profile and with the host's pins
 on the other traces (2 and 3), which the fit did not see.
 """
@@ -17,16 +17,11 @@ on the other traces (2 and 3), which the fit did not see.
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from gpu.validate import pooled_markdown, pooled_table, resimulate
 from sim.config import load_scenario
-from sim.core.effects import LoadJob
-from sim.hw import load_hardware
 from sim.hw.profile import HardwareProfile
-from sim.metrics import pin_tail
-from sim.workload import generate_trace
 
 ROOT = Path("results/validation/round15")  # run from the repository root
 PROFILE = Path("configs/hardware/h200-measured.yaml")
@@ -34,41 +29,46 @@ RUNS = {"uniform": ROOT / "dev3/uniform", "zipf": ROOT / "dev2/zipf", "bursty": 
 SCENARIOS = [f"configs/validate/{w}.yaml" for w in RUNS]
 
 
-def fit_pins() -> tuple[np.ndarray, float]:
-    """The pins of trace 1's lru and slora runs, and the profile's base pin for their adapter."""
-    pins = []
+def trace1_folder(tmp: Path) -> Path:
+    """The trace-1 lru/slora runs alone: their timelines and health rows (GPU and simulator)."""
+    import shutil
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    keep = []
     for w, d in RUNS.items():
         sc = load_scenario(f"configs/validate/{w}.yaml")
+        cell = f"{sc.name}-s{sc.seed + 1}"
+        h = pd.read_csv(d / "health.csv")
+        keep.append(h[(h.scenario == cell) & h.policy.isin(["lru", "slora"])])
         for pol in ("lru", "slora"):
-            t = pd.read_csv(d / f"{sc.name}-s{sc.seed + 1}.{pol}.gpu.timeline.csv")
-            p = t[t.kind == "pin"]
-            pins.append((p.end - p.start).to_numpy(float))
-    sc = load_scenario(SCENARIOS[0])
-    sc = sc.model_copy(update={"hardware": sc.hardware.model_copy(update={"profile": str(PROFILE)})})
-    hw = load_hardware(sc.hardware, sc.model.shape())
-    spec = generate_trace(sc).adapters[0]  # every adapter of these scenarios has one size
-    job = LoadJob(0, spec, 0, "load", "load", copy_mode=sc.serving.copy_mode, host_mode="pin_per_load")
-    return np.concatenate(pins), hw.copy.load_time(job).pin_s
+            shutil.copy(d / f"{cell}.{pol}.gpu.timeline.csv", tmp)
+    pd.concat(keep).to_csv(tmp / "health.csv", index=False)
+    return tmp
 
 
 def main() -> None:
-    pins, base = fit_pins()
-    scale = float(np.median(pins)) / base
-    frac, extra = pin_tail(pins)
-    prof = HardwareProfile.from_yaml(PROFILE)
-    host = replace(prof, name="h200-host15", command=(
-        f"python {ROOT}/host_pins.py (from {PROFILE}: pin cost x {scale:.3f}, pin tail from "
-        "round 15's trace-1 lru/slora runs)"),
-        pcie=replace(prof.pcie, pin_warm_gbps=prof.pcie.pin_warm_gbps / scale,
-                     pin_per_tensor_us=prof.pcie.pin_per_tensor_us * scale,
-                     pin_tail_fraction=frac, pin_tail_ms=extra * 1e3))
+    import shutil
+    import tempfile
+
+    from typer.testing import CliRunner
+
+    from sim.cli import app
+
     host_path = ROOT / "h200-host15.yaml"
+    shutil.copy(PROFILE, host_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        fit = trace1_folder(Path(tmp) / "trace1")
+        r = CliRunner().invoke(app, ["calibrate", "--out", str(host_path), "--pin-speed-from", str(fit),
+                                     "--pin-tail-from", str(fit)])
+        assert r.exit_code == 0, r.output
+    prof, host = HardwareProfile.from_yaml(PROFILE), HardwareProfile.from_yaml(host_path)
+    host = replace(host, name="h200-host15", command=(
+        f"{prof.command}; then python {ROOT}/host_pins.py: lorasim calibrate --pin-speed-from "
+        "--pin-tail-from over round 15's trace-1 lru and slora runs (dev1..dev3)"))
     host.to_yaml(host_path)
     print("# Round 15: the host's pin speed and `lru`/`slora`\n")
-    print(f"Fit on trace 1 ({len(pins)} pins of its lru and slora runs): median {np.median(pins) * 1e3:.1f} ms "
-          f"against the profile's {base * 1e3:.1f} ms (x {scale:.3f}); {frac:.1%} slow by "
-          f"{extra * 1e3:.1f} ms on average (profile: {prof.pcie.pin_tail_fraction:.1%}, "
-          f"{prof.pcie.pin_tail_ms:.1f} ms). Wrote {host_path}.\n")
+    print("Fit on trace 1 (`lorasim calibrate --pin-speed-from --pin-tail-from` over its lru and slora "
+          "runs): " + r.output.strip().replace("\n", "; ") + f". Wrote {host_path}.\n")
     for label, path in (("shared profile", PROFILE), ("the host's pins", host_path)):
         df = resimulate(SCENARIOS, path, ["lru", "slora"], list(RUNS.values()), Path("/tmp/host_pins") / path.stem,
                         progress=lambda s: None, plots=False, traces=range(2, 4))
