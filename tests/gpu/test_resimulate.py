@@ -447,3 +447,21 @@ def test_cli_pin_speed_from_scales_the_profiles_pin_cost_to_the_hosts(tmp_path):
             capture_output=True, text=True, cwd=ROOT,
         )
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pooled_summary_counts_an_error_within_its_traces_standard_error_as_unresolved():
+    """+30 % over four traces whose own errors scatter by +-40 % (standard error 20 %) cannot be
+    told from chance; +30 % at +-4 % can."""
+    from gpu.validate import pooled_markdown, pooled_table
+
+    rows = [
+        {"scenario": f"w-{p}-s{k}", "workload": f"w-{p}", "policy": p, "metric": m, "gpu": 100.0,
+         "sim": 100.0 * (1 + e), "rel_err": e}
+        for p, errs in (("noisy", (-0.1, 0.7, -0.1, 0.7)), ("steady", (0.26, 0.34, 0.26, 0.34)))
+        for k, e in enumerate(errs)
+        for m in METRICS
+    ]
+    pooled = pooled_table(pd.DataFrame(rows))
+    assert pooled["rel_err"].to_numpy() == pytest.approx([0.3] * len(pooled))
+    md = pooled_markdown(pooled)
+    assert "within 10 %: 0/2; within 10 % or two standard errors over the traces: 1/2" in md
