@@ -47,13 +47,16 @@ class FixedCopy:
 
 
 class FixedCompute:
-    """A prefill forward costs `prefill_s` whatever its size; a decode step `decode_s`."""
+    """A prefill forward costs `prefill_s` (+ `prefill_token_s` a new token: 0, batching is free);
+    a decode step `decode_s`."""
 
-    def __init__(self, prefill_s: float, decode_s: float = 0.001):
-        self.prefill_s, self.decode_s = prefill_s, decode_s
+    def __init__(self, prefill_s: float, decode_s: float = 0.001, prefill_token_s: float = 0.0):
+        self.prefill_s, self.decode_s, self.prefill_token_s = prefill_s, decode_s, prefill_token_s
 
     def forward_time(self, batch) -> float:
-        return self.prefill_s if batch.kind == "prefill" else self.decode_s
+        if batch.kind != "prefill":
+            return self.decode_s
+        return self.prefill_s + self.prefill_token_s * sum(it.new_tokens for it in batch.items)
 
     def decode_times(self, batch, steps: int) -> np.ndarray:
         return np.full(steps, self.decode_s)
@@ -71,8 +74,9 @@ class FixedHardware:
     pin_tail: Any = None  # sim.hw.pcie.PinTail
 
 
-def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.0) -> FixedHardware:
-    return FixedHardware(FixedCopy(load_s, pin_s, disk_s), FixedCompute(prefill_s, decode_s))
+def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.0,
+             prefill_token_s=0.0) -> FixedHardware:
+    return FixedHardware(FixedCopy(load_s, pin_s, disk_s), FixedCompute(prefill_s, decode_s, prefill_token_s))
 
 
 def make_trace(reqs: list[tuple[float, str | None, int, int]], n_adapters: int, nbytes: int = 1 << 20) -> Trace:

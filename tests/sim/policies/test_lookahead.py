@@ -146,3 +146,27 @@ def test_an_idle_gpu_does_not_hold_a_batch_of_ready_requests_for_one_copy_that_w
     first = res.records.set_index("rid").first_token
     assert [first[r] for r in (3, 4, 5)] == pytest.approx([1.020] * 3)
     assert first[6] == pytest.approx(1.040)
+
+
+@pytest.mark.parametrize("split_new, prefills, first_tokens", [
+    # r1's adapter became ready under the step: the two hits run first (41 ms), r1 next (21 ms)
+    (True, 2, [0.146, 0.146, 0.167]),
+    # all three in one prefill (61 ms): the hits wait for r1's 20 ms too, r1 gains 1 ms
+    (False, 1, [0.166, 0.166, 0.166]),
+])
+def test_a_request_whose_copy_just_finished_does_not_delay_a_prefill_it_would_not_speed_up(
+    split_new, prefills, first_tokens
+):
+    # r0 (a0) decodes in 10 ms steps; at 100 ms r1 (a1, a 4 ms copy started at its arrival)
+    # and two more requests for a0 arrive inside the step 95-105 ms. Prefill time grows with tokens (1 ms
+    # + 20 ms a request): joining, r1 would add its 20 ms to both hits' first token and gain
+    # at most the 1 ms fixed part itself, so it waits for the next prefill, right after.
+    trace = make_trace([(0.0, "a0", 64, 400), (0.1, "a1", 64, 2), (0.1, "a0", 64, 2), (0.1, "a0", 64, 2)],
+                       n_adapters=2)
+    hw = fixed_hw(load_s=0.004, prefill_s=0.001, decode_s=0.010, prefill_token_s=0.020 / 64)
+    sc = scenario(max_loras_per_batch=2, host_mode="pinned")
+    sc = sc.model_copy(update={"policy_options": {"lookahead": {"split_new": split_new}}})
+    res = simulate(sc, "lookahead", trace=trace, hardware=hw, check=True)
+    first = res.records.set_index("rid").first_token
+    assert [first[r] for r in (2, 3, 1)] == pytest.approx(first_tokens, abs=1e-6)
+    assert (res.timeline.kind == "prefill").sum() == 1 + prefills  # + r0's own
