@@ -429,6 +429,15 @@ def pooled_table(df: pd.DataFrame) -> pd.DataFrame | None:
     return out
 
 
+def _metric_cells(g: pd.DataFrame, cell) -> list[str]:
+    """One table cell per metric of a scenario/workload x policy group ("-" where missing)."""
+    out = []
+    for m in METRICS:
+        r = g[g["metric"] == m]
+        out.append("-" if r.empty else cell(r.iloc[0]))
+    return out
+
+
 def pooled_markdown(p: pd.DataFrame) -> str:
     lines = [
         "## Over several traces of each workload",
@@ -436,17 +445,12 @@ def pooled_markdown(p: pd.DataFrame) -> str:
         "| workload | policy | traces | " + " | ".join(METRICS) + " |",
         "|---|---|---:|" + "---|" * len(METRICS),
     ]
+    def cell(r) -> str:
+        sd = "" if pd.isna(r.trace_err_sd) else f", per trace ±{100 * r.trace_err_sd:.0f}"
+        return f"{r.gpu:.1f} / {r.sim:.1f} ({100 * r.rel_err:+.0f}%{sd})"
+
     for (w, pol), g in p.groupby(["workload", "policy"], sort=False):
-        cells = []
-        for m in METRICS:
-            r = g[g["metric"] == m]
-            if r.empty:
-                cells.append("-")
-                continue
-            r = r.iloc[0]
-            sd = "" if pd.isna(r.trace_err_sd) else f", per trace ±{100 * r.trace_err_sd:.0f}"
-            cells.append(f"{r.gpu:.1f} / {r.sim:.1f} ({100 * r.rel_err:+.0f}%{sd})")
-        lines.append(f"| {w} | {pol} | {int(g['traces'].max())} | " + " | ".join(cells) + " |")
+        lines.append(f"| {w} | {pol} | {int(g['traces'].max())} | " + " | ".join(_metric_cells(g, cell)) + " |")
     lines += [
         "",
         "Cells: mean over the workload's traces of the GPU's value / of the simulator's (error of "
@@ -473,18 +477,13 @@ def error_table_markdown(df: pd.DataFrame) -> str:
         "| scenario | policy | " + " | ".join(METRICS) + " |",
         "|---|---|" + "---|" * len(METRICS),
     ]
+    def cell(r) -> str:
+        spread = f" ±{100 * r.gpu_spread:.0f}%" if "gpu_runs" in r and r.gpu_runs > 1 else ""
+        sspread = f" ±{100 * r.sim_spread:.0f}%" if "sim_runs" in r and r.sim_runs > 1 else ""
+        return f"{r.gpu:.1f}{spread} / {r.sim:.1f}{sspread} ({100 * r.rel_err:+.0f}%)"
+
     for (scn, pol), g in df.groupby(["scenario", "policy"], sort=False):
-        cells = []
-        for m in METRICS:
-            r = g[g["metric"] == m]
-            if r.empty:
-                cells.append("-")
-                continue
-            r = r.iloc[0]
-            spread = f" ±{100 * r.gpu_spread:.0f}%" if "gpu_runs" in r and r.gpu_runs > 1 else ""
-            sspread = f" ±{100 * r.sim_spread:.0f}%" if "sim_runs" in r and r.sim_runs > 1 else ""
-            cells.append(f"{r.gpu:.1f}{spread} / {r.sim:.1f}{sspread} ({100 * r.rel_err:+.0f}%)")
-        lines.append(f"| {scn} | {pol} | " + " | ".join(cells) + " |")
+        lines.append(f"| {scn} | {pol} | " + " | ".join(_metric_cells(g, cell)) + " |")
     lines += ["", "Cells: GPU / simulator (relative error of the simulator)."]
     if "gpu_runs" in df.columns and (df["gpu_runs"] > 1).any():
         lines[-1] = (
