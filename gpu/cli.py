@@ -328,45 +328,40 @@ def register(app: typer.Typer) -> None:
         prof = replace(prof, command=f"{prof.command}; then {cmd}")
         prof.to_yaml(out)
 
-    def _pin_speed(dirs: list[Path]) -> tuple[float, int]:
-        """Median over GPU runs with pins of (run's median pin / simulator's median pin, same cell)."""
+    def _health(dirs: list[Path], option: str, expected: str):
+        """The health.csv rows of these validate folders, pooled (ConfigError naming a folder
+        without one)."""
         import pandas as pd
 
-        from sim.errors import ConfigError
-
-        ratios = []
-        for d in dirs:
-            f = d / "health.csv"
-            if not f.is_file():
-                raise ConfigError(str(d), "--pin-speed-from", "no health.csv here; expected the --out "
-                                  "folder of a `lorasim validate` run made with this profile")
-            h = pd.read_csv(f)
-            h = h[h["pins"].fillna(0) > 0]
-            sim = h[h["run"] == "simulator"].set_index(["scenario", "policy"])["pin_median_ms"]
-            for _, r in h[h["run"] != "simulator"].iterrows():
-                base = sim.get((r["scenario"], r["policy"]))
-                if base is not None and base > 0:
-                    ratios.append(r["pin_median_ms"] / base)
-        if not ratios:
-            raise ConfigError(str(dirs[0]), "--pin-speed-from", "no GPU run with pins beside a simulator "
-                              "row in these health.csv files; expected runs of a pin-per-load policy (lru, slora)")
-        return float(pd.Series(ratios).median()), len(ratios)
-
-    def _noise(dirs: list[Path]):
-        import pandas as pd
-
-        from gpu.run_health import measure_noise
         from sim.errors import ConfigError
 
         frames = []
         for d in dirs:
             f = d / "health.csv"
             if not f.is_file():
-                raise ConfigError(str(d), "--noise-from", "no health.csv here; expected the --out folder of "
-                                  "`lorasim validate` (with --gpu-runs: every pass's runs)")
+                raise ConfigError(str(d), option, f"no health.csv here; expected {expected}")
             frames.append(pd.read_csv(f))
+        return pd.concat(frames, ignore_index=True)
+
+    def _pin_speed(dirs: list[Path]) -> tuple[float, int]:
+        from gpu.run_health import pin_speed
+        from sim.errors import ConfigError
+
+        health = _health(dirs, "--pin-speed-from",
+                         "the --out folder of a `lorasim validate` run made with this profile")
         try:
-            return measure_noise(pd.concat(frames, ignore_index=True))
+            return pin_speed(health)
+        except ValueError as e:
+            raise ConfigError(str(dirs[0]), "--pin-speed-from", str(e)) from None
+
+    def _noise(dirs: list[Path]):
+        from gpu.run_health import measure_noise
+        from sim.errors import ConfigError
+
+        health = _health(dirs, "--noise-from",
+                         "the --out folder of `lorasim validate` (with --gpu-runs: every pass's runs)")
+        try:
+            return measure_noise(health)
         except ValueError as e:
             raise ConfigError(str(dirs[0]), "--noise-from", str(e)) from None
 

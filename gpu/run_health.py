@@ -267,6 +267,24 @@ class NoiseStats:
     loads: int
 
 
+def pin_speed(health: pd.DataFrame) -> tuple[float, int]:
+    """From health.csv rows: the median, over GPU runs with pin-per-load pins, of the run's median
+    pin over the simulator's for the same cell -> (that factor, runs). The host's pin speed
+    against the profile the rows were simulated with (`calibrate --pin-speed-from`). ValueError
+    when no GPU run has pins beside a simulator row."""
+    h = health[health["pins"].fillna(0) > 0]
+    sim = h[h["run"] == "simulator"].set_index(["scenario", "policy"])["pin_median_ms"]
+    ratios = [
+        r["pin_median_ms"] / base
+        for _, r in h[h["run"] != "simulator"].iterrows()
+        if (base := sim.get((r["scenario"], r["policy"]))) is not None and base > 0
+    ]
+    if not ratios:
+        raise ValueError("no GPU run with pins beside a simulator row in these health.csv files; "
+                         "expected runs of a pin-per-load policy (lru, slora)")
+    return float(np.median(ratios)), len(ratios)
+
+
 def measure_noise(health: pd.DataFrame) -> NoiseStats:
     """From health.csv rows (`lorasim validate` writes them; a `--gpu-runs` re-simulation lists
     every pass): the spread of the runs' GPU/profile ratio, degraded runs left out (an

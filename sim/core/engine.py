@@ -179,9 +179,7 @@ class Engine:
         while not sched.all_done():
             self.counters["iterations"] += 1
             self.now = yield Now()
-            arrived = sched.admit_arrivals(self.now)
-            for st in arrived:
-                policy.on_arrival(st, self.now)
+            arrived = self._admit_arrivals()
             self._watch_progress(bool(arrived))
             done = yield PollLoads()
             for lid in done:
@@ -206,9 +204,7 @@ class Engine:
                 sched.start_prefill(plan, self.now)
                 policy.on_batch(plan, self.now)
             policy.after_schedule(plan, self.now)  # prefetch planning
-            jobs, self.pending_jobs = self.pending_jobs, []
-            for job in jobs:
-                yield StartLoad(job)
+            yield from self._start_pending_loads()
 
             if plan is not None:
                 batch = self._batch(plan)
@@ -276,18 +272,27 @@ class Engine:
         policy can start that request's copy at once (`loads_on_arrival`): the copy then runs
         under the decode step instead of starting at the step's end. Arrivals are admitted
         to the queue here; scheduling still waits for the forward."""
-        sched, policy = self.sched, self.policy
         ticket = yield fwd
         while True:
-            res = yield WaitForward(ticket, until=sched.next_arrival())
+            res = yield WaitForward(ticket, until=self.sched.next_arrival())
             if res is not None:
                 return res
             self.now = yield Now()
-            for st in sched.admit_arrivals(self.now):
-                policy.on_arrival(st, self.now)
-            jobs, self.pending_jobs = self.pending_jobs, []
-            for job in jobs:
-                yield StartLoad(job)
+            self._admit_arrivals()
+            yield from self._start_pending_loads()
+
+    def _admit_arrivals(self) -> list[RequestState]:
+        """Queue the requests that have arrived by now and tell the policy of each."""
+        arrived = self.sched.admit_arrivals(self.now)
+        for st in arrived:
+            self.policy.on_arrival(st, self.now)
+        return arrived
+
+    def _start_pending_loads(self) -> Generator[Effect, Any, None]:
+        """Issue the copies the policy asked for since the last call."""
+        jobs, self.pending_jobs = self.pending_jobs, []
+        for job in jobs:
+            yield StartLoad(job)
 
     def _watch_progress(self, arrived: bool) -> None:
         """Livelock guard: see `stall_s` / `stall_iterations` in __init__."""

@@ -36,6 +36,13 @@ def number_option(policy: str, name: str, v, lo: float, strict: bool = False) ->
     return float(v)
 
 
+def bool_option(policy: str, name: str, v) -> bool:
+    """A policy option that must be true or false (ValueError naming it otherwise)."""
+    if not isinstance(v, bool):
+        raise ValueError(f"policy {policy!r}: option {name} must be true or false, got {v!r}")
+    return v
+
+
 class Policy:
     name = "base"
     summary = ""  # one line for `lorasim policies`

@@ -38,7 +38,7 @@ from sim.config import ServingCfg
 from sim.core.effects import Batch, BatchItem
 from sim.core.model import RequestState
 from sim.core.scheduler import PrefillPlan
-from sim.policies.base import Key, Policy, TracksPrefetch, int_option, number_option
+from sim.policies.base import Key, Policy, TracksPrefetch, bool_option, int_option, number_option
 
 
 class LookaheadOverlap(TracksPrefetch, Policy):
@@ -59,9 +59,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         **options,
     ):
         super().__init__(**options)
-        if not isinstance(split_new, bool):
-            raise ValueError(f"policy {self.name!r}: option split_new must be true or false, got {split_new!r}")
-        self.split_new = split_new
+        self.split_new = bool_option(self.name, "split_new", split_new)
         self._scan_it = -1
         self._scan: list[BatchItem] = []  # this scan's batch so far (split_new prices it)
         # prefills in flight before the scheduler waits for one; default the batch's adapter
@@ -71,11 +69,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         self._launch_ahead = (
             None if launch_ahead is None else int_option(self.name, "launch_ahead", launch_ahead, 1)
         )
-        if not isinstance(loads_on_arrival, bool):
-            raise ValueError(
-                f"policy {self.name!r}: option loads_on_arrival must be true or false, got {loads_on_arrival!r}"
-            )
-        self.loads_on_arrival = loads_on_arrival
+        self.loads_on_arrival = bool_option(self.name, "loads_on_arrival", loads_on_arrival)
         self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.max_inflight = int_option(self.name, "max_inflight", max_inflight, 1)
         self.wait_factor = number_option(self.name, "wait_factor", wait_factor, 0.0)
@@ -129,10 +123,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         if key not in self._pf:
             if len(self._pf) > 4096:  # bounded: old requests' entries are not asked for again
                 self._pf.clear()
-            n = min(st.prefill_remaining, self.e.cfg.chunked_prefill_size)
-            rank = self.e.adapters[st.adapter].rank if st.adapter else 0
-            item = BatchItem(st.rid, st.adapter, 0, rank, n, st.prefilled)
-            self._pf[key] = est.compute.forward_time(Batch("prefill", (item,)))
+            self._pf[key] = est.compute.forward_time(Batch("prefill", (self._item(st),)))
         return self._pf[key]
 
     def _decode_step_estimate(self) -> float:
@@ -184,6 +175,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         return self._scan
 
     def _item(self, st: RequestState) -> BatchItem:
+        """`st`'s next prefill chunk as a batch item, for pricing it."""
         n = min(st.prefill_remaining, self.e.cfg.chunked_prefill_size)
         rank = self.e.adapters[st.adapter].rank if st.adapter else 0
         return BatchItem(st.rid, st.adapter, 0, rank, n, st.prefilled)
