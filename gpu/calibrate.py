@@ -365,6 +365,24 @@ def measure_pin_per_tensor(
     return max(0.0, extra / len(tensors) * 1e6)
 
 
+class PinCost(NamedTuple):
+    """A host's cost of pinning (`pcie.pin_warm_gbps`, `pin_cold_gbps`, `pin_per_tensor_us`)."""
+
+    warm_gbps: float
+    cold_gbps: float
+    per_tensor_us: float
+
+
+def measure_pin_cost(shape: ModelShape, device: torch.device, rank: int, nbytes: int) -> PinCost:
+    """Pinning bandwidth (warm, cold) over `nbytes` and the per-tensor cost of pinning one
+    all-module adapter of `rank` module by module. Calibrate measures it with the rest; alone
+    (`calibrate --measure-only pins`) it prices the pins of the host a validation runs on,
+    which differ by host far more than anything else in the profile (lent H200s: 15-51 ms
+    for one rank-64 Llama-3.1-8B adapter)."""
+    warm, cold = measure_pin(device, nbytes)
+    return PinCost(warm, cold, measure_pin_per_tensor(shape, device, rank, warm))
+
+
 def measure_unpin_per_tensor(shape: ModelShape, device: torch.device, rank: int, reps: int = 5) -> float:
     """Microseconds per tensor of freeing a per-module pin_per_load's temporary pinned copies
     after their copies ran (`pcie.unpin_per_tensor_us`). Why it costs: torch's caching host
@@ -942,11 +960,10 @@ def calibrate(
             f"  copy {n:>11} B: pinned {n / a / 1e9:6.2f} GB/s  pageable {n / b / 1e9:6.2f} GB/s"
         )
     overhead = measure_copy_overhead(dev)
-    warm, cold = measure_pin(dev, grid["pin_bytes"])
+    rank = min(rank, 8) if quick else rank
+    warm, cold, pin_tensor = measure_pin_cost(shape, dev, rank, grid["pin_bytes"])
     disk = measure_disk(grid["pin_bytes"])
     contention = measure_contention(dev, quick)
-    rank = min(rank, 8) if quick else rank
-    pin_tensor = measure_pin_per_tensor(shape, dev, rank, warm)
     progress(
         f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s"
         f" + {pin_tensor:.1f} us/tensor, disk {disk:.2f} GB/s, contention {contention:.3f}"

@@ -13,6 +13,8 @@ import typer
 from gpu import DEGRADED_ABOVE, PREFILL_GRAPH_TOKENS
 from sim.errors import LorasimError
 
+MEASURE_PARTS = ("pins",)  # what `calibrate --measure-only` can re-measure alone
+
 # --prefill-graph-tokens of calibrate and validate: both sides of a validation must agree
 PrefillGraphTokens = Annotated[
     int,
@@ -134,6 +136,15 @@ def register(app: typer.Typer) -> None:
                 "pinned copies, from a calibrate log or `python -m gpu.diag_copy`)"
             ),
         ] = None,
+        measure_only: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="measure only this part on this machine and keep the rest of the profile at "
+                "--out (repeatable): pins (pcie.pin_warm_gbps, pin_cold_gbps, pin_per_tensor_us "
+                "for the profile's model at --rank). Pin speed is the host's own (15-51 ms for one "
+                "rank-64 Llama-3.1-8B adapter on lent H200s), so run it on the host you validate on"
+            ),
+        ] = None,
         host_gap_from: Annotated[
             list[Path] | None,
             typer.Option(
@@ -205,6 +216,9 @@ def register(app: typer.Typer) -> None:
             from sim.errors import ConfigError
 
             raise ConfigError(str(out), "--refit-only", "needs --refit-from LOG: the log to take the part from")
+        if measure_only:
+            _measure_only(out, measure_only, device, rank, quick)
+            return
         if (refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from
                 or noise_from or unpin_from or pin_speed_from):
             _refit(
@@ -230,6 +244,52 @@ def register(app: typer.Typer) -> None:
             prefill_graph_tokens=prefill_graph_tokens,
         )
         prof.to_yaml(out)
+        typer.echo(f"wrote {out}")
+
+    def _measure_only(out: Path, parts: list[str], device: str | None, rank: int, quick: bool) -> None:
+        """calibrate --measure-only: re-measure these parts on this machine into the profile
+        at `out`, in place."""
+        from dataclasses import replace
+
+        from sim.errors import ConfigError
+        from sim.hw.profile import HardwareProfile
+
+        unknown = sorted(set(parts) - set(MEASURE_PARTS))
+        if unknown:
+            raise ConfigError(str(out), "--measure-only", f"unknown part {', '.join(unknown)}; expected one of {', '.join(MEASURE_PARTS)}")
+        if not out.is_file():
+            raise ConfigError(str(out), "--out", "file not found; expected the profile to re-measure a part of")
+        prof = HardwareProfile.from_yaml(out)
+        from sim.config import MODEL_PRESETS
+
+        if prof.model not in MODEL_PRESETS:
+            raise ConfigError(str(out), "model", f"{prof.model!r} is not a model preset; expected one of {sorted(MODEL_PRESETS)}")
+        _need_torch()
+        import torch
+
+        from gpu.calibrate import GRIDS, device_name, measure_pin_cost
+        from sim.core.model import ALL_TARGETS
+
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        shape = _shape(prof.model)
+        tensors = 2 * len(ALL_TARGETS) * shape.layers
+        nbytes = shape.adapter_bytes(rank, ALL_TARGETS)
+
+        def one_pin_ms(pc) -> float:  # a warm per-module pin of one all-module adapter
+            return (nbytes / (pc.pin_warm_gbps * 1e9) + tensors * pc.pin_per_tensor_us * 1e-6) * 1e3
+
+        before = one_pin_ms(prof.pcie)
+        cost = measure_pin_cost(shape, dev, rank, GRIDS["quick" if quick else "full"]["pin_bytes"])
+        prof = replace(prof, pcie=replace(prof.pcie, pin_warm_gbps=cost.warm_gbps, pin_cold_gbps=cost.cold_gbps,
+                                          pin_per_tensor_us=cost.per_tensor_us))
+        typer.echo(f"pins on {device_name(dev)}: warm {cost.warm_gbps:.2f} cold {cost.cold_gbps:.2f} GB/s"
+                   f" + {cost.per_tensor_us:.1f} us/tensor; one rank-{rank} {prof.model} adapter"
+                   f" {one_pin_ms(prof.pcie):.1f} ms (the profile had {before:.1f} ms)")
+        args = ["calibrate", "--out", str(out), "--rank", str(rank)] + [a for p in parts for a in ("--measure-only", p)]
+        args += ["--quick"] if quick else []
+        args += ["--device", device] if device else []
+        cmd = "lorasim " + " ".join(shlex.quote(a) for a in args)
+        replace(prof, command=f"{prof.command}; then {cmd} (on {device_name(dev)})").to_yaml(out)
         typer.echo(f"wrote {out}")
 
     def _refit(

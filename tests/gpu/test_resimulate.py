@@ -449,6 +449,61 @@ def test_cli_pin_speed_from_scales_the_profiles_pin_cost_to_the_hosts(tmp_path):
         assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr
 
 
+def test_cli_measure_only_pins_replaces_the_pin_cost_and_keeps_the_rest(tmp_path, monkeypatch):
+    """`lorasim calibrate --measure-only pins`: the host's pin cost (as measured here) goes into
+    the profile; every other figure stays; the command says what was run; bad input is named."""
+    import dataclasses
+    import shutil
+
+    import gpu.calibrate
+    from sim.cli import app
+    from sim.hw.profile import HardwareProfile
+
+    prof = tmp_path / "p.yaml"
+    shutil.copy(ROOT / "configs/hardware/h200-measured.yaml", prof)
+    before = HardwareProfile.from_yaml(prof)
+    seen = {}
+
+    def fake(shape, device, rank, nbytes):
+        seen.update(model=shape.name, rank=rank)
+        return gpu.calibrate.PinCost(20.0, 2.0, 10.0)
+
+    monkeypatch.setattr(gpu.calibrate, "measure_pin_cost", fake)
+    r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--measure-only", "pins", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert seen == {"model": before.model, "rank": 64}
+    after = HardwareProfile.from_yaml(prof)
+    assert (after.pcie.pin_warm_gbps, after.pcie.pin_cold_gbps, after.pcie.pin_per_tensor_us) == (20.0, 2.0, 10.0)
+    pins = {"pin_warm_gbps", "pin_cold_gbps", "pin_per_tensor_us"}
+    assert {k: v for k, v in dataclasses.asdict(after.pcie).items() if k not in pins} == {
+        k: v for k, v in dataclasses.asdict(before.pcie).items() if k not in pins}
+    assert after.compute == before.compute
+    assert after.command.startswith(before.command)
+    assert "--measure-only pins --device cpu (on CPU" in after.command
+    # 335.5 MB / 20 GB/s + 448 tensors x 10 us = 21.3 ms; the profile's 19.3 ms
+    assert "adapter 21.3 ms (the profile had 19.3 ms)" in r.output
+    for args, why in (
+        (["--measure-only", "pin"], "unknown part pin; expected one of pins"),
+        (["--measure-only", "pins", "--out", str(tmp_path / "none.yaml")], "file not found"),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof), *args],
+            capture_output=True, text=True, cwd=ROOT,
+        )
+        assert r.returncode == 2 and why in r.stderr and "Traceback" not in r.stderr
+
+
+def test_measure_pin_cost_on_cpu_prices_no_per_tensor_pinning():
+    """On CPU nothing is pinned: the host copy stands in for the bytes, and tensors cost nothing."""
+    import torch
+
+    from gpu.calibrate import measure_pin_cost
+    from sim.config import MODEL_PRESETS
+
+    cost = measure_pin_cost(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, 4 * 2**20)
+    assert cost.warm_gbps > 0 and cost.cold_gbps == cost.warm_gbps and cost.per_tensor_us == 0.0
+
+
 def test_pooled_summary_counts_an_error_within_its_traces_standard_error_as_unresolved():
     """+30 % over four traces whose own errors scatter by +-40 % (standard error 20 %) cannot be
     told from chance; +30 % at +-4 % can."""
