@@ -29,16 +29,17 @@ RUNS = {"uniform": ROOT / "dev3/uniform", "zipf": ROOT / "dev2/zipf", "bursty": 
 SCENARIOS = [f"configs/validate/{w}.yaml" for w in RUNS]
 
 
-def trace1_folder(tmp: Path) -> Path:
-    """The trace-1 lru/slora runs alone: their timelines and health rows (GPU and simulator)."""
+def trace1_folder(tmp: Path, runs: dict[str, Path] = RUNS, health: Path | None = None) -> Path:
+    """The trace-1 lru/slora runs alone: their timelines and health rows (GPU and simulator;
+    from `health` when given, else from each run folder's own)."""
     import shutil
 
     tmp.mkdir(parents=True, exist_ok=True)
     keep = []
-    for w, d in RUNS.items():
+    for w, d in runs.items():
         sc = load_scenario(f"configs/validate/{w}.yaml")
         cell = f"{sc.name}-s{sc.seed + 1}"
-        h = pd.read_csv(d / "health.csv")
+        h = pd.read_csv(health or d / "health.csv")
         keep.append(h[(h.scenario == cell) & h.policy.isin(["lru", "slora"])])
         for pol in ("lru", "slora"):
             shutil.copy(d / f"{cell}.{pol}.gpu.timeline.csv", tmp)
@@ -46,7 +47,9 @@ def trace1_folder(tmp: Path) -> Path:
     return tmp
 
 
-def main() -> None:
+def fit_trace1(host_path: Path, runs: dict[str, Path], name: str, note: str, health: Path | None = None) -> str:
+    """Write PROFILE with the pins fitted on trace 1's lru/slora runs to `host_path`; the fit's
+    report."""
     import shutil
     import tempfile
 
@@ -54,21 +57,26 @@ def main() -> None:
 
     from sim.cli import app
 
-    host_path = ROOT / "h200-host15.yaml"
     shutil.copy(PROFILE, host_path)
     with tempfile.TemporaryDirectory() as tmp:
-        fit = trace1_folder(Path(tmp) / "trace1")
+        fit = trace1_folder(Path(tmp) / "trace1", runs, health)
         r = CliRunner().invoke(app, ["calibrate", "--out", str(host_path), "--pin-speed-from", str(fit),
                                      "--pin-tail-from", str(fit)])
         assert r.exit_code == 0, r.output
     prof, host = HardwareProfile.from_yaml(PROFILE), HardwareProfile.from_yaml(host_path)
-    host = replace(host, name="h200-host15", command=(
-        f"{prof.command}; then python {ROOT}/host_pins.py: lorasim calibrate --pin-speed-from "
-        "--pin-tail-from over round 15's trace-1 lru and slora runs (dev1..dev3)"))
+    host = replace(host, name=name, command=f"{prof.command}; then {note}")
     host.to_yaml(host_path)
+    return r.output.strip().replace("\n", "; ")
+
+
+def main() -> None:
+    host_path = ROOT / "h200-host15.yaml"
+    fit = fit_trace1(host_path, RUNS, "h200-host15", (
+        f"python {ROOT}/host_pins.py: lorasim calibrate --pin-speed-from "
+        "--pin-tail-from over round 15's trace-1 lru and slora runs (dev1..dev3)"))
     print("# Round 15: the host's pin speed and `lru`/`slora`\n")
     print("Fit on trace 1 (`lorasim calibrate --pin-speed-from --pin-tail-from` over its lru and slora "
-          "runs): " + r.output.strip().replace("\n", "; ") + f". Wrote {host_path}.\n")
+          "runs): " + fit + f". Wrote {host_path}.\n")
     for label, path in (("shared profile", PROFILE), ("the host's pins", host_path)):
         df = resimulate(SCENARIOS, path, ["lru", "slora"], list(RUNS.values()), Path("/tmp/host_pins") / path.stem,
                         progress=lambda s: None, plots=False, traces=range(2, 4))
