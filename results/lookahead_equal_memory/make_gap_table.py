@@ -9,6 +9,8 @@ and the share of the gap closed against it is a lower bound. It re-simulates the
 (about 15 s).
 """
 
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -48,24 +50,27 @@ def first_use_bound(sweep_file: str) -> pd.Series:
     return pd.DataFrame(rows, columns=["group", "p99"]).groupby("group").p99.mean()
 
 
-def paired(p: pd.DataFrame) -> str:
+def paired(p: pd.DataFrame) -> tuple[str, float]:
     """lookahead vs the existing policy with the best mean: mean change over seeds ± its
-    standard error, and in how many seeds lookahead was at least as good."""
+    standard error, and in how many seeds lookahead was at least as good; and the change in
+    standard errors (> 0: lookahead worse)."""
     means = p.mean()
     best = means[EXISTING].idxmin()
     d = (p["lookahead"] / p[best] - 1) * 100
     se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
-    return f"{means['lookahead']:.0f}/{means[best]:.0f} {best} ({d.mean():+.1f} ± {se:.1f} %, {(d <= 0).sum()}/{len(d)})"
+    cell = f"{means['lookahead']:.0f}/{means[best]:.0f} {best} ({d.mean():+.1f} ± {se:.1f} %, {(d <= 0).sum()}/{len(d)})"
+    return cell, d.mean() / se if se > 0 else (0.0 if d.mean() <= 0 else math.inf)
 
 
 def main() -> None:
     df = pd.read_parquet("results/lookahead_equal_memory/summaries.parquet")
     bound = first_use_bound("configs/sweeps/lookahead_equal_memory.yaml")
-    rows = []
+    rows, z = [], []
     for g, x in sorted(df.groupby("group")):
         row = {"workload": g}
         for m, label in METRICS.items():
-            row[f"{label}: lookahead/best"] = paired(x.pivot_table(index="seed", columns="policy", values=m))
+            row[f"{label}: lookahead/best"], zm = paired(x.pivot_table(index="seed", columns="policy", values=m))
+            z.append(zm)
         p99 = x.groupby("policy")["ttft_p99_ms"].mean()
         p99["first-use bound"] = bound[g]
         row["P99 gap closed vs first-use bound"] = gap_closed(p99, "first-use bound")
@@ -73,6 +78,10 @@ def main() -> None:
         row["vs resident"] = gap_closed(p99, "resident")
         rows.append(row)
     print(pd.DataFrame(rows).to_markdown(index=False))
+    z = np.array(z)
+    print(f"\nlookahead better than the best existing policy, or worse by at most one standard error of "
+          f"the paired change: {(z <= 1).sum()}/{len(z)} cells; at most two: {(z <= 2).sum()}/{len(z)}; "
+          f"worse by more than one: {', '.join(f'{v:.1f}' for v in sorted(z[z > 1])) or 'none'} standard errors")
 
 
 if __name__ == "__main__":
