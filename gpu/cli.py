@@ -216,11 +216,17 @@ def register(app: typer.Typer) -> None:
             from sim.errors import ConfigError
 
             raise ConfigError(str(out), "--refit-only", "needs --refit-from LOG: the log to take the part from")
+        refits = (refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from
+                  or noise_from or unpin_from or pin_speed_from)
         if measure_only:
+            if refits:
+                from sim.errors import ConfigError
+
+                raise ConfigError(str(out), "--measure-only", "measures; the --*-from options refit from "
+                                  "records: run them as two commands, measuring first")
             _measure_only(out, measure_only, device, rank, quick)
             return
-        if (refit_from is not None or host_gap_from or pin_tail_from or attention_from_diag or wake_from
-                or noise_from or unpin_from or pin_speed_from):
+        if refits:
             _refit(
                 out, refit_from, host_gap_from or [], pin_tail_from or [], attention_from_diag,
                 wake_from or [], refit_only or None, noise_from or [], unpin_dirs=unpin_from or [],

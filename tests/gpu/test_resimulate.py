@@ -485,6 +485,7 @@ def test_cli_measure_only_pins_replaces_the_pin_cost_and_keeps_the_rest(tmp_path
     for args, why in (
         (["--measure-only", "pin"], "unknown part pin; expected one of pins"),
         (["--measure-only", "pins", "--out", str(tmp_path / "none.yaml")], "file not found"),
+        (["--measure-only", "pins", "--pin-tail-from", str(tmp_path)], "run them as two commands"),
     ):
         r = subprocess.run(
             [sys.executable, "-c", "from sim.cli import main; main()", "calibrate", "--out", str(prof), *args],
