@@ -1,5 +1,5 @@
 """Round 16: the host's pins, priced three ways, for `lru` and `slora` (run from the repo root;
-about a minute):
+about ten minutes, most of it the ensembles):
 
     python results/validation/round16/host_pins.py > results/validation/round16/host-pins.md
 
@@ -8,7 +8,8 @@ Round 15 fitted a host's pins on its own trace-1 runs (`calibrate --pin-speed-fr
 --measure-only pins` (dev1..dev3/h200-host-<workload>.yaml), which needs no run of the workload.
 This compares, on traces 2 and 3 (which neither fit saw): the shared profile; the measured pins;
 the pins fitted on trace 1 (speed and slow-pin tail); and the measured pins with the tail fitted
-on trace 1 (a microbenchmark cannot see the serving loop's slow pins). The health rows (each
+on trace 1 (a microbenchmark cannot see the serving loop's slow pins); then the shared profile
+and the trace-1 fit again as ensembles (`validate --sim-repeats`), which redraw which pins are slow. The health rows (each
 run's pins, and the simulator's) come from errors-saturated/, as the validation README's round-16
 command writes it: zipf's device call ran out of time before writing its own.
 """
@@ -25,6 +26,7 @@ from sim.hw.profile import HardwareProfile
 ROOT = Path("results/validation/round16")  # run from the repository root
 DEV = {"uniform": "dev3", "zipf": "dev2", "bursty": "dev1"}
 RUNS = {w: ROOT / d / w for w, d in DEV.items()}
+ENSEMBLE = 32
 _spec = importlib.util.spec_from_file_location("host_pins15", "results/validation/round15/host_pins.py")
 r15 = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(r15)
@@ -43,10 +45,10 @@ def with_tail(w: str, fitted: HardwareProfile, tmp: Path) -> Path:
     return out
 
 
-def table(profiles: dict[str, Path], tmp: Path) -> str:
+def table(profiles: dict[str, Path], tmp: Path, sim_repeats: int = 1) -> str:
     """lru/slora on traces 2 and 3, each workload simulated with its own profile, pooled."""
     dfs = [resimulate([f"configs/validate/{w}.yaml"], path, ["lru", "slora"], [RUNS[w]], tmp / f"{w}-{path.stem}",
-                      progress=lambda s: None, plots=False, traces=range(2, 4))
+                      progress=lambda s: None, plots=False, traces=range(2, 4), sim_repeats=sim_repeats)
            for w, path in profiles.items()]
     return pooled_markdown(pooled_table(pd.concat(dfs, ignore_index=True))).split("\n", 2)[2]
 
@@ -79,6 +81,10 @@ def main() -> None:
         for label, profiles in variants.items():
             print(f"## Traces 2 and 3, {label}\n")
             print(table(profiles, tmp))
+        # which pins are slow is one draw per run; an ensemble redraws it (and the run-to-run noise)
+        for label in list(variants)[:1] + list(variants)[2:3]:
+            print(f"## Traces 2 and 3, {label}, ensemble of {ENSEMBLE}\n")
+            print(table(variants[label], tmp, ENSEMBLE))
 
 
 if __name__ == "__main__":
