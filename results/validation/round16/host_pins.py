@@ -1,4 +1,4 @@
-"""Round 16: the host's pins, priced three ways, for `lru` and `slora` (run from the repo root;
+"""Round 16: the host's pins, priced four ways, for `lru` and `slora` (run from the repo root;
 about ten minutes, most of it the ensembles):
 
     python results/validation/round16/host_pins.py > results/validation/round16/host-pins.md
@@ -9,9 +9,10 @@ Round 15 fitted a host's pins on its own trace-1 runs (`calibrate --pin-speed-fr
 This compares, on traces 2 and 3 (which neither fit saw): the shared profile; the measured pins;
 the pins fitted on trace 1 (speed and slow-pin tail); and the measured pins with the tail fitted
 on trace 1 (a microbenchmark cannot see the serving loop's slow pins); then the shared profile
-and the trace-1 fit again as ensembles (`validate --sim-repeats`), which redraw which pins are slow. The health rows (each
-run's pins, and the simulator's) come from errors-saturated/, as the validation README's round-16
-command writes it: zipf's device call ran out of time before writing its own.
+and the trace-1 fit again as ensembles (`validate --sim-repeats`), which redraw which pins are
+slow. The health rows (each run's pins, and the simulator's) come from errors-saturated/, as the
+validation README's round-16 command writes it: zipf's device call ran out of time before
+writing its own.
 """
 
 import importlib.util
