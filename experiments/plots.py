@@ -6,6 +6,7 @@ Each `*_figure` function returns a matplotlib Figure (tests inspect it); `plot_a
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from experiments.results import COUNT_KEY, RATE_KEY, load_results, metric_col, policy_table  # noqa: E402
 from experiments.store import atomic_write  # noqa: E402
+from sim.errors import ConfigError  # noqa: E402
 
 KIND_COLORS = {
     "prefill": "#1f77b4",
@@ -167,10 +169,24 @@ def _slug(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", s).strip("-")[:40] or "all"
 
 
+PLOT_FORMATS_ENV = "LORASIM_PLOT_FORMATS"
+
+
+def plot_formats() -> tuple[str, ...]:
+    """The figure formats to write: `LORASIM_PLOT_FORMATS` (comma-separated, e.g. `png` where
+    results must stay small: the device's 64 MiB tree), else png and svg."""
+    raw = os.environ.get(PLOT_FORMATS_ENV, "png,svg")
+    fmts = tuple(f.strip().lower() for f in raw.split(",") if f.strip())
+    bad = [f for f in fmts if f not in ("png", "svg", "pdf")]
+    if bad or not fmts:
+        raise ConfigError(PLOT_FORMATS_ENV, "", f"expected a comma-separated list of png, svg, pdf; got {raw!r}")
+    return fmts
+
+
 def save(fig: Figure, stem: Path) -> list[Path]:
-    """Write stem.png and stem.svg atomically, close the figure."""
+    """Write stem.<format> for each of `plot_formats()` atomically, close the figure."""
     out = []
-    for fmt in ("png", "svg"):
+    for fmt in plot_formats():
         path = stem.with_suffix(f".{fmt}")
         atomic_write(path, lambda p, fmt=fmt: fig.savefig(p, format=fmt, dpi=120))
         out.append(path)

@@ -9,6 +9,7 @@ left() { echo $(( ${BUDGET_S:-560} - ($(date +%s) - T0) )); }
 since() { echo "$(( $(date +%s) - T0 )) s"; }
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
+export LORASIM_PLOT_FORMATS=png  # no SVG twins: what comes back is committed, and the tree must stay small
 lorasim() { python3 -c 'import sys; from sim.cli import main; sys.argv[0]="lorasim"; main()' "$@"; }
 export -f lorasim
 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,power.draw --format=csv > "$OUT/nvidia-smi.txt" 2>&1

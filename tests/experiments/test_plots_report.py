@@ -99,3 +99,21 @@ def test_report_lists_policies_relative_change_errors_and_plots(tmp_path: Path, 
     text = write_report(tmp_path).read_text()
     assert "## Errors" in text and "RuntimeError: boom in slora" in text
     assert "No plots yet" in text
+
+
+def test_plot_formats_follow_the_environment(tmp_path: Path, monkeypatch):
+    """LORASIM_PLOT_FORMATS=png writes no SVG twin (results that must stay small); a bad list is
+    a named error, not a traceback."""
+    import matplotlib.pyplot as plt
+
+    from experiments.plots import save
+    from sim.errors import ConfigError
+
+    monkeypatch.setenv("LORASIM_PLOT_FORMATS", "png")
+    out = save(plt.figure(), tmp_path / "one")
+    assert [p.name for p in out] == ["one.png"] and not (tmp_path / "one.svg").exists()
+    monkeypatch.delenv("LORASIM_PLOT_FORMATS")
+    assert sorted(p.name for p in save(plt.figure(), tmp_path / "two")) == ["two.png", "two.svg"]
+    monkeypatch.setenv("LORASIM_PLOT_FORMATS", "png,gif")
+    with pytest.raises(ConfigError, match="png, svg, pdf"):
+        save(plt.figure(), tmp_path / "three")
