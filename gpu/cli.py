@@ -583,6 +583,14 @@ def register(app: typer.Typer) -> None:
                 "with 1..3, compare all with --gpu-runs and 4",
             ),
         ] = "1",
+        resume: Annotated[
+            bool,
+            typer.Option(
+                help="keep the GPU runs --out already records (each run's summary.json is written "
+                "last) and run only the missing ones: a validation cut off by a time limit goes on "
+                "where it stopped (the passes of --repeats always do). Only with the same GPU options and traces",
+            ),
+        ] = False,
     ) -> None:
         """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -627,6 +635,6 @@ def register(app: typer.Typer) -> None:
             run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
                                     degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
         else:
-            run_validation(scenario, profile, pols, out, opts, progress=typer.echo,
+            run_validation(scenario, profile, pols, out, opts, progress=typer.echo, resume=resume,
                            degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
         typer.echo((out / "errors.md").read_text())

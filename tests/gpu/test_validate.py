@@ -131,3 +131,29 @@ def test_validation_over_several_traces_runs_each_on_the_gpu_side(tmp_path):
         cells = df[df["metric"] == m]
         assert row.traces == 2 and row.gpu == pytest.approx(cells["gpu"].mean())
         assert row.sim == pytest.approx(cells["sim"].mean())
+
+
+def test_cli_resume_runs_only_the_gpu_runs_a_cut_off_validation_lacks(tmp_path):
+    """`lorasim validate --resume`: a finished GPU run (its summary.json) is kept byte for byte;
+    a run cut off before its summary, and a policy not run yet, are run; without --resume
+    every run is run again."""
+    from sim.cli import app
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    out = tmp_path / "out"
+    base = ["validate", "--scenario", str(path), "--device", "cpu", "--adapter-dir", str(tmp_path / "ad"),
+            "--out", str(out)]
+    r = CliRunner().invoke(app, [*base, "--policies", "lru,overlap"])
+    assert r.exit_code == 0, r.output
+    kept = (out / "tiny-val.lru.gpu.csv").read_bytes()
+    (out / "tiny-val.overlap.summary.json").unlink()  # as if the time limit hit before it was written
+    r = CliRunner().invoke(app, [*base, "--policies", "lru,overlap,resident", "--resume"])
+    assert r.exit_code == 0, r.output
+    assert "tiny-val / lru: GPU run already recorded" in r.output
+    assert "tiny-val / lru: GPU ..." not in r.output
+    assert "tiny-val / overlap: GPU ..." in r.output and "tiny-val / resident: GPU ..." in r.output
+    assert (out / "tiny-val.lru.gpu.csv").read_bytes() == kept
+    assert set(pd.read_csv(out / "errors.csv")["policy"]) == {"lru", "overlap", "resident"}
+    r = CliRunner().invoke(app, [*base, "--policies", "lru"])
+    assert r.exit_code == 0 and "tiny-val / lru: GPU ..." in r.output
