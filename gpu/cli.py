@@ -274,15 +274,14 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from gpu.calibrate import GRIDS, device_name, measure_pin_cost
-        from sim.core.model import ALL_TARGETS
+        from sim.core.model import ALL_TARGETS, AdapterSpec
 
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         shape = _shape(prof.model)
-        tensors = 2 * len(ALL_TARGETS) * shape.layers
-        nbytes = shape.adapter_bytes(rank, ALL_TARGETS)
+        ad = AdapterSpec.from_shape("probe", rank, ALL_TARGETS, shape)
 
         def one_pin_ms(pc) -> float:  # a warm per-module pin of one all-module adapter
-            return (nbytes / (pc.pin_warm_gbps * 1e9) + tensors * pc.pin_per_tensor_us * 1e-6) * 1e3
+            return (ad.nbytes / (pc.pin_warm_gbps * 1e9) + ad.n_tensors * pc.pin_per_tensor_us * 1e-6) * 1e3
 
         before = one_pin_ms(prof.pcie)
         cost = measure_pin_cost(shape, dev, rank, GRIDS["quick" if quick else "full"]["pin_bytes"])
@@ -409,27 +408,28 @@ def register(app: typer.Typer) -> None:
             frames.append(pd.read_csv(f))
         return pd.concat(frames, ignore_index=True)
 
-    def _pin_speed(dirs: list[Path]) -> tuple[float, int]:
-        from gpu.run_health import pin_speed
+    def _from_health(dirs: list[Path], option: str, expected: str, measure):
+        """`measure` of these folders' health.csv rows, its ValueError named under `option`."""
         from sim.errors import ConfigError
 
-        health = _health(dirs, "--pin-speed-from",
-                         "the --out folder of a `lorasim validate` run made with this profile")
+        health = _health(dirs, option, expected)
         try:
-            return pin_speed(health)
+            return measure(health)
         except ValueError as e:
-            raise ConfigError(str(dirs[0]), "--pin-speed-from", str(e)) from None
+            raise ConfigError(str(dirs[0]), option, str(e)) from None
+
+    def _pin_speed(dirs: list[Path]) -> tuple[float, int]:
+        from gpu.run_health import pin_speed
+
+        return _from_health(dirs, "--pin-speed-from",
+                            "the --out folder of a `lorasim validate` run made with this profile", pin_speed)
 
     def _noise(dirs: list[Path]):
         from gpu.run_health import measure_noise
-        from sim.errors import ConfigError
 
-        health = _health(dirs, "--noise-from",
-                         "the --out folder of `lorasim validate` (with --gpu-runs: every pass's runs)")
-        try:
-            return measure_noise(health)
-        except ValueError as e:
-            raise ConfigError(str(dirs[0]), "--noise-from", str(e)) from None
+        return _from_health(dirs, "--noise-from",
+                            "the --out folder of `lorasim validate` (with --gpu-runs: every pass's runs)",
+                            measure_noise)
 
     def _timeline_files(dirs: list[Path], option: str) -> list[Path]:
         from sim.errors import ConfigError
