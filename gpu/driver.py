@@ -19,7 +19,9 @@ GPU did the work, not when the CPU issued it.
 from __future__ import annotations
 
 import gc
+import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +64,7 @@ class _Load:
     # earlier compute work done) to the copy's end, as the SimPy driver's "blocking" row
     host_t0: float | None = None
     queued: Marker | None = None
+    layers: list[Marker] = field(default_factory=list)  # a layered load: where each layer ends
 
 
 @dataclass
@@ -84,6 +87,7 @@ class _Launch:
     steps: list[Marker] = field(default_factory=list)
     result: ForwardResult | None = None
     decode: _Decode | None = None  # a decode with steps still to come
+    waited: list[tuple[Marker, Marker]] = field(default_factory=list)  # around layer waits
 
 
 def _host_allocs() -> int:
@@ -157,7 +161,8 @@ class CudaDriver:
         self.stats = LoadStats()
         self.resident: dict[str, int] | None = None
         self.counters: dict[str, float] = {
-            "stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0, "pin_alloc_n": 0.0, "pin_alloc_s": 0.0
+            "stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0, "pin_alloc_n": 0.0, "pin_alloc_s": 0.0,
+            "layer_wait_s": 0.0,
         }
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -301,9 +306,13 @@ class CudaDriver:
                     self.counters["pin_alloc_s"] += t2 - t1
         which = "compute" if job.stream == "compute" else "load"
         t_issue = self.clock.now()
+        layers: list[Marker] = []
         with self.clock.stream(which):
             m0 = self.clock.mark(which)
-            self._copy(src, job.slot, job.copy_mode, which)
+            if job.layered:
+                layers = self._copy_layered(src, job.slot, job.copy_mode, which)
+            else:
+                self._copy(src, job.slot, job.copy_mode, which)
             m1 = self.clock.mark(which)
         # the host's time issuing the copies (per module: one call per A/B tensor), as the
         # SimPy driver's `issue` row: the scheduler can do nothing else meanwhile
@@ -311,7 +320,7 @@ class CudaDriver:
         self.slots.scaling[job.slot] = ad.scaling
         self.slots.owner[job.slot] = name
         self.loads[job.lid] = _Load(
-            job, m0, m1, keep=src if src is not ad else None, host_t0=t0, queued=queued
+            job, m0, m1, keep=src if src is not ad else None, host_t0=t0, queued=queued, layers=layers
         )
         del src  # the load holds the pinned copy now: freed (and timed) when it is collected
         self.stats.loads += 1
@@ -319,24 +328,58 @@ class CudaDriver:
         self.stats.per_kind[job.kind] = self.stats.per_kind.get(job.kind, 0) + 1
         self._collect_loads()
 
+    def _copy_layered(self, src: HostAdapter, slot: int, mode: str, which: str) -> list[Marker]:
+        """The copy of a `layered` load: layer by layer (the layouts are layer-major), with a
+        marker after each layer, so that a prefill can wait for each layer just before it
+        runs it (`Forward.layer_waits`) and compute the early layers under the copy of the
+        later ones."""
+        sl = self.slots
+        marks = []
+        fits = mode == "flat" and sl.flat_fits(src.rank, src.targets)
+        if mode == "flat" and not fits:
+            staging = self._staging_buffer(which)
+        if not sl.flat_fits(src.rank, src.targets):
+            sl.pool[slot].zero_()  # rank padding and untargeted modules must read as zero
+        for _, group in itertools.groupby(src.modules, key=lambda m: m[0].layer):
+            mods = list(group)
+            first, last = mods[0][0], mods[-1][0]
+            lo, hi = first.a_off, last.b_off + last.rank * last.d_out
+            if fits:
+                sl.pool[slot, lo:hi].copy_(src.flat[lo:hi], non_blocking=True)
+            elif mode == "flat":
+                staging[lo:hi].copy_(src.flat[lo:hi], non_blocking=True)
+                self._scatter(staging, slot, mods)
+            else:
+                sl.copy_modules(slot, mods)
+            marks.append(self.clock.mark(which))
+        return marks
+
+    def _staging_buffer(self, which: str) -> torch.Tensor:
+        staging = self._staging.get(which)
+        if staging is None:
+            staging = torch.empty(self.slots.slot_numel, device=self.device, dtype=self.dtype)
+            self._staging[which] = staging
+        return staging
+
+    def _scatter(self, dev: torch.Tensor, slot: int, modules) -> None:
+        """Device-side copies of modules from a flat staging buffer into their slot views."""
+        sl = self.slots
+        for seg, _, _ in modules:
+            a_src = dev[seg.a_off : seg.b_off].view(seg.rank, seg.d_in)
+            b_src = dev[seg.b_off : seg.b_off + seg.rank * seg.d_out].view(seg.rank, seg.d_out)
+            sl.A(seg.layer, seg.module)[slot, : seg.rank].copy_(a_src)
+            sl.Bt(seg.layer, seg.module)[slot, : seg.rank].copy_(b_src)
+
     def _copy(self, src: HostAdapter, slot: int, mode: str, which: str) -> None:
         sl = self.slots
         if mode == "flat":
             if sl.flat_fits(src.rank, src.targets):
                 sl.pool[slot].copy_(src.flat, non_blocking=True)
                 return
-            staging = self._staging.get(which)
-            if staging is None:
-                staging = torch.empty(sl.slot_numel, device=self.device, dtype=self.dtype)
-                self._staging[which] = staging
-            dev = staging[: src.flat.numel()]
+            dev = self._staging_buffer(which)[: src.flat.numel()]
             dev.copy_(src.flat, non_blocking=True)
             sl.pool[slot].zero_()
-            for seg, _, _ in src.modules:
-                a_src = dev[seg.a_off : seg.b_off].view(seg.rank, seg.d_in)
-                b_src = dev[seg.b_off : seg.b_off + seg.rank * seg.d_out].view(seg.rank, seg.d_out)
-                sl.A(seg.layer, seg.module)[slot, : seg.rank].copy_(a_src)
-                sl.Bt(seg.layer, seg.module)[slot, : seg.rank].copy_(b_src)
+            self._scatter(dev, slot, src.modules)
             return
         if not sl.flat_fits(src.rank, src.targets):
             sl.pool[slot].zero_()  # rank padding and untargeted modules must read as zero
@@ -394,24 +437,45 @@ class CudaDriver:
             tok_slots.extend([s] * n)
         return tok_slots
 
-    def _order_after_loads(self, batch: Batch) -> None:
-        """The compute stream must not read a slot whose load-stream copy is still running."""
+    def _order_after_loads(
+        self, batch: Batch, layer_waits: tuple[int, ...] = (), waited: list | None = None
+    ) -> Callable[[int], None] | None:
+        """The compute stream must not read a slot whose load-stream copy is still running:
+        it waits for the whole copy, or, for the loads in `layer_waits`, for each layer of it
+        just before that layer (the returned hook, which the prefill calls per layer; it
+        appends to `waited` a marker pair around each wait, whose gap is the GPU's stall)."""
         used = {it.slot for it in batch.items if it.adapter is not None}
-        for ld in self.loads.values():
+        per_layer = []
+        for lid, ld in self.loads.items():
             if not ld.row_done and ld.job.slot in used and ld.job.stream == "load":
-                self.clock.compute_waits_for(ld.end)
+                if lid in layer_waits and ld.layers:
+                    per_layer.append(ld.layers)
+                else:
+                    self.clock.compute_waits_for(ld.end)
+        if not per_layer:
+            return None
+
+        def before_layer(j: int) -> None:
+            m0 = self.clock.mark("compute")
+            for marks in per_layer:
+                self.clock.compute_waits_for(marks[j])
+            if waited is not None:
+                waited.append((m0, self.clock.mark("compute")))
+
+        return before_layer
 
     def _launch(self, eff: Forward) -> int:
         batch = eff.batch
         t = self._ticket
         self._ticket += 1
-        self._order_after_loads(batch)
+        waited: list[tuple[Marker, Marker]] = []
+        before_layer = self._order_after_loads(batch, eff.layer_waits, waited)
         items = batch.items
         rows = [self.kv.row(it.rid) for it in items]
         dev = self.device
         rows_t = to_device(rows, dev)
         with self.clock.stream("compute"):
-            launch = _Launch(batch.kind, self.clock.mark("compute"))
+            launch = _Launch(batch.kind, self.clock.mark("compute"), waited=waited)
             self.launches[t] = launch
             if batch.kind == "prefill":
                 new = [it.new_tokens for it in items]
@@ -423,7 +487,7 @@ class CudaDriver:
                     ]
                 )
                 inp = StepInput(to_device(toks, dev), rows, ctx, new)
-                logits = self.prefiller.run(inp, self._tok_slots(batch, new))
+                logits = self.prefiller.run(inp, self._tok_slots(batch, new), before_layer=before_layer)
                 done = [
                     i
                     for i, it in enumerate(items)
@@ -510,6 +574,8 @@ class CudaDriver:
             start = la.start.time()
             ends = tuple(m.time() for m in la.steps)
             la.result = ForwardResult(start, ends[-1], ends if la.kind == "decode" else ())
+            # a prefill's waits for copies layer by layer: GPU stall inside the forward
+            self.counters["layer_wait_s"] += sum(b.time() - a.time() for a, b in la.waited)
             self._rows.append(("compute", start, ends[-1], la.kind, f"{la.kind} x{len(ends)}"))
         return la.result
 

@@ -12,6 +12,7 @@ a per-request KV slab. Prefill and decode are the same call (decode = one new to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -251,11 +252,16 @@ class LlamaModel:
         att = _attention(qp, kk, vv, am.mask)
         return att.transpose(1, 2).reshape(am.n_items * am.lq, nh * hd)[am.pad_idx]
 
-    def forward(self, inp: StepInput, kv: KVPool) -> torch.Tensor:
-        """Run the packed batch, writing its keys/values into `kv`. -> logits [items, vocab]."""
+    def forward(
+        self, inp: StepInput, kv: KVPool, before_layer: Callable[[int], None] | None = None
+    ) -> torch.Tensor:
+        """Run the packed batch, writing its keys/values into `kv`. -> logits [items, vocab].
+        `before_layer(li)` is called before layer li's work is issued (layer-by-layer waits)."""
         am = self.attn_meta(inp, kv)
         x = self.embed[inp.tokens]
         for li in range(self.shape.layers):
+            if before_layer is not None:
+                before_layer(li)
             q = self.pre_attention(li, x, am.pos, am.tok_rows, kv, inp.lora)
             x = self.post_attention(li, x, self.attend(li, q, kv, am), inp.lora)
         return self.logits(x[am.last])

@@ -16,6 +16,7 @@ GPU-bound anyway.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import torch
@@ -64,9 +65,13 @@ class PrefillRunner(PiecewiseGraphs):
     def graphed(self, tokens: int) -> bool:
         return bool(self.t_sizes) and tokens <= self.t_sizes[-1]
 
-    def run(self, inp: StepInput, tok_slots: list[int]) -> torch.Tensor:
+    def run(
+        self, inp: StepInput, tok_slots: list[int], before_layer: Callable[[int], None] | None = None
+    ) -> torch.Tensor:
         """One prefill: `inp` without its LoRA (ignored), tok_slots[t] the slot of token t's
-        adapter (-1: none). Writes KV like LlamaModel.forward. -> logits [items, vocab]."""
+        adapter (-1: none). Writes KV like LlamaModel.forward. -> logits [items, vocab].
+        `before_layer(j)` is called before the work of layer j is issued (a layer-by-layer
+        wait for adapter copies still running)."""
         n_tok = len(tok_slots)
         if n_tok != sum(inp.new):
             raise ValueError(f"{n_tok} token slots for {sum(inp.new)} new tokens")
@@ -74,7 +79,7 @@ class PrefillRunner(PiecewiseGraphs):
         n_key = self.adapter_key(tok_slots)
         if not self.graphed(n_tok) or n_key is None:  # eager, same LoRA layout
             lb = self.lora.dense_batch(tok_slots) if self.lora is not None else None
-            return m.forward(replace(inp, lora=lb), kv)
+            return m.forward(replace(inp, lora=lb), kv, before_layer=before_layer)
         am = m.attn_meta(inp, kv)
         st = self._get((bucket(self.t_sizes, n_tok), n_key))
         st.tokens[:n_tok].copy_(inp.tokens, non_blocking=True)
@@ -89,6 +94,8 @@ class PrefillRunner(PiecewiseGraphs):
             copy_into(st.lb.slots, slots)
             copy_into(st.lb.mask, mask)
         for i in range(self.n_pieces):
+            if before_layer is not None and i < m.shape.layers:
+                before_layer(i)  # piece i runs layer i-1's end (waited for) and layer i's start
             self.run_piece(st, i)
             if i < m.shape.layers:
                 st.att[:n_tok].copy_(m.attend(i, st.q[:n_tok], kv, am))

@@ -53,9 +53,10 @@ def merge_counters(engine, driver) -> dict:
     """The engine's counters plus the driver's host and blocking times (both drivers keep
     `stall_s`, `pin_s`, `disk_s`). GPU stall = blocking copies (compute-lane "blocking" rows,
     which metrics.summarize adds) + waits for in-flight async loads (the engine's stall_s),
-    so the driver's stall is passed as `blocking_s` and not counted twice."""
+    so the driver's stall is passed as `blocking_s` and not counted twice; a forward's waits
+    for copies layer by layer (the drivers' `layer_wait_s`) are stall too."""
     counters = dict(engine.counters)
-    counters["stall_s"] = engine.counters["stall_s"]
+    counters["stall_s"] = engine.counters["stall_s"] + driver.counters.get("layer_wait_s", 0.0)
     counters["blocking_s"] = driver.counters["stall_s"]
     counters["pin_s"] = driver.counters["pin_s"]
     counters["disk_s"] = driver.counters["disk_s"]

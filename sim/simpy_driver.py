@@ -56,6 +56,8 @@ class SimPyDriver:
         self.compute = simpy.Resource(self.env, capacity=1)
         self.load_stream = simpy.Resource(self.env, capacity=1)
         self.load_done: dict[int, simpy.Event] = {}
+        # per load: its DMA's (start, duration, layers), for forwards that wait layer by layer
+        self.dma_started: dict[int, simpy.Event] = {}
         self.unpolled: list[int] = []
         self.fwd_done: dict[int, simpy.Event] = {}
         self.fwd_result: dict[int, ForwardResult] = {}
@@ -74,7 +76,7 @@ class SimPyDriver:
         self._noise = getattr(hardware, "noise", None)
         self._speed = self._noise.speed() if self._noise is not None else 1.0
         self.timeline: list[Row] = []
-        self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0}
+        self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0, "layer_wait_s": 0.0}
         self.error: BaseException | None = None
 
     # -- public ------------------------------------------------------------------------------
@@ -118,6 +120,7 @@ class SimPyDriver:
             job = eff.job
             ev = env.event()
             self.load_done[job.lid] = ev
+            self.dma_started[job.lid] = env.event()
             cost = self.hw.copy.load_time(job)
             tail = getattr(self.hw, "pin_tail", None)
             if tail is not None and cost.pin_s > 0:
@@ -237,6 +240,8 @@ class SimPyDriver:
             with self.pcie.request() as p:
                 yield p
                 t0 = env.now
+                layers = max(1, job.adapter.n_tensors // max(1, 2 * len(job.adapter.targets)))
+                self.dma_started[job.lid].succeed((t0, cost.dma_s, layers))
                 side = job.stream == "load"
                 self._side_copies += side
                 yield env.timeout(cost.dma_s)
@@ -258,7 +263,12 @@ class SimPyDriver:
             start = env.now
             slow = (1.0 + (self.hw.contention if self._side_copies else 0.0)) * self._speed
             if batch.kind == "prefill":
-                yield env.timeout(self.hw.compute.forward_time(batch) * slow)
+                t = self.hw.compute.forward_time(batch) * slow
+                end = start + t
+                for lid in eff.layer_waits:
+                    end = max(end, (yield from self._layer_ready(lid, t)))
+                self.counters["layer_wait_s"] += end - (start + t)  # the GPU idle inside it
+                yield env.timeout(end - env.now)
                 steps: tuple[float, ...] = ()
             else:
                 durs = np.asarray(self.hw.compute.decode_times(batch, max(1, eff.max_steps))) * slow
@@ -293,6 +303,18 @@ class SimPyDriver:
                 yield env.timeout(float(ends[k - 1]) - start)
                 steps = tuple(float(x) for x in ends[:k])
             self._finish_fwd(batch.kind, start, steps, ticket, done)
+
+    def _layer_ready(self, lid: int, t: float) -> Generator:
+        """Earliest end of a forward of duration `t` whose layer j runs after layer j of load
+        `lid` has arrived (layers copied in order, at a steady rate; waits for the DMA to
+        start if it has not). With layer j of L ready at c0 + (j+1)d/L and each layer taking
+        t/L, the forward ends at max over j of (ready_j + (L-j)t/L): an end point, j = 0 or
+        L-1."""
+        ev = self.dma_started[lid]
+        if not ev.triggered:
+            yield ev
+        c0, d, layers = ev.value
+        return max(c0 + d / layers + t, c0 + d + t / layers)
 
     def _finish_fwd(self, kind: str, start: float, steps: tuple[float, ...], ticket: int, done) -> None:
         env = self.env

@@ -27,6 +27,8 @@ class LoadJob:
     stream "load": a dedicated load stream, FIFO, concurrent with compute.
     from_disk: the adapter is not in the host tier; read it from disk first.
     host_evicted: adapter dropped from the host tier to make room (driver frees it).
+    layered: a forward may wait for this copy layer by layer (`Forward.layer_waits`): the
+    driver moves it layer by layer, in layer order, and marks where each layer ends.
     """
 
     lid: int
@@ -39,6 +41,7 @@ class LoadJob:
     from_disk: bool = False
     evicted: str | None = None  # adapter previously in the slot (GPU side)
     host_evicted: str | None = None
+    layered: bool = False
 
     @property
     def n_copies(self) -> int:
@@ -118,6 +121,10 @@ class Forward:
     launches ahead of the GPU); redeem it with WaitForward.
     Decode only: run up to `max_steps` steps, stopping early once time reaches `until` or,
     with `stop_on_load`, once any load-stream copy finishes (the scheduler must look again).
+    Prefill only: `layer_waits` are load-stream copies still running that the forward waits
+    for layer by layer (a copy moves its adapter's layers in order, and layer j of the forward
+    starts once layer j of each has arrived), so the copy overlaps the forward instead of
+    preceding it.
     """
 
     batch: Batch
@@ -125,6 +132,7 @@ class Forward:
     until: float | None = None
     stop_on_load: bool = False
     wait: bool = True
+    layer_waits: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

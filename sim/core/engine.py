@@ -74,6 +74,9 @@ class Engine:
         self.cfg = serving
         self.policy = policy
         self.adapters = trace.adapter_map()
+        # the model's layer count, as the adapters' tensors give it (0: no adapter to tell)
+        a0 = next((a for a in trace.adapters if a.targets), None)
+        self.model_layers = a0.n_tensors // (2 * len(a0.targets)) if a0 is not None else 0
         self.sched = Scheduler(trace.requests, serving)
         capacity = policy.slot_capacity(serving)
         self.pool = SlotPool(capacity, order=getattr(policy, "eviction", serving.eviction))
@@ -147,6 +150,7 @@ class Engine:
             from_disk=from_disk,
             evicted=evicted if did_evict else None,
             host_evicted=host_dropped,
+            layered=stream == "load" and self.policy.layer_pipelined,
         )
         self.pending_jobs.append(job)
         self.last_job = job
@@ -208,20 +212,31 @@ class Engine:
 
             if plan is not None:
                 batch = self._batch(plan)
+                if policy.layer_pipelined:
+                    # a chunked prompt's next chunk may follow its first before the copy that
+                    # chunk waited for has been seen to finish: it waits for it too
+                    for a in plan.adapters:
+                        lid = self.lid_of(a) if self.pool.is_loading(a) else None
+                        if lid is not None:
+                            self.wait_lids.add(lid)
                 if self.check is not None and hasattr(self.check, "on_forward"):
                     self.check.on_forward(self, batch, frozenset(self.wait_lids))
-                for lid in sorted(self.wait_lids):
-                    t0 = self.now
-                    t1 = yield WaitLoad(lid)
-                    self.counters["stall_s"] += max(0.0, t1 - t0)
-                    self.now = max(self.now, t1)
+                layer_waits: tuple[int, ...] = ()
+                if policy.layer_pipelined:
+                    layer_waits = tuple(sorted(self.wait_lids))
+                else:
+                    for lid in sorted(self.wait_lids):
+                        t0 = self.now
+                        t1 = yield WaitLoad(lid)
+                        self.counters["stall_s"] += max(0.0, t1 - t0)
+                        self.now = max(self.now, t1)
                 self.wait_lids.clear()
                 if len(launched) + 1 < policy.launch_ahead:
-                    ticket = yield Forward(batch, wait=False)
+                    ticket = yield Forward(batch, wait=False, layer_waits=layer_waits)
                     launched.append((ticket, plan))
                     self._note_adapter_wait(plan, self.now)
                 else:
-                    res = yield Forward(batch)
+                    res = yield Forward(batch, layer_waits=layer_waits)
                     self._note_adapter_wait(plan, res.start)
                     sched.finish_prefill(plan, res.end, len(self.step_ends))
                 self.blocking_in_batch.clear()
@@ -230,7 +245,7 @@ class Engine:
             if launched:
                 if policy.load_completion_unblocks and self.inflight and sched.waiting:
                     # a load finishing may let another prefill launch before these end
-                    self.now = yield Idle(sched.next_arrival())
+                    self.now = yield Idle(self._look_again(sched.next_arrival()))
                     continue
                 ticket, lplan = launched.pop(0)
                 res = yield WaitForward(ticket)
@@ -246,7 +261,7 @@ class Engine:
                 fwd = Forward(
                     dbatch,
                     max_steps=sched.decode_horizon(),
-                    until=nxt,
+                    until=self._look_again(nxt),
                     stop_on_load=stop_on_load,
                     wait=not (policy.loads_on_arrival and nxt is not None),
                 )
@@ -264,9 +279,17 @@ class Engine:
             nxt = sched.next_arrival()
             if nxt is None and not self.inflight:
                 raise DeadlockError(self._diagnose())
-            self.now = yield Idle(nxt)
+            self.now = yield Idle(self._look_again(nxt))
 
     # -- helpers ---------------------------------------------------------------------------
+    def _look_again(self, nxt: float | None) -> float | None:
+        """When the scheduler must look again: the next arrival, or earlier if the policy
+        asks (a time still to come; e.g. when a copy is far enough along to join a prefill)."""
+        t = self.policy.look_again_at(self.now)
+        if t is None or t <= self.now:
+            return nxt
+        return t if nxt is None else min(t, nxt)
+
     def _decode_watching_arrivals(self, fwd: Forward) -> Generator[Effect, Any, Any]:
         """Run a decode launched with wait=False, waking at each arrival while it runs so the
         policy can start that request's copy at once (`loads_on_arrival`): the copy then runs

@@ -55,6 +55,9 @@ class Policy:
     #: wake the policy (`on_arrival`) at each arrival while a decode runs, not only at the
     #: next scheduling point, so it can start copies then (the scheduler's thread is free)
     loads_on_arrival = False
+    #: a prefill whose adapters are still copying waits for them layer by layer on the GPU
+    #: (the forward's layer j after the copies' layer j) instead of before it starts
+    layer_pipelined = False
 
     def __init__(self, **options):
         if options:
@@ -106,6 +109,11 @@ class Policy:
 
     def on_evict(self, adapter: Key) -> None:
         pass
+
+    def look_again_at(self, now: float) -> float | None:
+        """A time before the next arrival at which the scheduler should look again (a decode
+        run stops at the first step end after it), or None."""
+        return None
 
 
 class TracksPrefetch:

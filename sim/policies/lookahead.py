@@ -56,9 +56,11 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         launch_ahead: int | None = None,
         loads_on_arrival: bool = True,
         split_new: bool = True,
+        layer_pipeline: bool = True,
         **options,
     ):
         super().__init__(**options)
+        self.layer_pipelined = bool_option(self.name, "layer_pipeline", layer_pipeline)
         self.split_new = bool_option(self.name, "split_new", split_new)
         self._scan_it = -1
         self._scan: list[BatchItem] = []  # this scan's batch so far (split_new prices it)
@@ -155,6 +157,13 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             self._ds = self._ds_cache[shape]
         return self._ds
 
+    def _hidden(self, st: RequestState) -> float:
+        """How much of a copy a prefill with `st` in it hides when it waits layer by layer."""
+        if not self.layer_pipelined:
+            return 0.0
+        layers = self.e.model_layers
+        return self._prefill_estimate(st) * (layers - 1) / layers if layers else 0.0
+
     def _load(self, a: Key, batch_adapters: set[Key], kind: str) -> bool:
         if not self.e.new_load(a, batch_adapters, stream="load", kind=kind):
             return False
@@ -250,7 +259,11 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         # copying now: make this prefill wait for it if that is cheaper than a prefill of
         # its own later; with decode work waiting too, only for copies much shorter still
         busy = bool(e.sched.running or e.sched.prefilling)
-        if not busy and not any(e.pool.is_ready(b) for b in batch_adapters):
+        # layer by layer, the forward hides all of a copy but its last layer's share behind
+        # its own compute (at least this request's prefill)
+        hide = self._hidden(st)
+        if not busy and not any(e.pool.is_ready(b) for b in batch_adapters) and (
+                self.predicted_done.get(a, math.inf) - e.now > hide):
             # nothing in the batch could run now: sleep until the copy is done instead of
             # committing the batch, so that requests arriving meanwhile join it (bursts)
             return False
@@ -259,14 +272,14 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             if busy
             else self.wait_factor * self._prefill_estimate(st)
         )
-        remaining = self.predicted_done.get(a, math.inf) - e.now
-        cost = remaining
+        remaining = self.predicted_done.get(a, math.inf) - e.now - hide
+        cost = max(0.0, remaining)
         if not busy:
             # the forward already waits for the batch's other copies: only the extra wait
             # counts, and it delays the batch's requests as well as this one (their number
             # is taken as the batch's distinct adapters: a lower bound; gamma-bursty rank-16
             # P50 went +4.2 -> +1.8 % vs overlap when a lone copy stopped holding a full batch)
-            waited = [self.predicted_done.get(e.inflight.get(lid), 0.0) - e.now for lid in e.wait_lids]
+            waited = [self.predicted_done.get(e.inflight.get(lid), 0.0) - e.now - hide for lid in e.wait_lids]
             cost = max(0.0, remaining - max(waited, default=0.0)) * (len(batch_adapters) + 1)
         if cost <= budget and self.fits_batch(a, batch_adapters):
             if self.split_new and not self._joins_now(st, copying=True):
@@ -287,6 +300,20 @@ class LookaheadOverlap(TracksPrefetch, Policy):
 
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
         self._prefetch(plan.adapters if plan is not None else set())
+
+    def look_again_at(self, now: float) -> float | None:
+        """With layer pipelining: when the first copy a queued request waits for is far
+        enough along for a prefill to hide the rest (a decode run would otherwise go on to
+        the copy's end, and the request's prefill would start only then)."""
+        if not self.layer_pipelined or not self.e.pool.loading():
+            return None
+        t = math.inf
+        for st in self.e.sched.waiting[: max(self.lookahead, 1)]:
+            a = st.adapter
+            hide = self._hidden(st) if self.e.pool.is_loading(a) else 0.0
+            if hide > 0:
+                t = min(t, self.predicted_done.get(a, math.inf) - hide)
+        return t if math.isfinite(t) and t > now else None
 
     def _prefetch(self, batch: set[Key]) -> None:
         """Start copies for the first `lookahead` waiting requests' adapters, in queue order,

@@ -362,3 +362,60 @@ def test_a_decode_launched_ahead_on_cuda_goes_on_while_the_scheduler_is_woken(ti
     assert len(ends) == 30 and list(ends) == sorted(ends)
     assert len(out["cut"].step_ends) == 1
     assert d.kv.row_of == {}
+
+
+def _layered_run(trace, host, mode, layered, device, monkeypatch=None):
+    """Two load-stream copies and, at once, a prefill that uses both (waiting for them layer
+    by layer, or whole); -> the driver and the compute-stream waits it issued."""
+    d = CudaDriver(trace, TINY, host, n_slots=3, device=device, dtype=torch.float32)
+    a0, a1 = trace.adapters
+    waits, hold = [], [monkeypatch is not None]
+    if monkeypatch is not None:
+        # on CPU a copy is done when issued; keep both loads uncollected (as still running
+        # copies on CUDA) until the prefill is issued, and record what it waits for
+        real_wait, real_collect = d.clock.compute_waits_for, d._collect_loads
+        monkeypatch.setattr(d.clock, "compute_waits_for", lambda m: (waits.append(m), real_wait(m)))
+        monkeypatch.setattr(d, "_collect_loads", lambda: None if hold[0] else real_collect())
+
+    def gen():
+        for lid, spec in ((0, a0), (1, a1)):
+            job = LoadJob(lid, spec, lid, "load", "overlap", copy_mode=mode, host_mode="pinned", layered=layered)
+            yield StartLoad(job)
+        items = (BatchItem(0, "a0", 0, 8, 6, 0), BatchItem(1, "a1", 1, 4, 3, 0))
+        yield Forward(Batch("prefill", items), layer_waits=(0, 1) if layered else ())
+        hold[0] = False
+        while len((yield PollLoads())) < 2 and d._loads_pending():
+            yield Idle((yield Now()) + 0.001)
+
+    drive(d, gen())
+    return d, waits
+
+
+@pytest.mark.parametrize("mode", ["per_module", "flat"])
+def test_a_layered_copy_is_exact_and_the_prefill_waits_for_each_layer_just_before_it(
+    tiny_trace, tiny_host, mode, monkeypatch
+):
+    d, waits = _layered_run(tiny_trace, tiny_host, mode, True, "cpu", monkeypatch)
+    _slot_matches(d, 0, tiny_host.paths["a0"])
+    _slot_matches(d, 1, tiny_host.paths["a1"])
+    marks = [d.loads[lid].layers for lid in (0, 1)]
+    assert [len(m) for m in marks] == [TINY.layers, TINY.layers]
+    # layer by layer, both loads: no wait for a whole copy
+    assert waits == [marks[lid][j] for j in range(TINY.layers) for lid in (0, 1)]
+    plain, plain_waits = _layered_run(tiny_trace, tiny_host, mode, False, "cpu", monkeypatch)
+    assert not plain.loads[0].layers
+    assert plain_waits == [plain.loads[0].end, plain.loads[1].end]  # whole copies, before it starts
+    for j in range(TINY.layers):  # the prefill wrote the same keys and values
+        assert torch.equal(d.kv.k[j], plain.kv.k[j]) and torch.equal(d.kv.v[j], plain.kv.v[j])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["per_module", "flat"])
+def test_a_prefill_waiting_layer_by_layer_on_cuda_computes_what_a_whole_wait_does(tiny_trace, tiny_host, mode):
+    d, _ = _layered_run(tiny_trace, tiny_host, mode, True, "cuda")
+    plain, _ = _layered_run(tiny_trace, tiny_host, mode, False, "cuda")
+    for j in range(TINY.layers):
+        assert torch.equal(d.kv.k[j], plain.kv.k[j]) and torch.equal(d.kv.v[j], plain.kv.v[j])
+    pool = d.slots.pool.cpu()
+    assert torch.equal(pool[:2], plain.slots.pool.cpu()[:2])

@@ -79,9 +79,13 @@ def fixed_hw(load_s=0.002, prefill_s=0.020, decode_s=0.001, pin_s=0.0, disk_s=0.
     return FixedHardware(FixedCopy(load_s, pin_s, disk_s), FixedCompute(prefill_s, decode_s, prefill_token_s))
 
 
-def make_trace(reqs: list[tuple[float, str | None, int, int]], n_adapters: int, nbytes: int = 1 << 20) -> Trace:
+def make_trace(
+    reqs: list[tuple[float, str | None, int, int]], n_adapters: int, nbytes: int = 1 << 20, layers: int = 1
+) -> Trace:
+    """Adapters a0.. of `layers` layers (one target, so 2 tensors a layer)."""
     adapters = tuple(
-        AdapterSpec(f"a{i}", rank=8, targets=("q_proj",), nbytes=nbytes, n_tensors=2) for i in range(n_adapters)
+        AdapterSpec(f"a{i}", rank=8, targets=("q_proj",), nbytes=nbytes, n_tensors=2 * layers)
+        for i in range(n_adapters)
     )
     requests = tuple(Request(i, t, a, inp, out) for i, (t, a, inp, out) in enumerate(reqs))
     return Trace(adapters, requests)

@@ -56,6 +56,7 @@ scenarios = st.fixed_dictionaries(
             }
         ),
         "policy": st.sampled_from(sorted(registry.names())),
+        "layer_pipeline": st.booleans(),  # lookahead's forwards wait for copies layer by layer
     }
 )
 
@@ -64,6 +65,8 @@ scenarios = st.fixed_dictionaries(
 @given(scenarios)
 def test_invariants_hold_on_random_workloads(d):
     policy = d.pop("policy")
+    if d.pop("layer_pipeline") and policy == "lookahead":
+        d["policy_options"] = {"lookahead": {"layer_pipeline": True}}
     d["serving"]["kv_cache_tokens"] = 20_000
     if d["serving"]["max_loras_per_batch"] < 2 and d["workload"]["adapter_choice"].get("base_fraction"):
         d["workload"]["adapter_choice"]["base_fraction"] = 0.0

@@ -170,3 +170,53 @@ def test_a_request_whose_copy_just_finished_does_not_delay_a_prefill_it_would_no
     first = res.records.set_index("rid").first_token
     assert [first[r] for r in (2, 3, 1)] == pytest.approx(first_tokens, abs=1e-6)
     assert (res.timeline.kind == "prefill").sum() == 1 + prefills  # + r0's own
+
+
+def _layered(options: dict) -> object:
+    sc = scenario(max_loras_per_batch=2, host_mode="pinned")
+    return sc.model_copy(update={"policy_options": {"lookahead": options}})
+
+
+@pytest.mark.parametrize("layer_pipeline, first_token, prefill_start", [
+    # the idle scheduler sleeps until the copy (40 ms, 4 layers) is 15 ms from its end, a
+    # prefill's last three layers (20 ms forward): that forward ends 5 ms after the copy
+    (True, 0.045, 0.025),
+    (False, 0.060, 0.040),  # the forward waits for the whole copy
+])
+def test_with_layer_pipelining_a_cold_request_prefills_under_its_copy(layer_pipeline, first_token, prefill_start):
+    trace = make_trace([(0.0, "a0", 64, 1)], n_adapters=1, layers=4)
+    res = simulate(_layered({"layer_pipeline": layer_pipeline}), "lookahead", trace=trace,
+                   hardware=fixed_hw(load_s=0.040, prefill_s=0.020), check=True)
+    assert res.records.first_token[0] == pytest.approx(first_token)
+    prefill = res.timeline[res.timeline.kind == "prefill"]
+    assert prefill.start.iloc[0] == pytest.approx(prefill_start)
+    pcie = res.timeline[res.timeline.lane == "pcie"]
+    assert res.records.first_token[0] >= pcie.end.iloc[0]  # never before its adapter arrived
+
+
+@pytest.mark.parametrize("layer_pipeline, first_token", [
+    # r0 decodes in 10 ms steps (ends at 105, 115, ... ms); r1's copy runs 97-127 ms and a
+    # prefill (20 ms, 4 layers) can hide all but its last 5 ms: the decode stops at the first
+    # step end after 112 ms, and r1's prefill runs 115-135 ms, waiting layer by layer
+    (True, 0.135),
+    # without it, the decode runs to the step end after the copy, 130 ms, then the prefill
+    (False, 0.150),
+])
+def test_with_layer_pipelining_a_decode_stops_to_prefill_under_a_copy(layer_pipeline, first_token):
+    trace = make_trace([(0.0, "a0", 64, 400), (0.097, "a1", 64, 2)], n_adapters=2, layers=4)
+    hw = fixed_hw(load_s=0.030, prefill_s=0.020, decode_s=0.010)
+    res = simulate(_layered({"layer_pipeline": layer_pipeline}), "lookahead", trace=trace, hardware=hw, check=True)
+    assert res.records.set_index("rid").first_token[1] == pytest.approx(first_token)
+    pcie = res.timeline[res.timeline.lane == "pcie"]
+    assert pcie.end.iloc[1] == pytest.approx(0.127)
+
+
+def test_layer_pipelining_does_not_start_a_prefill_that_would_idle_the_gpu_through_a_copy():
+    # r1's copy runs 500-700 ms under r0's decode; a prefill started before 685 ms would hold
+    # the GPU waiting for the copy: the decode runs until the step end after 685 ms (690 ms)
+    trace = make_trace([(0.0, "a0", 64, 400), (0.5, "a1", 64, 2)], n_adapters=2, layers=4)
+    hw = fixed_hw(load_s=0.200, prefill_s=0.020, decode_s=0.010)
+    res = simulate(_layered({"layer_pipeline": True}), "lookahead", trace=trace, hardware=hw, check=True)
+    prefill = res.timeline[res.timeline.kind == "prefill"]
+    assert prefill.start.iloc[1] == pytest.approx(0.690)
+    assert res.records.set_index("rid").first_token[1] == pytest.approx(0.710)
