@@ -77,6 +77,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         self.wait_factor = number_option(self.name, "wait_factor", wait_factor, 0.0)
         self.busy_wait_factor = number_option(self.name, "busy_wait_factor", busy_wait_factor, 0.0)
         self.predicted_done: dict[Key, float] = {}
+        self.predicted_dma: dict[Key, tuple[float, float]] = {}  # a copy's DMA: start, length
         self.stream_free = 0.0
         self.unused: set[Key] = set()
         self._nu: dict[Key, int] = {}
@@ -114,8 +115,10 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             self.predicted_done[a] = math.inf
             return
         start = max(self.e.now, self.stream_free)
-        self.stream_free = start + est.copy.load_time(job).total
+        cost = est.copy.load_time(job)
+        self.stream_free = start + cost.total
         self.predicted_done[a] = self.stream_free
+        self.predicted_dma[a] = (self.stream_free - cost.dma_s, cost.dma_s)
 
     def _prefill_estimate(self, st: RequestState) -> float:
         est = self.e.estimator
@@ -157,12 +160,18 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             self._ds = self._ds_cache[shape]
         return self._ds
 
-    def _hidden(self, st: RequestState) -> float:
-        """How much of a copy a prefill with `st` in it hides when it waits layer by layer."""
-        if not self.layer_pipelined:
-            return 0.0
+    def _extra_wait(self, a: Key, t_fwd: float) -> float:
+        """How long a forward of `t_fwd` started now would wait for adapter `a`'s copy (as
+        predicted): the rest of the copy; with layer pipelining, only until the copy's first
+        layer has arrived, or as long as the copy's end outruns the forward's last layer,
+        whichever is longer (a copy still queued behind another delays the forward from its
+        start). Unclamped without pipelining (a late copy reads as negative, as before)."""
+        now, done = self.e.now, self.predicted_done.get(a, math.inf)
         layers = self.e.model_layers
-        return self._prefill_estimate(st) * (layers - 1) / layers if layers else 0.0
+        if not self.layer_pipelined or layers < 1 or a not in self.predicted_dma:
+            return done - now
+        c0, d = self.predicted_dma[a]
+        return max(0.0, c0 + d / layers - now, done - now - t_fwd * (layers - 1) / layers)
 
     def _load(self, a: Key, batch_adapters: set[Key], kind: str) -> bool:
         if not self.e.new_load(a, batch_adapters, stream="load", kind=kind):
@@ -259,11 +268,12 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         # copying now: make this prefill wait for it if that is cheaper than a prefill of
         # its own later; with decode work waiting too, only for copies much shorter still
         busy = bool(e.sched.running or e.sched.prefilling)
-        # layer by layer, the forward hides all of a copy but its last layer's share behind
-        # its own compute (at least this request's prefill)
-        hide = self._hidden(st)
+        # the forward is at least this request's prefill; layer by layer it hides all of the
+        # copy but its last layer's share behind it
+        t_fwd = self._prefill_estimate(st)
+        extra = self._extra_wait(a, t_fwd)
         if not busy and not any(e.pool.is_ready(b) for b in batch_adapters) and (
-                self.predicted_done.get(a, math.inf) - e.now > hide):
+                not self.layer_pipelined or extra > 0):
             # nothing in the batch could run now: sleep until the copy is done instead of
             # committing the batch, so that requests arriving meanwhile join it (bursts)
             return False
@@ -272,15 +282,14 @@ class LookaheadOverlap(TracksPrefetch, Policy):
             if busy
             else self.wait_factor * self._prefill_estimate(st)
         )
-        remaining = self.predicted_done.get(a, math.inf) - e.now - hide
-        cost = max(0.0, remaining)
+        cost = max(0.0, extra)
         if not busy:
             # the forward already waits for the batch's other copies: only the extra wait
             # counts, and it delays the batch's requests as well as this one (their number
             # is taken as the batch's distinct adapters: a lower bound; gamma-bursty rank-16
             # P50 went +4.2 -> +1.8 % vs overlap when a lone copy stopped holding a full batch)
-            waited = [self.predicted_done.get(e.inflight.get(lid), 0.0) - e.now - hide for lid in e.wait_lids]
-            cost = max(0.0, remaining - max(waited, default=0.0)) * (len(batch_adapters) + 1)
+            waited = [self._extra_wait(e.inflight[lid], t_fwd) if lid in e.inflight else 0.0 for lid in e.wait_lids]
+            cost = max(0.0, extra - max(waited, default=0.0)) * (len(batch_adapters) + 1)
         if cost <= budget and self.fits_batch(a, batch_adapters):
             if self.split_new and not self._joins_now(st, copying=True):
                 return False
@@ -307,12 +316,17 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         the copy's end, and the request's prefill would start only then)."""
         if not self.layer_pipelined or not self.e.pool.loading():
             return None
+        layers = self.e.model_layers
+        if layers <= 1:
+            return None
         t = math.inf
         for st in self.e.sched.waiting[: max(self.lookahead, 1)]:
             a = st.adapter
-            hide = self._hidden(st) if self.e.pool.is_loading(a) else 0.0
-            if hide > 0:
-                t = min(t, self.predicted_done.get(a, math.inf) - hide)
+            if self.e.pool.is_loading(a) and a in self.predicted_dma:
+                # when _extra_wait(a, its prefill) reaches 0
+                c0, d = self.predicted_dma[a]
+                hide = self._prefill_estimate(st) * (layers - 1) / layers
+                t = min(t, max(c0 + d / layers, self.predicted_done[a] - hide))
         return t if math.isfinite(t) and t > now else None
 
     def _prefetch(self, batch: set[Key]) -> None:

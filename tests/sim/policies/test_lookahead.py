@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from sim.runner import simulate
-from tests.sim.fakes import fixed_hw, make_trace, scenario
+from tests.sim.fakes import Cost, FixedCopy, fixed_hw, make_trace, scenario
 
 
 def test_avoids_overlap_worst_case_by_merging_short_loads_into_one_prefill():
@@ -220,3 +220,28 @@ def test_layer_pipelining_does_not_start_a_prefill_that_would_idle_the_gpu_throu
     prefill = res.timeline[res.timeline.kind == "prefill"]
     assert prefill.start.iloc[1] == pytest.approx(0.690)
     assert res.records.set_index("rid").first_token[1] == pytest.approx(0.710)
+
+
+class _CopyPerAdapter(FixedCopy):
+    """a0 copies in 20 ms, a1 in 8 ms, the rest in 2 ms."""
+
+    def load_time(self, job) -> Cost:
+        c = super().load_time(job)
+        return Cost(c.pin_s, c.disk_s, {"a0": 0.020, "a1": 0.008}.get(job.adapter.name, 0.002), c.issue_s,
+                    c.release_s)
+
+
+def test_layer_pipelining_prices_a_copy_queued_behind_another_from_when_its_first_layer_arrives():
+    # At t=1 s a hit (a2) and misses a0 (20 ms copy) and a1 (8 ms, queued behind a0's) arrive
+    # at an idle GPU; a prefill takes 40 ms over 4 layers. a0 joins (its first layer is there
+    # at 5 ms). a1's copy would end under the forward's last layer too, but its first layer
+    # arrives only at 22 ms: waiting for it would hold the hit and a0 until 62 ms, so a1 goes
+    # in the next prefill (pricing only the copy's end, all three would get 62 ms).
+    trace = make_trace([(0.0, "a2", 64, 1), (1.0, "a2", 64, 1), (1.0, "a0", 64, 1), (1.0, "a1", 64, 1)],
+                       n_adapters=3, layers=4)
+    hw = fixed_hw(prefill_s=0.040)
+    hw.copy = _CopyPerAdapter(0.002)
+    sc = scenario(max_loras_per_batch=3, host_mode="pinned")
+    res = simulate(sc, "lookahead", trace=trace, hardware=hw, check=True)
+    first = res.records.set_index("rid").first_token
+    assert [first[r] for r in (1, 2, 3)] == pytest.approx([1.045, 1.045, 1.085])
