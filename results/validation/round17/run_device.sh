@@ -14,10 +14,14 @@ if [ "${PYTEST:-0}" = 1 ]; then
   echo "pytest rc=$? after $(since)" >> "$OUT/pytest.log"
 fi
 ARGS=""
-for s in $SCENARIOS; do ARGS="$ARGS --scenario configs/validate/$s.yaml"; done
+for s in ${SCENARIOS:-}; do ARGS="$ARGS --scenario configs/validate/$s.yaml"; done
+for f in ${SCENARIO_FILES:-}; do ARGS="$ARGS --scenario $f"; done
 TAG=${TAG:-runs}
 timeout -s INT $(( $(left) - 20 )) bash -c "lorasim validate $ARGS --profile configs/hardware/h200-measured.yaml \
   --policies ${POLICIES:-overlap,lookahead} --traces 1..3 --out $OUT/$TAG" > "$OUT/validate-$TAG.log" 2>&1
 echo "validate rc=$? after $(since)" >> "$OUT/validate-$TAG.log"
 rm -f "$OUT"/*/plots/*.svg
 tar -czf "$OUT/$TAG.tgz" -C "$OUT" "$TAG" && rm -rf "$OUT/$TAG"
+# A/B of the pipelining on one host (third call): SCENARIO_FILES names scenario files instead
+#   BUDGET_S=560 TAG=ab POLICIES=lookahead SCENARIO_FILES="configs/validate/zipf.yaml configs/validate/uniform.yaml
+#     results/validation/round17/zipf-nolp.yaml results/validation/round17/uniform-nolp.yaml" bash ...run_device.sh
