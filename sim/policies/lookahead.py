@@ -27,6 +27,13 @@ batch merging. The new policy of issue #6, built from what the others each get h
   only the surplus of a prefill of its own. Where batching is nearly free (short prompts) it
   joins; where prefill time grows with tokens it goes next, as overlap's skip would have sent
   it, so having loaded early never delays the requests that were ready anyway.
+- Layer pipelining (`layer_pipeline`): copies go layer by layer and a prefill waits for each
+  layer just before it runs it, so a copy overlaps the forward that needs it. A copy's wait is
+  priced as the longer of waiting for its first layer and its end outrunning the forward's last
+  layer, and a decode run stops when a waiting request's copy is that far along
+  (`look_again_at`). Same memory: at equal memory it took the last three of the issue's 30
+  cells from ties to better or within one standard error (rank-256 zipf P99 -9.0 -> -29.5 %
+  vs overlap).
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ from sim.policies.base import Key, Policy, TracksPrefetch, bool_option, int_opti
 
 class LookaheadOverlap(TracksPrefetch, Policy):
     name = "lookahead"
-    summary = "async loads started at arrival, queue lookahead prefetch, next-use eviction, cost-aware batch merging (new)"
+    summary = ("async loads started at arrival and pipelined layer by layer with the prefill, queue lookahead "
+               "prefetch, next-use eviction, cost-aware batch merging (new)")
     load_completion_unblocks = True
     eviction = "lru"
 
