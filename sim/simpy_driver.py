@@ -240,7 +240,8 @@ class SimPyDriver:
             with self.pcie.request() as p:
                 yield p
                 t0 = env.now
-                layers = max(1, job.adapter.n_tensors // max(1, 2 * len(job.adapter.targets)))
+                # a copy that is not `layered` arrives as a whole: one "layer"
+                layers = max(1, job.adapter.n_tensors // max(1, 2 * len(job.adapter.targets))) if job.layered else 1
                 self.dma_started[job.lid].succeed((t0, cost.dma_s, layers))
                 side = job.stream == "load"
                 self._side_copies += side

@@ -264,16 +264,20 @@ def test_waiting_for_a_launched_decode_until_a_time_returns_then_and_the_decode_
     assert out["res"].step_ends == pytest.approx((0.010, 0.020, 0.030))
 
 
-@pytest.mark.parametrize("dma_start, load_s, prefill_s, end", [
+@pytest.mark.parametrize("dma_start, load_s, prefill_s, end, layered", [
     # the copy (40 ms over 4 layers) is longer than the forward (20 ms): the forward ends one
     # layer's compute (5 ms) after the copy, not a whole forward after it (60 ms)
-    (0.0, 0.040, 0.020, 0.045),
+    (0.0, 0.040, 0.020, 0.045, True),
     # a short copy (8 ms): layer 0 arrives at 2 ms, the rest keeps ahead of the compute
-    (0.0, 0.008, 0.020, 0.022),
+    (0.0, 0.008, 0.020, 0.022, True),
     # the copy starts 10 ms into the forward (queued behind another one): 10 + 40 + 5
-    (0.010, 0.040, 0.020, 0.055),
+    (0.010, 0.040, 0.020, 0.055, True),
+    # a copy that was not issued layer by layer is waited for whole, as the CUDA driver does
+    (0.0, 0.040, 0.020, 0.060, False),
 ])
-def test_a_prefill_waiting_for_a_copy_layer_by_layer_ends_one_layer_after_it(dma_start, load_s, prefill_s, end):
+def test_a_prefill_waiting_for_a_copy_layer_by_layer_ends_one_layer_after_it(
+    dma_start, load_s, prefill_s, end, layered
+):
     adapter = make_trace([(0.0, "a0", 8, 1)], n_adapters=1, layers=4).adapters[0]
     hw = fixed_hw(load_s=load_s, prefill_s=prefill_s)
     out = {}
@@ -282,7 +286,7 @@ def test_a_prefill_waiting_for_a_copy_layer_by_layer_ends_one_layer_after_it(dma
         if dma_start:  # another copy holds the load stream first
             yield StartLoad(LoadJob(9, adapter, 1, "load", "prefetch", host_mode="pinned"))
             hw.copy.load_s = load_s
-        yield StartLoad(LoadJob(0, adapter, 0, "load", "prefetch", host_mode="pinned", layered=True))
+        yield StartLoad(LoadJob(0, adapter, 0, "load", "prefetch", host_mode="pinned", layered=layered))
         res = yield Forward(PREFILL, layer_waits=(0,))
         out["end"] = res.end
         out["load"] = yield WaitLoad(0)
