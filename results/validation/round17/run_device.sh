@@ -7,6 +7,10 @@
 # From the repository root on the device (`run`, kind nvidia-h200, carry [".whl"]):
 #   BUDGET_S=575 PYTEST=1 SCENARIOS="light/uniform light/zipf light/bursty" bash results/validation/round17/run_device.sh
 #   BUDGET_S=575 SCENARIOS="zipf uniform bursty" bash results/validation/round17/run_device.sh
+# SCENARIO_FILES names scenario files instead (the pipelining A/B: *-nolp.yaml here are the same
+# scenarios and traces with `layer_pipeline: false`; every call of round 17 is listed in
+# results/validation/README.md), e.g.
+#   BUDGET_S=560 TAG=ab POLICIES=lookahead SCENARIO_FILES="configs/validate/zipf.yaml results/validation/round17/zipf-nolp.yaml" bash ...
 source results/validation/device_env.sh
 nvidia-smi --query-gpu=uuid,pci.bus_id --format=csv,noheader > "$OUT/host.txt" 2>&1
 if [ "${PYTEST:-0}" = 1 ]; then
@@ -22,6 +26,3 @@ timeout -s INT $(( $(left) - 20 )) bash -c "lorasim validate $ARGS --profile con
 echo "validate rc=$? after $(since)" >> "$OUT/validate-$TAG.log"
 rm -f "$OUT"/*/plots/*.svg
 tar -czf "$OUT/$TAG.tgz" -C "$OUT" "$TAG" && rm -rf "$OUT/$TAG"
-# A/B of the pipelining on one host (third call): SCENARIO_FILES names scenario files instead
-#   BUDGET_S=560 TAG=ab POLICIES=lookahead SCENARIO_FILES="configs/validate/zipf.yaml configs/validate/uniform.yaml
-#     results/validation/round17/zipf-nolp.yaml results/validation/round17/uniform-nolp.yaml" bash ...run_device.sh
