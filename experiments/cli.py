@@ -71,8 +71,82 @@ def report(
     typer.echo(str(path))
 
 
+def _names(values: list[str] | None) -> list[str]:
+    """Repeatable options that also take comma-separated lists."""
+    return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+
+
+def gap(
+    results: Annotated[Path, typer.Argument(help="Results directory of a sweep.", metavar="RESULTS")],
+    policy: Annotated[str, typer.Option("--policy", "-p", help="The policy under test.")] = "lookahead",
+    against: Annotated[list[str] | None, typer.Option(
+        help="Policies it is compared with, the best by mean per workload and metric (repeatable or "
+             "comma-separated; default: every non-oracle policy of the sweep).")] = None,
+    oracle: Annotated[list[str] | None, typer.Option(
+        help="Oracle runs of the sweep (zero_load, resident) whose P99-TTFT gap to --reference the "
+             "policy closes (repeatable or comma-separated).")] = None,
+    reference: Annotated[str, typer.Option(help="Policy whose P99-TTFT gap to the oracles is measured.")] = "lru",
+    first_use_bound: Annotated[Path | None, typer.Option(
+        help="This sweep's YAML: also measure the gap against zero_load plus one copy per adapter's first "
+             "request (re-simulates the zero_load runs).", metavar="SWEEP.yaml")] = None,
+    out: Annotated[Path | None, typer.Option(help="Markdown file to write (default: RESULTS/gap.md).")] = None,
+) -> None:
+    """Write RESULTS/gap.md: one policy against the best of the others, paired by seed.
+
+    Each cell is the policy's mean / the best other's, the mean paired change over seeds with
+    its standard error, and in how many seeds the policy was at least as good.
+
+    Example: lorasim gap results/lookahead_equal_memory --policy lookahead
+    --against lru,slora,overlap,history --oracle zero_load,resident
+    --first-use-bound configs/sweeps/lookahead_equal_memory.yaml
+    """
+    from experiments.gap import GapSpec, gap_table
+    from experiments.store import atomic_write_text
+
+    spec = GapSpec(policy=policy, against=_names(against), reference=reference, oracles=_names(oracle),
+                   bound_sweep=first_use_bound)
+    try:
+        text = gap_table(results, spec)
+    except LorasimError as e:
+        raise _fail(e) from None
+    path = out or results / "gap.md"
+    atomic_write_text(path, text)
+    typer.echo(text)
+    typer.echo(f"-> {path}")
+
+
+def rank(
+    errors: Annotated[list[Path], typer.Argument(
+        help="errors.csv of `lorasim validate` (several: a later file's cells replace an earlier one's).",
+        metavar="ERRORS.csv...")],
+    policy: Annotated[str | None, typer.Option("--policy", "-p", help="Also pair this policy with the others by trace.")] = None,
+    against: Annotated[list[str] | None, typer.Option(
+        help="Policies --policy is paired with (repeatable or comma-separated; default: all but resident).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Markdown file to write as well.")] = None,
+) -> None:
+    """Rank policies on the GPU and in the simulator from validation tables.
+
+    Prints, per workload and metric, the policy order by the mean over traces on each side and
+    whether they agree; with --policy, that policy against each other one, paired by trace.
+
+    Example: lorasim rank results/validation/h200/saturated/errors.csv --policy lookahead --against overlap
+    """
+    from experiments.ranking import ranking_report
+    from experiments.store import atomic_write_text
+
+    try:
+        text = ranking_report(errors, policy, _names(against))
+    except LorasimError as e:
+        raise _fail(e) from None
+    if out:
+        atomic_write_text(out, text)
+    typer.echo(text)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the sweep, plot and report commands to `app`."""
+    """Add the sweep, plot, report and gap commands to `app`."""
     app.command("sweep")(sweep)
     app.command("plot")(plot)
     app.command("report")(report)
+    app.command("gap")(gap)
+    app.command("rank")(rank)

@@ -162,6 +162,13 @@ class Store:
             m = self.manifest()
             run_ids = [r["run_id"] for r in m["runs"]] if m else None
         rows = self.index_rows()
+        if not rows:
+            # a committed results folder keeps only the consolidated table (index/ and runs/
+            # stay out of git), and tables over summaries must still work on a fresh clone
+            df = self._consolidated()
+            if run_ids is not None and "run_id" in df:
+                df = df[df.run_id.isin(list(run_ids))].reset_index(drop=True)
+            return df
         chosen = list(rows.values()) if run_ids is None else [rows[r] for r in run_ids if r in rows]
         df = pd.DataFrame(chosen)
         if df.empty:
@@ -170,6 +177,12 @@ class Store:
             if df[col].dtype == object:
                 df[col] = _uniform(df[col])
         return df
+
+    def _consolidated(self) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(self.root / SUMMARIES)
+        except Exception:  # noqa: BLE001 - missing or unreadable: no runs
+            return pd.DataFrame(columns=["run_id", "policy", "group", "status", "error"])
 
     def consolidate(self) -> pd.DataFrame:
         """Rewrite summaries.parquet and summaries.jsonl from the per-run index rows."""

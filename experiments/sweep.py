@@ -32,9 +32,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from experiments.slots import equal_memory_slots
-from sim.config import Scenario, parse_scenario, read_yaml, resolve_paths, validation_error
+from sim.config import Scenario, read_yaml, resolve_paths, validation_error
 from sim.errors import ConfigError
 from sim.revision import file_digest, model_revision
+from sim.runner import parse_scenario
 
 POLICY_AXIS = "policy"
 NAME_AXIS = "name"
