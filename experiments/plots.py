@@ -148,7 +148,8 @@ def gantt_figure(timelines: dict[str, pd.DataFrame], title: str, window: float |
     axes[-1, 0].set_xlim(0, 1e3 * end)
     handles = [Patch(color=KIND_COLORS.get(k, "#7f7f7f"), label=k) for k in sorted(kinds_seen)]
     if handles:
-        fig.legend(handles=handles, loc="outside upper right", ncols=len(handles), fontsize=8)
+        # below the lanes: at the top it shared a row with the title and covered long ones
+        fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     fig.suptitle(title)
     return fig
 

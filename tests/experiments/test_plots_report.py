@@ -58,6 +58,18 @@ def test_gantt_draws_both_lanes_coloured_by_kind():
     assert legend_labels == {"blocking", "prefill", "decode"}
 
 
+def test_gantt_title_is_not_under_its_legend():
+    kinds = ["blocking", "prefill", "decode", "overlap", "pin", "prefetch", "release"]
+    tl = pd.DataFrame({"lane": ["compute"] * len(kinds), "start": [0.01 * i for i in range(len(kinds))],
+                       "end": [0.01 * i + 0.005 for i in range(len(kinds))], "kind": kinds, "label": kinds})
+    fig = gantt_figure({"lru": tl}, "timeline: a long workload name, rank=256, adapter_slots=48")
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    title = fig._suptitle.get_window_extent(r)
+    legend = fig.legends[0].get_window_extent(r)
+    assert not title.overlaps(legend)
+
+
 def test_plot_all_writes_nonempty_png_and_svg(plots: list[Path]):
     paths = plots
     names = {p.name for p in paths}
