@@ -166,6 +166,11 @@ def load_sweep(path: str | Path) -> Sweep:
     data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(str(path), "", f"expected a mapping with base/axes/policies, got {type(data).__name__}")
+    known = set(SweepFile.model_fields)
+    if data and not known & {str(k) for k in data}:
+        got = ", ".join(repr(k) for k in list(data)[:3])
+        raise ConfigError(str(path), "", f"not a sweep: no known key (got {got}); expected a mapping of "
+                                         f"{', '.join(sorted(known))}")
     return build_sweep(data, source=str(path), root=path.parent, default_name=path.stem)
 
 

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from gpu.calibrate import Timer
+from gpu.calibrate.timer import Timer
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput
 from sim.config import MODEL_PRESETS
@@ -59,7 +59,7 @@ def main() -> None:
     torch.cuda.empty_cache()
     if len(sys.argv) > 2:
         from gpu.validate import GpuOptions, run_gpu
-        from sim.config import load_scenario
+        from sim.runner import load_scenario
         from sim.workload import generate_trace
 
         sc = load_scenario(sys.argv[1])

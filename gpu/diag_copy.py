@@ -27,14 +27,10 @@ import statistics
 
 import torch
 
-from gpu.calibrate import (
-    GRIDS,
-    device_name,
-    measure_copies,
-    measure_host_gap,
-    report_adapter_copy,
-    report_unpin,
-)
+from gpu.calibrate.copies import measure_copies, report_adapter_copy, report_unpin
+from gpu.calibrate.grids import GRIDS
+from gpu.calibrate.run import device_name
+from gpu.calibrate.serving_loop import measure_host_gap
 from sim.config import MODEL_PRESETS
 
 

@@ -16,7 +16,7 @@ import statistics
 
 import torch
 
-from gpu.calibrate import Timer
+from gpu.calibrate.timer import Timer
 from gpu.decode_graphs import DecodeRunner
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel

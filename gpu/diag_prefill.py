@@ -21,7 +21,8 @@ from pathlib import Path
 import torch
 
 from gpu.attention_fit import BURST_LENS, attention_coefficient, coefficient_from_log
-from gpu.calibrate import Timer, _prefill_input
+from gpu.calibrate.compute import _prefill_input
+from gpu.calibrate.timer import Timer
 from gpu.lora import LoraSlots
 from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
 from gpu.prefill_graphs import PrefillRunner

@@ -18,11 +18,11 @@ import pandas as pd
 from gpu import PREFILL_GRAPH_TOKENS
 from gpu.distributions import Distributions, read_records
 from gpu.run_health import DEGRADED_ABOVE, HealthLog
-from sim.config import Scenario, load_scenario
+from sim.config import Scenario
 from sim.core.model import Trace
 from sim.errors import LorasimError
 from sim.hw.profile import atomic_write_text
-from sim.runner import RunResult
+from sim.runner import RunResult, load_scenario
 
 METRICS = ("ttft_median_ms", "ttft_p99_ms", "e2e_mean_ms", "tpot_median_ms")
 

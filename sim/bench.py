@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sim.config import load_scenario, parse_scenario
 from sim.hw import load_hardware
-from sim.runner import simulate
+from sim.runner import load_scenario, parse_scenario, simulate
 from sim.workload import generate_trace
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -238,10 +238,9 @@ def post_checks(trace, res) -> list[tuple[str, str]]:
 
 def check_workload(seed: int, index: int, policies: Iterable[str] | None = None) -> tuple[int, int, list[Violation]]:
     """Simulate workload (seed, index) under every policy. -> (index, runs, violations)."""
-    from sim.config import parse_scenario
     from sim.hw import load_hardware
     from sim.policies import registry
-    from sim.runner import simulate
+    from sim.runner import parse_scenario, simulate
     from sim.workload import generate_trace
 
     d = random_scenario(seed, index)

@@ -85,10 +85,9 @@ def run(
     """Run one scenario under several policies on the same trace and compare them."""
     from tqdm import tqdm
 
-    from sim.config import load_scenario
     from sim.hw import load_hardware
     from sim.policies import registry
-    from sim.runner import simulate
+    from sim.runner import load_scenario, simulate
     from sim.workload import generate_trace, save_trace
 
     sc = load_scenario(config)
@@ -144,7 +143,7 @@ def trace(
     out: Annotated[Path, typer.Option(help="trace file to write (.csv or .parquet)")],
 ) -> None:
     """Generate a scenario's trace and save it, to replay in the simulator or on the GPU."""
-    from sim.config import load_scenario
+    from sim.runner import load_scenario
     from sim.workload import generate_trace, save_trace
 
     sc = load_scenario(config)

@@ -2,11 +2,16 @@
 
 A scenario is one trace (model, adapters, workload) on one server (serving knobs, hardware)
 run under one or more policies. Sweeps (experiments/) build scenarios by overriding keys.
+
+This layer sits above the core and below the policies' registry: it never imports the
+policies. Checks that need the registry (policy names) are handed in by the caller
+(`check_policy`); `sim.runner.load_scenario` / `parse_scenario` hand in the registry's.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,11 +22,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from sim.core.model import ALL_TARGETS, ModelShape
+from sim.core.serving import ServingKnobs
 from sim.errors import ConfigError
 
 MODEL_PRESETS: dict[str, ModelShape] = {
@@ -270,6 +277,10 @@ class ServingCfg(_Strict):
             )
         return self
 
+    def knobs(self) -> ServingKnobs:
+        """The plain values the core runs on."""
+        return ServingKnobs(**self.model_dump())
+
 
 POLICY_NAMES = ("lru", "fifo", "slora", "overlap", "history", "resident", "lookahead", "zero_load")
 
@@ -293,13 +304,13 @@ class Scenario(_Strict):
 
     @field_validator("policies")
     @classmethod
-    def _policies(cls, v):
-        from sim.policies import registry
-
+    def _policies(cls, v, info: ValidationInfo):
         if not v:
             raise ValueError("name at least one policy")
-        for p in v:
-            registry.check_name(p)
+        check = (info.context or {}).get("check_policy")
+        if check is not None:
+            for p in v:
+                check(p)
         return v
 
 
@@ -327,11 +338,23 @@ def validation_error(source: str, err: ValidationError) -> ConfigError:
     return ConfigError(source, loc, msg)
 
 
-def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+PolicyCheck = Callable[[str], None]
+
+
+def parse_scenario(data: Any, source: str = "<scenario>", *, check_policy: PolicyCheck | None = None) -> Scenario:
+    """Validate a scenario mapping. `check_policy(name)` raises ValueError for a policy name
+    it does not know (the registry's `check_name`); None leaves the names unchecked."""
     if not isinstance(data, dict):
         raise ConfigError(source, "", f"expected a mapping of scenario keys, got {type(data).__name__}")
+    known = set(Scenario.model_fields)
+    if data and not known & {str(k) for k in data}:
+        # e.g. `:::` parses as {'::': None}: a mapping, but nothing like a scenario, and the
+        # first field error ("adapters: Field required") would not say so
+        got = ", ".join(repr(k) for k in list(data)[:3])
+        raise ConfigError(source, "", f"not a scenario: no known key (got {got}); expected a mapping of "
+                                      f"{', '.join(sorted(known))}")
     try:
-        sc = Scenario.model_validate(data)
+        sc = Scenario.model_validate(data, context={"check_policy": check_policy})
     except ValidationError as err:
         raise validation_error(source, err) from None
     sc._source = source
@@ -362,10 +385,10 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(str(p), "", "not valid YAML: nested too deeply") from None
 
 
-def load_scenario(path: str | Path) -> Scenario:
+def load_scenario(path: str | Path, *, check_policy: PolicyCheck | None = None) -> Scenario:
     """Read and validate a scenario YAML; relative paths inside it resolve against its folder."""
     data = read_yaml(path)
-    sc = parse_scenario(data, str(path))
+    sc = parse_scenario(data, str(path), check_policy=check_policy)
     return resolve_paths(sc, Path(path).parent)
 
 

@@ -1,18 +1,26 @@
-"""One scenario under one policy -> RunResult. The single entry point sweeps and the CLI use."""
+"""One scenario under one policy -> RunResult. The single entry point sweeps and the CLI use.
+
+It is also the edge where the config layer meets the policies: `load_scenario` and
+`parse_scenario` validate a scenario with its policy names checked against the registry, and
+`simulate` converts the validated serving config to the core's plain `ServingKnobs`.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from sim import config
 from sim.config import Scenario
 from sim.core.engine import STALL_ITERATIONS, STALL_S
 from sim.core.model import Trace
 from sim.errors import ScenarioError
+from sim.policies import registry
 
 TIMELINE_COLUMNS = ["lane", "start", "end", "kind", "label"]
 
@@ -101,10 +109,18 @@ def check_feasible(sc: Scenario, trace: Trace) -> None:
     check_policy_options(sc)
 
 
+def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
+    """`sim.config.parse_scenario` with the policy names checked against the registry."""
+    return config.parse_scenario(data, source, check_policy=registry.check_name)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """`sim.config.load_scenario` with the policy names checked against the registry."""
+    return config.load_scenario(path, check_policy=registry.check_name)
+
+
 def check_policy_options(sc: Scenario) -> None:
     """Every `policy_options` entry names a policy and options it accepts."""
-    from sim.policies import registry
-
     for name, opts in sc.policy_options.items():
         if not isinstance(opts, dict):
             raise ScenarioError(f"{sc.source}: policy_options.{name}: expected a mapping of options")
@@ -135,7 +151,6 @@ def simulate(
     """
     from sim.core.engine import Engine
     from sim.hw import load_hardware
-    from sim.policies import registry
     from sim.simpy_driver import SimPyDriver
     from sim.workload import generate_trace
 
@@ -149,7 +164,7 @@ def simulate(
     except (TypeError, ValueError) as e:
         raise ScenarioError(f"{sc.source}: policy_options.{policy}: {e}") from None
     engine = Engine(
-        trace, sc.serving, pol, estimator=hardware, stall_s=stall_s, stall_iterations=stall_iterations
+        trace, sc.serving.knobs(), pol, estimator=hardware, stall_s=stall_s, stall_iterations=stall_iterations
     )
     if check:
         from sim.core.invariants import InvariantChecker

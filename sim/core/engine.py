@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from sim.config import ServingCfg
 from sim.core.effects import (
     Batch,
     BatchItem,
@@ -38,6 +37,7 @@ from sim.core.effects import (
 from sim.core.host import HostTier
 from sim.core.model import RequestState, Trace
 from sim.core.scheduler import PrefillPlan, Scheduler
+from sim.core.serving import ServingKnobs
 from sim.core.slots import SlotPool
 from sim.errors import DeadlockError
 
@@ -54,7 +54,7 @@ class Engine:
     def __init__(
         self,
         trace: Trace,
-        serving: ServingCfg,
+        serving: ServingKnobs,
         policy: Any,
         estimator: Any = None,
         *,
@@ -68,10 +68,13 @@ class Engine:
         `stall_s` / `stall_iterations`: the livelock guard (None disables either). While
         requests wait, the engine raises DeadlockError naming them if no prefill is
         scheduled, no decode step runs and no request finishes for `stall_s` simulated
-        seconds, or for `stall_iterations` iterations in a row that also see no arrival."""
+        seconds, or for `stall_iterations` iterations in a row that also see no arrival.
+
+        `serving`: the server's knobs; anything carrying them by name (a validated
+        `ServingCfg`) is read into a `ServingKnobs` (`ServingKnobs.of`)."""
         self.trace = trace
         self.estimator = estimator
-        self.cfg = serving
+        self.cfg = serving = ServingKnobs.of(serving)
         self.policy = policy
         self.adapters = trace.adapter_map()
         # the model's layer count, as the adapters' tensors give it (0: no adapter to tell)

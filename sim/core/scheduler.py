@@ -17,8 +17,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sim.config import ServingCfg
 from sim.core.model import Request, RequestState
+from sim.core.serving import ServingKnobs
 
 Key = str | None
 
@@ -44,7 +44,7 @@ AdmitFn = Callable[[RequestState, set], bool]
 
 
 class Scheduler:
-    def __init__(self, requests: Sequence[Request], serving: ServingCfg):
+    def __init__(self, requests: Sequence[Request], serving: ServingKnobs):
         self.cfg = serving
         self.states = [RequestState(r) for r in sorted(requests, key=lambda r: (r.arrival, r.rid))]
         self.pending: deque[RequestState] = deque(self.states)

@@ -33,7 +33,7 @@ class ComputeModel(Protocol):
         ...
 
 
-# calibration's prefill inputs are requests of this many tokens (gpu.calibrate._prefill_input)
+# calibration's prefill inputs are requests of this many tokens (gpu.calibrate.compute._prefill_input)
 CALIBRATION_ITEM = 512
 
 

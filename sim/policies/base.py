@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from sim.config import ServingCfg
 from sim.core.model import RequestState
+from sim.core.serving import ServingKnobs
 
 if TYPE_CHECKING:
     from sim.core.engine import Engine
@@ -67,12 +67,12 @@ class Policy:
         self.e = engine
 
     # -- capacity and host memory ------------------------------------------------------------
-    def slot_capacity(self, serving: ServingCfg) -> int:
+    def slot_capacity(self, serving: ServingKnobs) -> int:
         return serving.max_loras_per_batch + (
             serving.max_loras_prefetch if self.uses_prefetch_slots else 0
         )
 
-    def host_mode(self, serving: ServingCfg) -> str:
+    def host_mode(self, serving: ServingKnobs) -> str:
         """SGLang pins weights afresh for each blocking load; `auto` follows that."""
         return "pin_per_load" if serving.host_mode == "auto" else serving.host_mode
 

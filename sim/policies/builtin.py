@@ -1,14 +1,18 @@
-"""Registers the built-in policies by name."""
+"""The built-in policies, which `registry` registers by name on first use.
 
+A plain list, not self-registration: the registry imports this module, never the reverse,
+so the policies' imports stay one-way.
+"""
+
+from sim.policies.base import Policy
 from sim.policies.history import HistoryPrefetch
 from sim.policies.lookahead import LookaheadOverlap
 from sim.policies.lru import BlockingFIFO, BlockingLRU
 from sim.policies.overlap import OverlapLoading
-from sim.policies.registry import register
 from sim.policies.resident import ResidentOracle, ZeroLoadOracle
 from sim.policies.slora import SLoRAPrefetch
 
-for _cls in (
+BUILTINS: tuple[type[Policy], ...] = (
     BlockingLRU,
     BlockingFIFO,
     SLoRAPrefetch,
@@ -17,5 +21,4 @@ for _cls in (
     ResidentOracle,
     LookaheadOverlap,
     ZeroLoadOracle,
-):
-    register(_cls.name)(_cls)
+)

@@ -41,10 +41,10 @@ from __future__ import annotations
 import itertools
 import math
 
-from sim.config import ServingCfg
 from sim.core.effects import Batch, BatchItem
 from sim.core.model import RequestState
 from sim.core.scheduler import PrefillPlan
+from sim.core.serving import ServingKnobs
 from sim.policies.base import Key, Policy, TracksPrefetch, bool_option, int_option, number_option
 
 
@@ -102,7 +102,7 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         self.launch_ahead = self._launch_ahead or engine.cfg.max_loras_per_batch
         engine.pool.victim_key = lambda a: -self._next_use().get(a, math.inf)
 
-    def host_mode(self, serving: ServingCfg) -> str:
+    def host_mode(self, serving: ServingKnobs) -> str:
         return "pinned" if serving.host_mode == "auto" else serving.host_mode
 
     # -- predictions -----------------------------------------------------------------------

@@ -11,8 +11,8 @@ Host copies are pinned once and kept (no pin-per-load cost).
 
 from __future__ import annotations
 
-from sim.config import ServingCfg
 from sim.core.model import RequestState
+from sim.core.serving import ServingKnobs
 from sim.policies.base import Key, Policy, int_option
 
 
@@ -32,7 +32,7 @@ class OverlapLoading(Policy):
         super().bind(engine)
         self.launch_ahead = self._launch_ahead or engine.cfg.max_loras_per_batch
 
-    def host_mode(self, serving: ServingCfg) -> str:
+    def host_mode(self, serving: ServingKnobs) -> str:
         return "pinned" if serving.host_mode == "auto" else serving.host_mode
 
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:

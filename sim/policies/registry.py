@@ -19,7 +19,10 @@ def register(name: str):
 def _load_builtins() -> None:
     if _REGISTRY:
         return
-    import sim.policies.builtin  # noqa: F401  (registers on import)
+    from sim.policies.builtin import BUILTINS
+
+    for cls in BUILTINS:
+        register(cls.name)(cls)
 
 
 def names() -> list[str]:

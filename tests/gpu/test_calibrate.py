@@ -56,9 +56,9 @@ def test_monotone_grid_never_decreases_in_either_axis():
 def test_monotone_fit_drops_a_slow_first_reading_instead_of_spreading_it():
     """Round 2's running maximum turned one 32 ms warm-up reading into a 32 ms floor for the
     whole decode table; the lower envelope keeps the steady readings."""
-    from gpu.calibrate import _monotone
+    from gpu.calibrate.fit import lower_envelope
 
-    assert _monotone([0.032, 0.026, 0.024, 0.0235, 0.043]) == [0.0235, 0.0235, 0.0235, 0.0235, 0.043]
+    assert lower_envelope([0.032, 0.026, 0.024, 0.0235, 0.043]) == [0.0235, 0.0235, 0.0235, 0.0235, 0.043]
 
 
 def test_isotonic_fit_averages_violators_instead_of_taking_the_minimum():

@@ -455,7 +455,7 @@ def test_cli_measure_only_pins_replaces_the_pin_cost_and_keeps_the_rest(tmp_path
     import dataclasses
     import shutil
 
-    import gpu.calibrate
+    import gpu.calibrate.copies
     from sim.cli import app
     from sim.hw.profile import HardwareProfile
 
@@ -466,9 +466,9 @@ def test_cli_measure_only_pins_replaces_the_pin_cost_and_keeps_the_rest(tmp_path
 
     def fake(shape, device, rank, nbytes):
         seen.update(model=shape.name, rank=rank)
-        return gpu.calibrate.PinCost(20.0, 2.0, 10.0)
+        return gpu.calibrate.copies.PinCost(20.0, 2.0, 10.0)
 
-    monkeypatch.setattr(gpu.calibrate, "measure_pin_cost", fake)
+    monkeypatch.setattr(gpu.calibrate.copies, "measure_pin_cost", fake)
     r = CliRunner().invoke(app, ["calibrate", "--out", str(prof), "--measure-only", "pins", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     assert seen == {"model": before.model, "rank": 64}

@@ -81,11 +81,11 @@ def test_an_8b_model_is_not_built_on_the_cpu_unless_asked(tmp_path, monkeypatch)
     assert isinstance(r.exception, ConfigError) and "llama-3.1-8b" in str(r.exception)
     assert not (tmp_path / "p.yaml").exists()
     # the tiny model is not refused (test_calibrate_cli_quick runs it with --device cpu)
-    from gpu.cli import _refuse_big_model_on_cpu
+    from gpu.cli.common import refuse_big_model_on_cpu
     from sim.config import MODEL_PRESETS
 
-    _refuse_big_model_on_cpu(MODEL_PRESETS["tiny"], None, "x", "model")
-    _refuse_big_model_on_cpu(MODEL_PRESETS["llama-3.1-8b"], "cpu", "x", "model")  # asked for
+    refuse_big_model_on_cpu(MODEL_PRESETS["tiny"], None, "x", "model")
+    refuse_big_model_on_cpu(MODEL_PRESETS["llama-3.1-8b"], "cpu", "x", "model")  # asked for
 
 
 def test_repeated_validation_alternates_policy_order_and_compares_with_the_mean(tmp_path):

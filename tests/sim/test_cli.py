@@ -43,6 +43,8 @@ def test_run_compares_policies_and_writes_results(tmp_path):
         ("adapters: {count: 2}\nserving: {slots: 3}\n", "serving.slots"),
         ("adapters: {count: 2, rank: -1}\n", "adapters.rank"),
         ("adapters: [1, 2\n", "line"),
+        (":::\n", "not a scenario: no known key (got '::')"),
+        ("- a\n- b\n", "expected a mapping of scenario keys, got list"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path, yaml_text, key):
@@ -89,3 +91,13 @@ def test_listed_policy_options_are_the_ones_each_policy_accepts():
         registry.create(name, **opts)  # the listed defaults are accepted as given
         with pytest.raises(ValueError, match="option|takes no options"):
             registry.create(name, not_an_option=1)
+
+
+def test_a_file_that_is_no_sweep_says_so(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(":::\n")
+    r = lorasim("sweep", cfg, "--out", tmp_path / "out")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        f"error: {cfg}: not a sweep: no known key (got '::'); expected a mapping of axes, base, base_file, "
+        "description, equal_memory, name, policies, repeats, zip"]

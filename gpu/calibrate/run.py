@@ -1,0 +1,149 @@
+"""A whole calibration: every measurement in turn and the profile they make.
+
+What it and the measuring modules print is the calibration log that gpu.calibrate.refit
+reads back: keep those lines in step with refit's patterns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from gpu.calibrate.compute import measure_compute
+from gpu.calibrate.copies import (
+    measure_contention,
+    measure_copies,
+    measure_copy_overhead,
+    measure_disk,
+    measure_pin_cost,
+    report_adapter_copy,
+    report_unpin,
+)
+from gpu.calibrate.grids import GRIDS
+from gpu.calibrate.serving_loop import measure_host_gap
+from gpu.decode_graphs import batch_buckets
+from gpu.piecewise import adapter_buckets
+from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, token_buckets
+from sim.core.model import ModelShape
+from sim.hw.profile import ComputeProfile, Grid, HardwareProfile, PcieProfile, Table
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return f"CPU {platform.processor() or platform.machine()}"
+
+
+def calibrate(
+    shape: ModelShape,
+    *,
+    quick: bool = False,
+    device: str | torch.device | None = None,
+    name: str = "measured",
+    command: str = "lorasim calibrate",
+    rank: int = 64,
+    progress: Callable[[str], None] = print,
+    eager_decode: bool = False,
+    prefill_graph_tokens: int = DEFAULT_MAX_TOKENS,
+) -> HardwareProfile:
+    dev = (
+        torch.device(device)
+        if device
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
+    grid = GRIDS["quick" if quick else "full"]
+    sizes, reps = grid["sizes"], grid["reps"]
+    progress(f"calibrating {device_name(dev)} for {shape.name} ({'quick' if quick else 'full'})")
+    pinned = measure_copies(dev, sizes, True, reps)
+    pageable = measure_copies(dev, sizes, False, reps)
+    for n, a, b in zip(sizes, pinned, pageable, strict=True):
+        progress(
+            f"  copy {n:>11} B: pinned {n / a / 1e9:6.2f} GB/s  pageable {n / b / 1e9:6.2f} GB/s"
+        )
+    overhead = measure_copy_overhead(dev)
+    rank = min(rank, 8) if quick else rank
+    warm, cold, pin_tensor = measure_pin_cost(shape, dev, rank, grid["pin_bytes"])
+    disk = measure_disk(grid["pin_bytes"])
+    contention = measure_contention(dev, quick)
+    progress(
+        f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s"
+        f" + {pin_tensor:.1f} us/tensor, disk {disk:.2f} GB/s, contention {contention:.3f}"
+    )
+    unpin = report_unpin(shape, dev, rank, progress)
+    peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
+    ad = report_adapter_copy(shape, dev, rank, reps, peak, progress)
+    gap, issue = ad["gap_us"], ad["issue_us"]
+    mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
+    progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
+    cuda = dev.type == "cuda"
+    progress(
+        "  prefill path: "
+        + (f"gpu.prefill_graphs up to {prefill_graph_tokens} tokens, eager above"
+           if prefill_graph_tokens else "eager (model.forward)")
+        + ("" if cuda or not prefill_graph_tokens else ", no graphs on CPU")
+    )
+    ct = measure_compute(
+        shape, dev, grid, progress=progress, eager_decode=eager_decode,
+        prefill_graph_tokens=prefill_graph_tokens,
+    )
+    ht = measure_host_gap(
+        shape, dev, rank, quick, prefill_graph_tokens=prefill_graph_tokens, eager_decode=eager_decode,
+    )
+    host_gap = ht.gap_s
+    progress(
+        f"  host gap {host_gap * 1e6:.1f} us between forwards (median of {ht.gaps}; a resident run"
+        f" of {ht.requests} requests through the CUDA driver)"
+    )
+    progress(f"  wake-up {ht.wake_s * 1e6:.1f} us from an idle arrival to its admission (median of {ht.wakes})")
+    if ht.issues:  # the serving loop's issue time is what the simulator prices (the last line wins)
+        issue = ht.issue_s * 1e6
+        progress(
+            f"  copy issue {issue:.2f} us/copy on the host in the serving loop (median of {ht.issues}"
+            f" `overlap` loads through the CUDA driver)"
+        )
+    return HardwareProfile(
+        name=name,
+        device=device_name(dev),
+        model=shape.name,
+        command=command,
+        pcie=PcieProfile(
+            pinned=Table(tuple(sizes), tuple(pinned)),
+            pageable=Table(tuple(sizes), tuple(pageable)),
+            copy_overhead_us=overhead,
+            pin_warm_gbps=warm,
+            pin_cold_gbps=cold,
+            disk_gbps=disk,
+            contention=contention,
+            pin_per_tensor_us=pin_tensor,
+            unpin_per_tensor_us=unpin,
+            copy_gap_us=gap,
+            issue_us=issue,
+        ),
+        compute=ComputeProfile(
+            prefill=Table(tuple(ct.prefill_tokens), tuple(ct.prefill)),
+            decode=Grid(
+                tuple(grid["batch"]), tuple(grid["context"]), tuple(tuple(r) for r in ct.decode)
+            ),
+            lora_decode=ct.lora,
+            lora_prefill=ct.lora_prefill,
+            launch_fraction=ct.launch_fraction,
+            # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
+            prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
+            attention_ms_per_mcell=ct.attention_ms_per_mcell,
+            forward_overhead_us=host_gap * 1e6,
+            wake_us=ht.wake_s * 1e6,
+            # graphed decode and prefill pad the adapters of a batch to these counts (the
+            # LoRA tables above were measured at them)
+            adapter_buckets=(
+                tuple(adapter_buckets(max(grid["adapters"])))
+                if prefill_graph_tokens and not eager_decode else ()
+            ),
+            # a graphed decode pads its batch to these sizes (the decode grid's batches are some)
+            batch_buckets=() if eager_decode else tuple(batch_buckets(max(grid["batch"]))),
+            # the harness's decode attention (graphed or eager) reads every row up to the
+            # batch's longest context; the grid above has equal contexts, so max = mean there
+            decode_context="max",
+        ),
+    )

@@ -1,0 +1,34 @@
+"""The server's knobs as the core sees them: plain, frozen values, no schema.
+
+The core (engine, scheduler) and the policies read these; `sim.config.ServingCfg` is the
+validated user-facing schema (defaults, ranges, error messages) and converts to this with
+`ServingCfg.knobs()`. Keeping the core free of the config layer keeps the imports one-way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class ServingKnobs:
+    """SGLang-like server knobs (meanings and defaults: `sim.config.ServingCfg`)."""
+
+    max_loras_per_batch: int
+    max_loras_prefetch: int
+    max_loaded_loras: int | None
+    max_running_requests: int
+    max_prefill_tokens: int
+    chunked_prefill_size: int
+    kv_cache_tokens: int
+    copy_mode: Literal["flat", "per_module"]
+    host_mode: Literal["auto", "pinned", "pageable", "pin_per_load"]
+    eviction: Literal["lru", "fifo"]
+
+    @classmethod
+    def of(cls, serving: Any) -> ServingKnobs:
+        """These knobs, read by name from any object that has them (a validated config)."""
+        if isinstance(serving, cls):
+            return serving
+        return cls(**{f.name: getattr(serving, f.name) for f in fields(cls)})
