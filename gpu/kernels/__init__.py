@@ -1,0 +1,128 @@
+"""Production-class kernels of the GPU harness (issue #26), each with a plain-torch twin.
+
+Ops (layouts in each function's docstring):
+- `LoraMeta.build` (per batch, host) + `lora_shrink` / `lora_expand`: multi-adapter LoRA as
+  SGMV, weights read in place from `gpu.lora.LoraSlots.pool`, one launch per fused
+  projection (`LoraSlices.of(slots, layer, "qkv" | "gate_up" | "o" | "down")`).
+- `paged_decode_attention`, `paged_prefill_attention`, `write_kv`: paged KV attention over
+  per-layer caches [num_pages, page_size, kv_heads, head_dim] and an int32 block table.
+
+Which implementation runs (decided per call from the op's first tensor):
+1. env LORASIM_KERNELS=torch forces the reference, =triton forces Triton;
+2. else Triton when it is installed and the tensor is on CUDA, or on CPU while
+   TRITON_INTERPRET=1 (Triton's interpreter; the variable must be set before triton is
+   first imported, which is why nothing here imports triton until an op runs);
+3. else the reference (`gpu.kernels.reference`), so CPU runs need no Triton.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from types import ModuleType
+
+import torch
+
+from gpu.kernels import reference
+from gpu.kernels._common import HAS_TRITON, interpreting
+from gpu.kernels.lora_meta import FUSED, LoraMeta, LoraSlices
+from gpu.kernels.reference import write_kv
+
+__all__ = [
+    "FUSED",
+    "LoraMeta",
+    "LoraSlices",
+    "backend",
+    "lora_apply",
+    "lora_expand",
+    "lora_shrink",
+    "paged_decode_attention",
+    "paged_prefill_attention",
+    "write_kv",
+]
+
+
+def backend(t: torch.Tensor) -> str:
+    """"triton" or "torch": the implementation an op on tensor `t` runs (module docstring)."""
+    forced = os.environ.get("LORASIM_KERNELS", "").lower()
+    if forced in ("torch", "reference"):
+        return "torch"
+    if forced == "triton":
+        if not HAS_TRITON:
+            raise RuntimeError("LORASIM_KERNELS=triton but triton is not installed")
+        return "triton"
+    if HAS_TRITON and (t.is_cuda or (t.device.type == "cpu" and interpreting())):
+        return "triton"
+    return "torch"
+
+
+def _impl(t: torch.Tensor, module: str) -> ModuleType:
+    if backend(t) == "torch":
+        return reference
+    import importlib
+
+    return importlib.import_module(f"gpu.kernels.{module}")
+
+
+def lora_shrink(
+    x: torch.Tensor, pool: torch.Tensor, a_offsets: Sequence[int], max_rank: int, meta: LoraMeta
+) -> torch.Tensor:
+    return _impl(x, "lora_shrink").lora_shrink(x, pool, a_offsets, max_rank, meta)
+
+
+def lora_expand(
+    h: torch.Tensor,
+    pool: torch.Tensor,
+    bt_offsets: Sequence[int],
+    widths: Sequence[int],
+    y: torch.Tensor,
+    meta: LoraMeta,
+    max_rank: int,
+    out_offsets: Sequence[int] | None = None,
+) -> torch.Tensor:
+    return _impl(h, "lora_expand").lora_expand(
+        h, pool, bt_offsets, widths, y, meta, max_rank, out_offsets
+    )
+
+
+def paged_decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+) -> torch.Tensor:
+    return _impl(q, "decode_attention").paged_decode_attention(
+        q, k_cache, v_cache, block_table, seq_lens, scale, num_splits
+    )
+
+
+def paged_prefill_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    ctx_lens: torch.Tensor,
+    scale: float,
+    max_q_len: int | None = None,
+) -> torch.Tensor:
+    return _impl(q, "prefill_attention").paged_prefill_attention(
+        q, k_cache, v_cache, block_table, cu_seqlens_q, ctx_lens, scale, max_q_len
+    )
+
+
+def lora_apply(
+    y: torch.Tensor,
+    x: torch.Tensor,
+    pool: torch.Tensor,
+    slices: LoraSlices,
+    max_rank: int,
+    meta: LoraMeta,
+) -> torch.Tensor:
+    """y[:, fused columns] += scale * (x A^T) B^T for every token with an adapter: shrink then
+    expand, two launches per fused projection whatever the number of adapters."""
+    h = lora_shrink(x, pool, slices.a_offsets, max_rank, meta)
+    return lora_expand(h, pool, slices.bt_offsets, slices.widths, y, meta, max_rank, slices.out_offsets)

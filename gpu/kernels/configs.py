@@ -1,0 +1,92 @@
+"""Launch configurations of the Triton kernels, kept as data so they can be tuned per GPU.
+
+Keys of `CONFIGS` are `torch.cuda.get_device_name()` prefixes ("NVIDIA H200", "NVIDIA H100");
+"default" is used for any other device and under the Triton interpreter (where only
+correctness matters, so it also wants small tiles: the interpreter runs every program in
+Python). Each op has a "decode" entry (few tokens per segment/sequence) and a "prefill"
+entry; the wrappers pick by a host-side quantity that is fixed for a CUDA-graph bucket
+(the segment length bound, the batch size), never by device data.
+
+Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
+- SGMV shrink reads A [r, in] once per (segment, rank tile); with few segments and tokens
+  the grid is too small to fill 132 SMs, and split-K over `in` (4096/14336) supplies the
+  parallelism (partial sums are atomically added into a zeroed fp32 h); SPLIT_K is a cap.
+- SGMV expand reads B^T [r, out]: r is at most 64 so one K step suffices; wide N tiles
+  keep B^T reads coalesced (128 x bf16 = 256 B rows).
+- Paged decode attention is a pure KV stream: one program per (sequence, KV head, split)
+  reads each K/V row once for the group's query heads; BLOCK_N=32, 4 warps, 2 stages is
+  SGLang's grouped-decode choice (BLOCK_N=64 spills at 4 warps: gathered page rows need a
+  pointer per vector).
+  `decode_splits` maps a batch-size bound to the number of splits so that
+  batch x kv_heads x splits covers the SMs a few times over.
+- Paged prefill attention is FlashAttention-2 shaped: 128 query rows (GQA heads packed
+  into rows) x 32 keys per tile, 8 warps (64 keys spill registers with paged gathers).
+- Every Hopper entry compiles for sm_90a without register spills (ptxas -v on Triton's
+  PTX); the numbers are starting points to re-tune from benchmarks/bench_kernels.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Config = dict[str, Any]
+
+_HOPPER: dict[str, Config] = {
+    # SPLIT_K is an upper bound on a GPU: lora_shrink lowers it to ~2 programs per SM
+    "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 128, "SPLIT_K": 16,
+                      "num_warps": 4, "num_stages": 3},
+    "shrink_prefill": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 8,
+                       "num_warps": 8, "num_stages": 3},
+    "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 64,
+                      "num_warps": 4, "num_stages": 2},
+    "expand_prefill": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32,
+                       "num_warps": 8, "num_stages": 3},
+    "decode_attn": {"BLOCK_N": 32, "num_warps": 4, "num_stages": 2},
+    "decode_reduce": {"num_warps": 4},
+    # (largest batch, splits): the first row whose batch bound is >= B is used
+    "decode_splits": [(1, 32), (4, 16), (16, 8), (64, 4), (1 << 30, 2)],
+    "prefill_attn": {"BLOCK_M": 128, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},
+}
+
+CONFIGS: dict[str, dict[str, Config]] = {
+    "NVIDIA H200": _HOPPER,
+    "NVIDIA H100": _HOPPER,
+    "default": {
+        "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 2,
+                          "num_warps": 4, "num_stages": 1},
+        "shrink_prefill": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 1,
+                           "num_warps": 4, "num_stages": 1},
+        "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 16,
+                          "num_warps": 4, "num_stages": 1},
+        "expand_prefill": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16,
+                           "num_warps": 4, "num_stages": 1},
+        "decode_attn": {"BLOCK_N": 32, "num_warps": 4, "num_stages": 1},
+        "decode_reduce": {"num_warps": 4},
+        "decode_splits": [(1, 8), (16, 4), (1 << 30, 2)],
+        "prefill_attn": {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1},
+    },
+}
+
+# a segment/sequence bound at or below this uses the "decode" configs of the SGMV ops
+DECODE_MAX_LEN = 16
+
+
+def device_configs(device_name: str | None) -> dict[str, Config]:
+    """The config table of a device (by name prefix), else the default table."""
+    if device_name:
+        for prefix, table in CONFIGS.items():
+            if prefix != "default" and device_name.startswith(prefix):
+                return table
+    return CONFIGS["default"]
+
+
+def get_config(op: str, device_name: str | None) -> Config:
+    return dict(device_configs(device_name)[op])
+
+
+def decode_splits(batch: int, device_name: str | None) -> int:
+    """Fixed split count of paged decode attention for a batch (bucket) size."""
+    for bound, splits in device_configs(device_name)["decode_splits"]:
+        if batch <= bound:
+            return splits
+    return 1

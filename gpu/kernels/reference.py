@@ -1,0 +1,146 @@
+"""Plain-torch references of every kernel op: loops over segments and requests, fp32 math,
+written to be obviously right. The tests compare the Triton kernels against these, and
+`gpu.kernels` falls back to them where Triton cannot run (CPU without the interpreter)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from gpu.kernels.lora_meta import LoraMeta
+
+
+def _out_offsets(widths: Sequence[int], out_offsets: Sequence[int] | None) -> list[int]:
+    if out_offsets is not None:
+        return list(out_offsets)
+    offs, col = [], 0
+    for w in widths:
+        offs.append(col)
+        col += w
+    return offs
+
+
+def lora_shrink(
+    x: torch.Tensor,
+    pool: torch.Tensor,
+    a_offsets: Sequence[int],
+    max_rank: int,
+    meta: LoraMeta,
+) -> torch.Tensor:
+    """h[t, j*R : j*R + r] = x[t] @ A_j^T for each token t of a segment with rank r, where
+    A_j = pool[slot, a_offsets[j] :][: r * in].view(r, in). Returns fp32 h
+    [T, n_slices * max_rank]; columns past a segment's rank and rows without adapter are 0."""
+    t, d_in = x.shape
+    h = torch.zeros(t, len(a_offsets) * max_rank, dtype=torch.float32, device=x.device)
+    for rows, slot, r, _ in meta.segments():
+        xs = x[rows].float()
+        for j, off in enumerate(a_offsets):
+            a = pool[slot, off : off + r * d_in].view(r, d_in).float()
+            h[rows, j * max_rank : j * max_rank + r] = xs @ a.t()
+    return h
+
+
+def lora_expand(
+    h: torch.Tensor,
+    pool: torch.Tensor,
+    bt_offsets: Sequence[int],
+    widths: Sequence[int],
+    y: torch.Tensor,
+    meta: LoraMeta,
+    max_rank: int,
+    out_offsets: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """y[t, o_j : o_j + w_j] += scale * h[t, j*R : j*R + r] @ Bt_j for each token t of a
+    segment (rank r, scaling scale), Bt_j = pool[slot, bt_offsets[j] :][: r * w_j].view(r,
+    w_j). In place; returns y."""
+    outs = _out_offsets(widths, out_offsets)
+    for rows, slot, r, scale in meta.segments():
+        for j, (off, w, o) in enumerate(zip(bt_offsets, widths, outs, strict=True)):
+            bt = pool[slot, off : off + r * w].view(r, w).float()
+            delta = scale * (h[rows, j * max_rank : j * max_rank + r].float() @ bt)
+            y[rows, o : o + w] = (y[rows, o : o + w].float() + delta).to(y.dtype)
+    return y
+
+
+def _gather_kv(
+    cache: torch.Tensor, block_table: torch.Tensor, b: int, n: int
+) -> torch.Tensor:
+    """Positions 0..n-1 of request b: [n, kv_heads, head_dim] (cache [pages, page, kvh, hd])."""
+    ps = cache.shape[1]
+    pos = torch.arange(n, device=cache.device)
+    pages = block_table[b, pos // ps].long()
+    return cache[pages, pos % ps]
+
+
+def paged_decode_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+    num_splits: int | None = None,
+) -> torch.Tensor:
+    """out[b, h] = softmax(scale * q[b, h] . K_b^T) V_b over the request's seq_lens[b] cached
+    positions, K_b/V_b of KV head h // (H / kv_heads). seq_len 0 gives zeros.
+    (`num_splits` is accepted for signature parity and ignored.)"""
+    b_sz, heads, d = q.shape
+    group = heads // k_cache.shape[2]
+    out = torch.zeros_like(q)
+    for b, n in enumerate(seq_lens.tolist()):
+        if n <= 0:
+            continue
+        k = _gather_kv(k_cache, block_table, b, n).float().repeat_interleave(group, dim=1)
+        v = _gather_kv(v_cache, block_table, b, n).float().repeat_interleave(group, dim=1)
+        s = torch.einsum("hd,nhd->hn", q[b].float(), k) * scale
+        out[b] = torch.einsum("hn,nhd->hd", torch.softmax(s, dim=-1), v).to(q.dtype)
+    return out
+
+
+def paged_prefill_attention(
+    q: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    block_table: torch.Tensor,
+    cu_seqlens_q: torch.Tensor,
+    ctx_lens: torch.Tensor,
+    scale: float,
+    max_q_len: int | None = None,
+) -> torch.Tensor:
+    """Causal attention of packed chunks: query i of item b (row cu_seqlens_q[b] + i) sits at
+    position ctx_lens[b] + i and sees cached positions 0..ctx_lens[b] + i, which must already
+    hold this chunk's K/V. (`max_q_len` is accepted for signature parity and ignored.)"""
+    heads = q.shape[1]
+    group = heads // k_cache.shape[2]
+    out = torch.zeros_like(q)
+    cu = cu_seqlens_q.tolist()
+    for b, ctx in enumerate(ctx_lens.tolist()):
+        n = cu[b + 1] - cu[b]
+        if n <= 0:
+            continue
+        kv_len = ctx + n
+        k = _gather_kv(k_cache, block_table, b, kv_len).float().repeat_interleave(group, dim=1)
+        v = _gather_kv(v_cache, block_table, b, kv_len).float().repeat_interleave(group, dim=1)
+        qb = q[cu[b] : cu[b + 1]].float()
+        s = torch.einsum("ihd,jhd->hij", qb, k) * scale
+        qpos = ctx + torch.arange(n, device=q.device)
+        visible = torch.arange(kv_len, device=q.device)[None, :] <= qpos[:, None]
+        s = s.masked_fill(~visible, float("-inf"))
+        o = torch.einsum("hij,jhd->ihd", torch.softmax(s, dim=-1), v)
+        out[cu[b] : cu[b + 1]] = o.to(q.dtype)
+    return out
+
+
+def write_kv(
+    k: torch.Tensor,
+    v: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """k_cache[slot // page, slot % page] = k[t] (same for v), slot = slot_mapping[t] =
+    page * page_size + offset. Padding tokens must map to a scratch slot, not -1."""
+    kvh, hd = k_cache.shape[2:]
+    k_cache.view(-1, kvh, hd).index_copy_(0, slot_mapping.long(), k)
+    v_cache.view(-1, kvh, hd).index_copy_(0, slot_mapping.long(), v)

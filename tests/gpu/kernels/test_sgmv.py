@@ -1,0 +1,211 @@
+"""SGMV shrink/expand (Triton) against the plain-torch reference, and the reference against
+the PEFT formula through LoraSlots' own views."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from gpu.kernels import LoraMeta, LoraSlices, reference  # noqa: E402
+from tests.gpu.kernels.helpers import (  # noqa: E402
+    LLAMA_8B_1L,
+    SMALL,
+    make_slots,
+    tok_slots_of,
+)
+
+RANKS = [8, 16, 64, 64]  # mixed ranks in a max-rank-64 pool
+SCALES = [0.5, 2.0, 1.0, 0.25]
+
+
+def _inputs(slots, tok, fused, layer, device, dtype, *, by_adapter=True, max_segments=None, seed=1):
+    """(meta, slices, x, y0) of one fused projection over a packed batch."""
+    n = slots.n_slots
+    ranks = RANKS[:n] if n <= len(RANKS) else [slots.max_rank] * n
+    scales = SCALES[:n] if n <= len(SCALES) else [1.0] * n
+    meta = LoraMeta.build(tok, ranks, scales, device, by_adapter=by_adapter, max_segments=max_segments)
+    sl = LoraSlices.of(slots, layer, fused)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(tok), sl.in_dim, generator=g).to(device, dtype)
+    y0 = torch.randn(len(tok), sl.out_offsets[-1] + sl.widths[-1], generator=g).to(device, dtype)
+    return meta, sl, x, y0
+
+
+def _ref(slots, meta, sl, x, y0):
+    r = slots.max_rank
+    hr = reference.lora_shrink(x, slots.pool, sl.a_offsets, r, meta)
+    yr = reference.lora_expand(hr, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, r, sl.out_offsets)
+    return hr, yr
+
+
+def _run(slots, tok, fused, layer, device, dtype, **kw):
+    """(kernel h, reference h, kernel y, reference y) for one fused projection."""
+    from gpu.kernels.lora_expand import lora_expand
+    from gpu.kernels.lora_shrink import lora_shrink
+
+    meta, sl, x, y0 = _inputs(slots, tok, fused, layer, device, dtype, **kw)
+    r = slots.max_rank
+    hk = lora_shrink(x, slots.pool, sl.a_offsets, r, meta)
+    yk = lora_expand(hk, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, r, sl.out_offsets)
+    hr, yr = _ref(slots, meta, sl, x, y0)
+    return hk, hr, yk, yr
+
+
+def _close(a, b, dtype):
+    tol = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    torch.testing.assert_close(a.float(), b.float(), atol=tol, rtol=tol)
+
+
+# ---- reference vs the PEFT formula (pure torch, no Triton) -----------------------------------
+
+
+def test_reference_matches_peft_formula_through_slot_views():
+    slots = make_slots(SMALL, RANKS, 64, "cpu", torch.float32)
+    tok = tok_slots_of([(2, 3), (-1, 2), (0, 1), (1, 4), (2, 2), (3, 1)])
+    meta, sl, x, y0 = _inputs(slots, tok, "qkv", 1, "cpu", torch.float32)
+    hr, yr = _ref(slots, meta, sl, x, y0)
+    assert torch.isfinite(hr).all() and torch.isfinite(yr).all()
+    want = y0.clone()
+    for t, s in enumerate(tok):
+        if s < 0:
+            continue
+        r = RANKS[s]
+        for m, o, w in zip(("q_proj", "k_proj", "v_proj"), sl.out_offsets, sl.widths, strict=True):
+            a, bt = slots.A(1, m)[s, :r], slots.Bt(1, m)[s, :r]
+            want[t, o : o + w] += SCALES[s] * (x[t] @ a.t()) @ bt
+    torch.testing.assert_close(yr, want, atol=1e-5, rtol=1e-5)
+    assert torch.equal(yr[3:5], y0[3:5])  # base-model tokens untouched
+
+
+def test_meta_groups_by_adapter_skips_base_tokens_and_pads():
+    tok = [1, 1, -1, 0, 1, -1, 3]
+    m = LoraMeta.build(tok, [8, 16, 64, 32], [1.0, 2.0, 3.0, 4.0], max_segments=6, max_tokens=10)
+    assert m.segments() == [([3], 0, 8, 1.0), ([0, 1, 4], 1, 16, 2.0), ([6], 3, 32, 4.0)]
+    assert m.seg_len.tolist()[3:] == [0, 0, 0] and m.seg_slot.tolist()[3:] == [-1, -1, -1]
+    assert (m.max_len, m.num_tokens, m.max_tokens, m.max_segments) == (3, 7, 10, 6)
+    runs = LoraMeta.build(tok, [8, 16, 64, 32], [1.0] * 4, by_adapter=False)
+    assert [s[0] for s in runs.segments()] == [[0, 1], [3], [4], [6]]
+    with pytest.raises(ValueError):
+        LoraMeta.build(tok, [8, 16, 64, 32], [1.0] * 4, max_segments=2)
+    empty = LoraMeta.build([-1, -1], [8], [1.0])
+    assert empty.segments() == [] and empty.max_len == 0
+
+
+def test_meta_copy_from_refreshes_a_captured_table():
+    a = LoraMeta.build([0, 1, 1], [8, 8], [1.0, 1.0], max_segments=4, max_tokens=8, max_len=8)
+    b = LoraMeta.build([1, 1, 1, 0, -1], [8, 8], [1.0, 2.0], max_segments=4, max_tokens=8, max_len=8)
+    a.copy_from(b)
+    assert a.segments() == b.segments()
+
+
+def test_slices_follow_the_fused_columns_when_a_module_is_absent():
+    from gpu.lora import LoraSlots
+
+    slots = LoraSlots(SMALL, 2, 8, ("q_proj", "v_proj"), "cpu", torch.float32)
+    sl = LoraSlices.of(slots, 0, "qkv")
+    q, kv = SMALL.hidden, SMALL.kv_heads * SMALL.head_dim
+    assert sl.widths == (q, kv) and sl.out_offsets == (0, q + kv)
+    assert LoraSlices.of(slots, 0, "gate_up") is None
+
+
+# ---- Triton kernels vs reference -------------------------------------------------------------
+
+CASES = {
+    # prefill-like: mixed ranks, a base-model run, single-token segments
+    "mixed_prefill": [(2, 20), (-1, 3), (0, 1), (1, 17), (3, 5), (0, 2)],
+    "batch_1": [(1, 1)],
+    "single_adapter_long": [(2, 40)],
+    "all_base": [(-1, 4)],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("fused", ["qkv", "gate_up", "down"])
+def test_sgmv_matches_reference(triton_device, case, fused):
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    tok = tok_slots_of(CASES[case])
+    hk, hr, yk, yr = _run(slots, tok, fused, 1, triton_device, torch.float32, max_segments=6)
+    _close(hk, hr, torch.float32)
+    _close(yk, yr, torch.float32)
+
+
+@pytest.mark.parametrize(("by_adapter", "batch"), [(True, 128), (False, 12)])
+def test_sgmv_decode_buckets(triton_device, by_adapter, batch):
+    """Decode: one-token requests over 4 adapters plus base tokens. Grouped by adapter at the
+    largest bucket (128); one segment per request (Punica layout, slow under the interpreter,
+    hence a smaller batch) padded with 2 empty segments."""
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    tok = [(i * 7) % 5 - 1 for i in range(batch)]  # slots -1..3
+    n_seg = None if by_adapter else batch + 2
+    hk, hr, yk, yr = _run(slots, tok, "qkv", 0, triton_device, torch.float32,
+                             by_adapter=by_adapter, max_segments=n_seg)  # fmt: skip
+    _close(hk, hr, torch.float32)
+    _close(yk, yr, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_sgmv_half_precision(triton_device, dtype):
+    slots = make_slots(SMALL, RANKS, 64, triton_device, dtype)
+    tok = tok_slots_of(CASES["mixed_prefill"])
+    hk, hr, yk, yr = _run(slots, tok, "qkv", 0, triton_device, dtype)
+    _close(hk, hr, dtype)
+    _close(yk, yr, dtype)
+
+
+# ---- realistic dims on a GPU -------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("fused", ["qkv", "gate_up", "o", "down"])
+@pytest.mark.parametrize("batch", ["decode64", "prefill"])
+def test_sgmv_llama8b_bf16(fused, batch):
+    slots = make_slots(LLAMA_8B_1L, [16, 32, 64, 64, 64, 8, 64, 64], 64, "cuda", torch.bfloat16)
+    if batch == "decode64":
+        tok = [(i % 9) - 1 for i in range(64)]  # 8 adapters and base tokens, one token each
+    else:
+        tok = tok_slots_of([(0, 300), (3, 1000), (-1, 50), (5, 1), (2, 129)])
+    import gpu.kernels.lora_expand as ke
+    import gpu.kernels.lora_shrink as ks
+
+    ranks, scales = [16, 32, 64, 64, 64, 8, 64, 64], [0.5, 1.0, 2.0, 1.0, 0.25, 1.0, 1.0, 1.0]
+    meta = LoraMeta.build(tok, ranks, scales, "cuda")
+    sl = LoraSlices.of(slots, 0, fused)
+    x = torch.randn(len(tok), sl.in_dim, device="cuda", dtype=torch.bfloat16)
+    y0 = torch.randn(len(tok), sl.out_offsets[-1] + sl.widths[-1], device="cuda", dtype=torch.bfloat16)
+    hk = ks.lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
+    hr = reference.lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
+    torch.testing.assert_close(hk, hr, atol=2e-2, rtol=2e-2)
+    yk = ke.lora_expand(hk, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
+    yr = reference.lora_expand(hr, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
+    torch.testing.assert_close(yk.float(), yr.float(), atol=6e-2, rtol=3e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_sgmv_replays_in_a_cuda_graph_with_new_metadata():
+    """Fixed capacities -> one captured graph serves any batch of the bucket."""
+    import gpu.kernels as K
+
+    slots = make_slots(LLAMA_8B_1L, [64, 16, 32, 64], 64, "cuda", torch.bfloat16)
+    ranks, scales = [64, 16, 32, 64], [1.0, 2.0, 0.5, 1.0]
+    caps = {"max_tokens": 32, "max_segments": 4, "max_len": 32}
+    meta = LoraMeta.build([0] * 32, ranks, scales, "cuda", **caps)
+    sl = LoraSlices.of(slots, 0, "qkv")
+    x = torch.randn(32, sl.in_dim, device="cuda", dtype=torch.bfloat16)
+    y0 = torch.randn(32, sum(sl.widths), device="cuda", dtype=torch.bfloat16)
+    y = y0.clone()
+    K.lora_apply(y, x, slots.pool, sl, 64, meta)  # compile outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y.copy_(y0)
+        K.lora_apply(y, x, slots.pool, sl, 64, meta)
+    for tok in ([i % 5 - 1 for i in range(32)], [2] * 32, [-1] * 31 + [1]):
+        new = LoraMeta.build(tok, ranks, scales, "cuda", **caps)
+        meta.copy_from(new)
+        graph.replay()
+        want = y0.clone()
+        h = reference.lora_shrink(x, slots.pool, sl.a_offsets, 64, new)
+        reference.lora_expand(h, slots.pool, sl.bt_offsets, sl.widths, want, new, 64)
+        torch.testing.assert_close(y.float(), want.float(), atol=6e-2, rtol=3e-2)
