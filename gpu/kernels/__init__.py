@@ -67,7 +67,7 @@ def _impl(t: torch.Tensor, module: str) -> ModuleType:
 def lora_shrink(
     x: torch.Tensor, pool: torch.Tensor, a_offsets: Sequence[int], max_rank: int, meta: LoraMeta
 ) -> torch.Tensor:
-    return _impl(x, "lora_shrink").lora_shrink(x, pool, a_offsets, max_rank, meta)
+    return _impl(x, "lora_shrink_op").lora_shrink(x, pool, a_offsets, max_rank, meta)
 
 
 def lora_expand(
@@ -80,7 +80,7 @@ def lora_expand(
     max_rank: int,
     out_offsets: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    return _impl(h, "lora_expand").lora_expand(
+    return _impl(h, "lora_expand_op").lora_expand(
         h, pool, bt_offsets, widths, y, meta, max_rank, out_offsets
     )
 

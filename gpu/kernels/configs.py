@@ -12,17 +12,19 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   the grid is too small to fill 132 SMs, and split-K over `in` (4096/14336) supplies the
   parallelism (partial sums are atomically added into a zeroed fp32 h); SPLIT_K is a cap.
 - SGMV expand reads B^T [r, out]: r is at most 64 so one K step suffices; wide N tiles
-  keep B^T reads coalesced (128 x bf16 = 256 B rows).
+  keep B^T reads coalesced. The SGMV entries are the best of small sweeps on an H100 (QKV,
+  rank 64, 32 layers of distinct weights): e.g. shrink split-K beyond ~2 programs per SM
+  or a SPLIT_K cap above 4 for prefill (atomics on a large h) only slowed it down.
 - Paged decode attention is a pure KV stream: one program per (sequence, KV head, split)
-  reads each K/V row once for the group's query heads; BLOCK_N=32, 4 warps, 2 stages is
-  SGLang's grouped-decode choice (BLOCK_N=64 spills at 4 warps: gathered page rows need a
-  pointer per vector).
+  reads each K/V row once for the group's query heads. Measured on an H100 at batch 64 x
+  context 2048 (bench_kernels.py --tune): BLOCK_N=64 with 8 warps and 2 splits reads KV at
+  93% of the measured HBM read rate (BLOCK_N=32/4 warps, SGLang's choice: 84-89%).
   `decode_splits` maps a batch-size bound to the number of splits so that
   batch x kv_heads x splits covers the SMs a few times over.
 - Paged prefill attention is FlashAttention-2 shaped: 128 query rows (GQA heads packed
   into rows) x 32 keys per tile, 8 warps (64 keys spill registers with paged gathers).
-- Every Hopper entry compiles for sm_90a without register spills (ptxas -v on Triton's
-  PTX); the numbers are starting points to re-tune from benchmarks/bench_kernels.py.
+- ptxas -v on Triton's sm_90a PTX: no register spills except expand_prefill (156 B), which
+  still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune) on a new GPU.
 """
 
 from __future__ import annotations
@@ -35,16 +37,16 @@ _HOPPER: dict[str, Config] = {
     # SPLIT_K is an upper bound on a GPU: lora_shrink lowers it to ~2 programs per SM
     "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 128, "SPLIT_K": 16,
                       "num_warps": 4, "num_stages": 3},
-    "shrink_prefill": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 8,
+    "shrink_prefill": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 4,
                        "num_warps": 8, "num_stages": 3},
-    "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 128, "BLOCK_K": 64,
+    "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 256, "BLOCK_K": 64,
                       "num_warps": 4, "num_stages": 2},
-    "expand_prefill": {"BLOCK_M": 64, "BLOCK_N": 128, "BLOCK_K": 32,
-                       "num_warps": 8, "num_stages": 3},
-    "decode_attn": {"BLOCK_N": 32, "num_warps": 4, "num_stages": 2},
+    "expand_prefill": {"BLOCK_M": 64, "BLOCK_N": 256, "BLOCK_K": 64,
+                       "num_warps": 8, "num_stages": 2},
+    "decode_attn": {"BLOCK_N": 64, "num_warps": 8, "num_stages": 2},
     "decode_reduce": {"num_warps": 4},
     # (largest batch, splits): the first row whose batch bound is >= B is used
-    "decode_splits": [(1, 32), (4, 16), (16, 8), (64, 4), (1 << 30, 2)],
+    "decode_splits": [(1, 32), (4, 16), (16, 8), (32, 4), (1 << 30, 2)],
     "prefill_attn": {"BLOCK_M": 128, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},
 }
 

@@ -40,3 +40,16 @@ def test_lora_apply_through_the_reference(monkeypatch):
     a, bt = slots.A(0, "up_proj")[0, :8], slots.Bt(0, "up_proj")[0, :8]
     torch.testing.assert_close(y[3, sl.out_offsets[1] :], 2.0 * (x[3] @ a.t()) @ bt)
     assert torch.equal(y[2], torch.zeros_like(y[2]))
+
+
+def test_kernel_modules_do_not_shadow_the_ops():
+    """Importing a kernel module binds it as an attribute of gpu.kernels: no module may be
+    named like an op (lora_shrink_op, not lora_shrink)."""
+    pytest.importorskip("triton")
+    import gpu.kernels.decode_attention  # noqa: F401
+    import gpu.kernels.lora_expand_op  # noqa: F401
+    import gpu.kernels.lora_shrink_op  # noqa: F401
+    import gpu.kernels.prefill_attention  # noqa: F401
+
+    for op in ("lora_shrink", "lora_expand", "paged_decode_attention", "paged_prefill_attention"):
+        assert callable(getattr(K, op)), op

@@ -41,8 +41,8 @@ def _ref(slots, meta, sl, x, y0):
 
 def _run(slots, tok, fused, layer, device, dtype, **kw):
     """(kernel h, reference h, kernel y, reference y) for one fused projection."""
-    from gpu.kernels.lora_expand import lora_expand
-    from gpu.kernels.lora_shrink import lora_shrink
+    from gpu.kernels.lora_expand_op import lora_expand
+    from gpu.kernels.lora_shrink_op import lora_shrink
 
     meta, sl, x, y0 = _inputs(slots, tok, fused, layer, device, dtype, **kw)
     r = slots.max_rank
@@ -166,8 +166,8 @@ def test_sgmv_llama8b_bf16(fused, batch):
         tok = [(i % 9) - 1 for i in range(64)]  # 8 adapters and base tokens, one token each
     else:
         tok = tok_slots_of([(0, 300), (3, 1000), (-1, 50), (5, 1), (2, 129)])
-    import gpu.kernels.lora_expand as ke
-    import gpu.kernels.lora_shrink as ks
+    import gpu.kernels.lora_expand_op as ke
+    import gpu.kernels.lora_shrink_op as ks
 
     ranks, scales = [16, 32, 64, 64, 64, 8, 64, 64], [0.5, 1.0, 2.0, 1.0, 0.25, 1.0, 1.0, 1.0]
     meta = LoraMeta.build(tok, ranks, scales, "cuda")
