@@ -43,17 +43,36 @@ class Cell:
     z: float  # mean change in standard errors (> 0: the candidate is worse)
 
 
+@dataclass
+class Change:
+    """Relative change (%) of a candidate against another policy over paired runs (seeds or
+    traces): its mean, the standard error of that mean (nan for one pair) and how many
+    pairs the candidate was at least as good in."""
+
+    mean: float
+    se: float
+    wins: int
+    n: int
+
+
+def paired_change(candidate: pd.Series, other: pd.Series) -> Change:
+    """Both series indexed by seed/trace; pairs with a missing side are dropped."""
+    d = ((candidate / other - 1) * 100).dropna()
+    se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    return Change(float(d.mean()), se, int((d <= 0).sum()), len(d))
+
+
 def paired(p: pd.DataFrame, policy: str, against: list[str]) -> Cell:
     """`policy` vs the member of `against` with the best mean; p is seeds x policies."""
     means = p.mean()
     best = means[against].idxmin()
-    d = ((p[policy] / p[best] - 1) * 100).dropna()
-    se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+    c = paired_change(p[policy], p[best])
+    se = c.se
     text = (f"{means[policy]:.0f}/{means[best]:.0f} {best} "
-            f"({d.mean():+.1f} ± {se:.1f} %, {(d <= 0).sum()}/{len(d)})")
+            f"({c.mean:+.1f} ± {se:.1f} %, {c.wins}/{c.n})")
     if not se > 0:  # one seed, or no spread: only the sign counts
-        return Cell(text, 0.0 if d.mean() <= 0 else math.inf)
-    return Cell(text, float(d.mean() / se))
+        return Cell(text, 0.0 if c.mean <= 0 else math.inf)
+    return Cell(text, c.mean / se)
 
 
 def gap_closed(p99: pd.Series, reference: str, policy: str, oracle: str) -> str:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from experiments.gap import paired_change
 from sim.errors import LorasimError
 
 METRICS = {"ttft_median_ms": "P50 TTFT", "ttft_p99_ms": "P99 TTFT", "e2e_mean_ms": "mean E2E"}
@@ -43,10 +43,9 @@ def _pair(t: pd.DataFrame, policy: str, other: str) -> str:
     t = t[[policy, other]].dropna()
     if t.empty:
         return "-"
-    d = (t[policy] / t[other] - 1) * 100
-    se = f" ± {d.std(ddof=1) / np.sqrt(len(d)):.1f}" if len(d) > 1 else ""
-    return (f"{t[policy].mean():.0f}/{t[other].mean():.0f} ({d.mean():+.1f}{se} %, "
-            f"{(d <= 0).sum()}/{len(d)})")
+    c = paired_change(t[policy], t[other])
+    se = f" ± {c.se:.1f}" if c.n > 1 else ""
+    return f"{t[policy].mean():.0f}/{t[other].mean():.0f} ({c.mean:+.1f}{se} %, {c.wins}/{c.n})"
 
 
 def pairwise(df: pd.DataFrame, policy: str, against: list[str]) -> str:
