@@ -3,16 +3,15 @@ LoRA (shrink + expand) for the fused QKV projection.
 
 Every figure is the GPU time of the op replayed from a CUDA graph (as the harness runs a
 decode step), from CUDA events, median of --reps replays. Prints:
-- the HBM read bandwidth measured here (a >= 2 GiB bf16 buffer: `sum` reads it once, `copy`
-  reads and writes it), the yardstick of the attention rows;
+- the HBM read bandwidth as calibrate measures it (gpu.calibrate.rates: the best of a `sum`
+  over a 4 GiB bf16 buffer and a copy of it), the yardstick of the attention rows;
 - paged decode attention, one layer of Llama-3.1-8B (32 heads, 8 KV heads, head_dim 128,
   bf16, pages of 16 in shuffled order), per batch x context: time, GB/s of KV read (4 KiB per
   token) and its fraction of the measured read bandwidth; rows whose KV fits in L2 are
   marked, their GB/s is not an HBM figure;
 - SGMV for QKV at rank 64 (1 adapter / batch 1; 8 adapters / batch 64 decode; 8 adapters x
   128-token prefill): time per layer over 32 layers of distinct weights (so they come from
-  HBM, not L2), bytes of adapter weights read / time, and the padded-bmm path of gpu.lora
-  (`LoraSlots.apply`, three modules) for comparison.
+  HBM, not L2) and bytes of adapter weights read / time.
 Run on the device:
 
     python benchmarks/bench_kernels.py [--tune]
@@ -23,48 +22,13 @@ Without CUDA it says so and exits 0.
 from __future__ import annotations
 
 import argparse
-import statistics
-from collections.abc import Callable
 
 import torch
 
+from gpu.calibrate.rates import graph_seconds as graph_time
+from gpu.calibrate.rates import measure_hbm_read
+
 KV_HEADS, HEADS, HEAD_DIM, PAGE = 8, 32, 128, 16
-
-
-def graph_time(fn: Callable[[], object], reps: int, inner: int = 1) -> float:
-    """Median seconds of one `fn` call, replayed `inner` times per graph, `reps` graphs."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(2):  # compile and warm up outside the capture
-            fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(inner):
-            fn()
-    g.replay()
-    times = []
-    for _ in range(reps):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        g.replay()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b) / 1e3 / inner)
-    return statistics.median(times)
-
-
-def hbm_bandwidth(reps: int, gib: float = 4.0) -> tuple[float, float]:
-    """(read GB/s via sum, read+write GB/s via copy) over a `gib` GiB bf16 buffer."""
-    n = int(gib * 2**30) // 2
-    x = torch.randn(n, device="cuda", dtype=torch.bfloat16)
-    y = torch.empty_like(x)
-    out = torch.empty((), device="cuda", dtype=torch.float32)
-    t_sum = graph_time(lambda: torch.sum(x, dim=0, dtype=torch.float32, out=out), reps)
-    t_copy = graph_time(lambda: y.copy_(x), reps)
-    nbytes = x.numel() * x.element_size()
-    return nbytes / t_sum / 1e9, 2 * nbytes / t_copy / 1e9
 
 
 def bench_decode_attention(batches: list[int], contexts: list[int], reps: int, hbm: float) -> None:
@@ -148,8 +112,7 @@ def bench_sgmv(reps: int, rank: int, layers: int = 32) -> None:
     per_adapter = rank * (3 * shape.hidden + width) * 2  # A of q, k, v + B^T, bytes per layer
     print(f"\nSGMV QKV (shrink + expand, one launch each) at rank {rank}, bf16; per layer, "
           f"averaged over {layers} layers of distinct weights")
-    print(f"{'case':<22} {'tokens':>6} {'adapters':>8} {'us':>8} {'MB read':>8} {'GB/s':>7} "
-          f"{'bmm us':>8}")
+    print(f"{'case':<22} {'tokens':>6} {'adapters':>8} {'us':>8} {'MB read':>8} {'GB/s':>7}")
     cases = [
         ("1 adapter, batch 1", [0]),
         ("8 adapters, decode 64", [i % 8 for i in range(64)]),
@@ -166,22 +129,9 @@ def bench_sgmv(reps: int, rank: int, layers: int = 32) -> None:
                 K.lora_apply(y, x, slots.pool, sl, rank, meta)
 
         t = graph_time(sgmv, reps) / layers
-        lb = slots.batch(tok)
-        yq, yk, yv = y.split(list(slices[0].widths), dim=1)
-
-        def bmm(x=x, lb=lb, yq=yq, yk=yk, yv=yv) -> None:
-            for layer in range(layers):
-                xs = slots.shrink_input(x, lb)
-                for m, ym in (("q_proj", yq), ("k_proj", yk), ("v_proj", yv)):
-                    slots.apply(ym, xs, layer, m, lb)
-
-        try:
-            t_bmm = f"{graph_time(bmm, reps) / layers * 1e6:8.1f}"
-        except Exception as e:  # the bmm path is only a comparison
-            t_bmm = f"{'n/a':>8}  ({type(e).__name__})"
         nbytes = len(set(tok)) * per_adapter
         print(f"{name:<22} {t_n:>6} {len(set(tok)):>8} {t * 1e6:8.1f} {nbytes / 1e6:8.2f} "
-              f"{nbytes / t / 1e9:7.0f} {t_bmm}")
+              f"{nbytes / t / 1e9:7.0f}")
 
 
 def main() -> None:
@@ -197,18 +147,18 @@ def main() -> None:
               "nothing to measure here.")
         return
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
-    read, copy = hbm_bandwidth(a.reps)
-    print(f"HBM: read {read:.0f} GB/s (sum of 4 GiB), copy {copy:.0f} GB/s (read + write)")
+    hbm = measure_hbm_read(torch.device("cuda"), a.reps) / 1e9
+    print(f"HBM read {hbm:.0f} GB/s (gpu.calibrate.rates: best of a sum over and a copy of 4 GiB)")
     torch.cuda.empty_cache()
     bench_decode_attention(
         [int(x) for x in a.batches.split(",")],
         [int(x) for x in a.contexts.split(",")],
         a.reps,
-        max(read, copy),
+        hbm,
     )
     torch.cuda.empty_cache()
     if a.tune:
-        tune_decode_attention(a.reps, max(read, copy))
+        tune_decode_attention(a.reps, hbm)
         torch.cuda.empty_cache()
     bench_sgmv(a.reps, a.rank)
 

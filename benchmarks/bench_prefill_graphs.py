@@ -1,9 +1,11 @@
 """Prefill time of the GPU harness: eager model.forward vs gpu.prefill_graphs.
 
-Prints, per packed prefill size and adapters in it, the wall time of one prefill (device
-synchronized around it, median of --reps) both ways, also right after --idle-ms of host
-sleep (the light validation scenarios idle between arrivals), the GPU-only time of the graph
-prefill (CUDA events), and how long capturing every bucket takes. Run on the device:
+Both run the same paged varlen attention and SGMV LoRA (gpu.kernels); the graphs replay
+everything else. Prints, per packed prefill size and adapters in it, the wall time of one
+prefill (device synchronized around it, median of --reps) both ways, also right after
+--idle-ms of host sleep (the light validation scenarios idle between arrivals), the GPU-only
+time of the graph prefill (CUDA events), and how long capturing every bucket takes. Run on
+the device:
 
     python benchmarks/bench_prefill_graphs.py --model llama-3.1-8b --slots 4 --rank 64
 On CPU it runs the tiny model without graphs (a smoke run of the same code).
@@ -15,8 +17,9 @@ import argparse
 import time
 
 from gpu.calibrate import Timer
+from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
-from gpu.model import KVPool, LlamaModel, StepInput, default_device, default_dtype
+from gpu.model import LlamaModel, StepInput, default_device, default_dtype
 from gpu.prefill_graphs import PrefillRunner
 from sim.config import MODEL_PRESETS
 
@@ -39,7 +42,8 @@ def main() -> None:
     slots = LoraSlots.random(shape, a.slots, a.rank, dev, dtype)
     model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
     rows = max(-(-t // a.item) for t in sizes)
-    kv = KVPool(shape, rows, a.item, dev, dtype)
+    kv = PagedKV(shape, rows, a.item, dev, dtype)
+    kv.take_all_rows()  # the inputs address rows 0.. directly
     timer = Timer(dev)
     run = PrefillRunner(model, kv, max_tokens=a.max_tokens)
     t0 = time.perf_counter()
@@ -63,7 +67,7 @@ def main() -> None:
         )
         for n in sorted({0, 1, min(a.slots, len(lens))}):
             tok = [(i % n if n else -1) for i, k in enumerate(lens) for _ in range(k)]
-            lb = slots.batch(tok)
+            lb = slots.meta(tok)  # the SGMV table (None without adapters)
 
             def eager(tok=tok, lb=lb, toks=toks):
                 inp = StepInput(toks.tokens, toks.rows, toks.ctx, toks.new, lb)

@@ -4,7 +4,7 @@ Why: a validation pass is 15 runs, each of which needed the model's weights, the
 buffers, a KV pool and every captured graph (decode and prefill pieces: 10-20 s of capture
 for Llama-3.1-8B). Graphs keep the addresses they were captured with, so they can only be
 reused together with the very tensors they read; a core bundles them, and `reset()` clears
-what one run leaves behind (KV rows, slot owners) without touching weights or graphs.
+what one run leaves behind (KV rows and pages, slot owners) without touching weights or graphs.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import torch
 
 from gpu.adapters import ordered_targets
 from gpu.decode_graphs import DecodeRunner
+from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
-from gpu.model import KVPool, LlamaModel, default_device, default_dtype
+from gpu.model import LlamaModel, default_device, default_dtype
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner
 from sim.core.model import ALL_TARGETS, ModelShape, Trace
 
@@ -69,7 +70,7 @@ class GpuCore:
             spec.shape, spec.n_slots, spec.max_rank, ordered_targets(spec.targets), dev, dtype
         )
         self.model = LlamaModel(spec.shape, device=dev, dtype=dtype, seed=spec.seed, lora=self.slots)
-        self.kv = KVPool(spec.shape, spec.kv_rows, spec.max_ctx, dev, dtype)
+        self.kv = PagedKV(spec.shape, spec.kv_rows, spec.max_ctx, dev, dtype)
         adapters = spec.max_batch_adapters
         # one graph memory pool for decode and prefill pieces (see gpu.piecewise)
         pool = torch.cuda.graph_pool_handle() if dev.type == "cuda" else None
@@ -147,5 +148,6 @@ class GpuCore:
         self.kv.reset()
         n = self.slots.n_slots
         self.slots.owner, self.slots.scaling = [None] * n, [0.0] * n
+        self.slots.ranks = [self.slots.max_rank] * n
         if self.decoder is not None:
             self.decoder.reset()

@@ -1,21 +1,30 @@
-"""Decode steps as piecewise CUDA graphs (gpu.piecewise), keyed by (padded batch, adapters).
+"""Decode steps as whole CUDA graphs, one per (padded batch, LoRA or not), as SGLang and vLLM
+capture them.
 
-A decode step's pieces have shapes fixed by the padded batch size and the number of adapters
-in it, so each is captured once per (batch bucket, adapter bucket); attention, whose key
-length grows every step, runs eagerly between them. Padding entries of a bucket use the KV
-pool's scratch row and LoRA scale 0, so they change nothing a real request reads.
+Everything in a decode step, attention included, has shapes fixed by the padded batch: the
+paged decode kernel's grid depends on the batch and a fixed split count, not on the context,
+and the SGMV table has fixed capacities. So each batch bucket is one graph replay a step:
+embeddings of each row's last token, every layer, the LM head and argmax into `last_tok`,
+positions moved on. The host only refreshes the bucket's rows, positions and LoRA table when
+the batch changes (`prepare`). Padding entries use the KV cache's scratch row and page and no
+adapter, so they change nothing a real request reads. Without CUDA (or graphs=False) the same
+step runs eagerly: the CPU tests check it against LlamaModel.forward.
 """
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
 import torch
 
-from gpu.lora import LoraBatch
-from gpu.model import KVPool, LlamaModel, _attention
-from gpu.piecewise import PiecewiseGraphs, Static, adapter_buckets, bucket
+from gpu.kernels import LoraMeta
+from gpu.kv_cache import PagedKV
+from gpu.model import AttnMeta, LlamaModel
+from gpu.piecewise import bucket, capture_graphs
 from gpu.staging import copy_into
 
-__all__ = ["DecodeRunner", "adapter_buckets", "batch_buckets"]
+__all__ = ["DecodeRunner", "batch_buckets"]
 
 
 def batch_buckets(max_batch: int) -> list[int]:
@@ -26,95 +35,136 @@ def batch_buckets(max_batch: int) -> list[int]:
     return sorted(s for s in sizes if s <= max_batch)
 
 
-class DecodeRunner(PiecewiseGraphs):
-    """Runs decode steps for a model, KV pool and its LoRA slots."""
+@dataclass
+class DecodeStatic:
+    """Fixed-address inputs of one bucket's graph."""
+
+    b: int
+    rows: torch.Tensor  # [b] long: KV row of each entry (scratch for padding)
+    pos: torch.Tensor  # [b] long: position of its new token
+    lora: LoraMeta | None
+    graph: torch.cuda.CUDAGraph | None = None
+
+
+class DecodeRunner:
+    """Runs decode steps for a model and its KV cache (and the model's LoRA slots).
+    `max_adapters`: most distinct adapters one batch can hold (the SGMV table's segments)."""
 
     def __init__(
         self,
         model: LlamaModel,
-        kv: KVPool,
+        kv: PagedKV,
         *,
         max_batch: int,
         graphs: bool | None = None,
         pool=None,
         max_adapters: int | None = None,
     ):
-        super().__init__(model, kv, graphs=graphs, pool=pool, max_adapters=max_adapters)
+        self.model, self.kv, self.lora = model, kv, model.lora
+        self.graphs = model.device.type == "cuda" if graphs is None else graphs
+        if self.graphs and model.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
         self.b_sizes = batch_buckets(max_batch)
-        self._cur: Static | None = None
-        self._lk = 0
+        self.max_adapters = max_adapters
+        self.pool = pool
+        self.captured_s = 0.0
+        self._keys: dict[tuple[int, bool], DecodeStatic] = {}
+        self._cur: DecodeStatic | None = None
+        self._room = 0  # steps the prepared batch can still take within its rows' pages
 
-    def keys(self) -> list[tuple[int, int]]:
-        """Every (batch, adapters) bucket a decode can use."""
-        return [(b, n) for b in self.b_sizes for n in [0, *self.n_sizes] if n <= b]
+    def keys(self) -> list[tuple[int, bool]]:
+        """Every (batch bucket, with LoRA) a decode can use."""
+        loras = [False, True] if self.lora is not None else [False]
+        return [(b, w) for b in self.b_sizes for w in loras]
 
-    def _make(self, key: tuple[int, int]) -> Static:
-        b, n = key
+    def _make(self, key: tuple[int, bool]) -> DecodeStatic:
+        b, with_lora = key
         dev = self.model.device
-        lb = None
-        if n:
-            lb = LoraBatch(
-                slots=torch.zeros(n, dtype=torch.long, device=dev),
-                gather=torch.zeros(n * b, dtype=torch.long, device=dev),
-                tok_scale=torch.zeros(n * b, 1, device=dev, dtype=self.model.dtype),
-                n=n,
-                seg_len=b,
-                all_slots=False,
-            )
-        return self._static(b, n, lb)
+        lora = None
+        if with_lora:
+            segs = min(b, self.lora.n_slots, self.max_adapters or b)
+            lora = self.lora.meta([-1] * b, max_tokens=b, max_segments=segs, max_len=b)
+        return DecodeStatic(
+            b=b,
+            rows=torch.full((b,), self.kv.scratch, dtype=torch.long, device=dev),
+            pos=torch.zeros(b, dtype=torch.long, device=dev),
+            lora=lora,
+        )
+
+    def _get(self, key: tuple[int, bool]) -> DecodeStatic:
+        st = self._keys.get(key)
+        if st is None:
+            st = self._keys[key] = self._make(key)
+        if self.graphs and st.graph is None:
+            t0 = time.perf_counter()
+            self.pool = self.pool or torch.cuda.graph_pool_handle()
+            st.graph = capture_graphs([lambda: self._step(st)], self.model.device, self.pool)[0]
+            self.captured_s += time.perf_counter() - t0
+        return st
+
+    def prewarm(self, keys: list[tuple[int, bool]] | None = None) -> None:
+        """Capture the graphs of these keys (default: all) now, not during a run."""
+        for key in keys if keys is not None else self.keys():
+            self._get(key)
 
     # ---- one decode ------------------------------------------------------------------------
 
     def reset(self) -> None:
         """Forget the prepared batch (a new run on the same runner)."""
-        self._cur, self._lk = None, 0
+        self._cur, self._room = None, 0
 
     def prepare(self, rows: list[int], ctx: list[int], tok_slots: list[int]) -> None:
         """Set up the next steps for these items: KV rows, cached context, slot (-1: none)."""
         b = len(rows)
         if b == 0:
             raise ValueError("empty decode batch")
-        n_key = self.adapter_key(tok_slots)
-        if n_key is None:
-            raise ValueError(f"a decode batch with more adapters than the largest bucket {self.n_sizes}")
-        st = self._get((bucket(self.b_sizes, b), n_key))
-        pad = st.t - b
+        with_lora = self.lora is not None and any(s >= 0 for s in tok_slots)
+        st = self._get((bucket(self.b_sizes, b), with_lora))
+        pad = st.b - b
         copy_into(st.rows, list(rows) + [self.kv.scratch] * pad)
         copy_into(st.pos, list(ctx) + [0] * pad)
-        if st.lb is not None:
-            slots, gather, scale, _ = self.lora.segments(tok_slots, st.n, st.t)
-            copy_into(st.lb.slots, slots)
-            copy_into(st.lb.gather, gather)
-            copy_into(st.lb.tok_scale, scale)
-        self._cur, self._lk = st, max(ctx) + 1
+        if st.lora is not None:
+            st.lora.copy_from(
+                self.lora.meta(
+                    list(tok_slots) + [-1] * pad, max_tokens=st.b,
+                    max_segments=st.lora.max_segments, max_len=st.lora.max_len,
+                )  # fmt: skip
+            )
+        cap = self.kv.capacity
+        self._room = min(cap.get(r, 0) - c for r, c in zip(rows, ctx, strict=True))
+        self._cur = st
 
     def step(self) -> None:
         """One step: each item's next token goes to kv.last_tok, its position moves on."""
-        st, kv, lk = self._cur, self.kv, self._lk
+        st = self._cur
         if st is None:
             raise RuntimeError("prepare() a decode before stepping it")
-        if lk > kv.max_ctx:
-            raise RuntimeError(f"context {lk} exceeds the KV pool's {kv.max_ctx} positions")
-        mask = (
-            torch.arange(lk, device=self.model.device)[None, :] <= st.pos[:, None]
-        ).view(st.t, 1, 1, lk)
-        for i in range(self.n_pieces):
-            self.run_piece(st, i)
-            if i < self.model.shape.layers:
-                self._attend(st, i, lk, mask)
-        self._lk += 1
+        if self._room < 1:
+            raise RuntimeError("a decode step past its KV rows' pages")
+        if st.graph is not None:
+            st.graph.replay()
+        else:
+            self._step(st)
+        self._room -= 1
 
-    # ---- pieces ----------------------------------------------------------------------------
-
-    def _embed(self, st: Static) -> None:
-        st.x.copy_(self.model.embed[self.kv.last_tok[st.rows]])
-
-    def _last(self, st: Static) -> None:
-        self.kv.last_tok[st.rows] = self.model.logits(st.x).argmax(-1)
+    def _step(self, st: DecodeStatic) -> None:
+        """The captured work: all on the device, from the bucket's static inputs."""
+        m, kv = self.model, self.kv
+        block_rows = kv.block_table.index_select(0, st.rows)
+        seq = (st.pos + 1).int()
+        am = AttnMeta(
+            pos=st.pos,
+            kv_slot=kv.slot_mapping(block_rows, st.pos),
+            block_table=block_rows,
+            seq_lens=seq,
+            ctx_lens=seq - 1,
+            cu_q=torch.arange(st.b + 1, device=st.pos.device, dtype=torch.int32),
+            last=torch.arange(st.b, device=st.pos.device),
+            max_q=1,
+            decode=True,
+        )
+        x = m.embed[kv.last_tok[st.rows]]
+        for li in range(m.shape.layers):
+            x = m.layer(li, x, kv, am, st.lora)
+        kv.last_tok[st.rows] = m.logits(x).argmax(-1)
         st.pos.add_(1)
-
-    def _attend(self, st: Static, li: int, lk: int, mask: torch.Tensor) -> None:
-        kk = self.kv.k[li][st.rows, :lk].transpose(1, 2)  # [b, kvh, lk, hd]
-        vv = self.kv.v[li][st.rows, :lk].transpose(1, 2)
-        att = _attention(st.q.unsqueeze(2), kk, vv, mask)  # [b, heads, 1, hd]
-        st.att.copy_(att.reshape(st.t, -1))

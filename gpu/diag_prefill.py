@@ -9,7 +9,9 @@ blocks), after 300 ms of host idle, and calibration's own input of the same toke
 148-181 ms in the runs, ~135 ms by the calibrated tables.
 
 It also prints the attention coefficient (`compute.attention_ms_per_mcell`) the two no-LoRA
-medians imply; `--from-log LOG` prints it from an earlier run's log without a GPU.
+medians imply, per causal query-key cell (the paged varlen attention's work: its "cells:"
+line says so, `compute.attention_cells: causal`); `--from-log LOG` prints it from an earlier
+run's log without a GPU (a log without the line is the padded harness's, before issue #26).
 """
 
 from __future__ import annotations
@@ -20,11 +22,17 @@ from pathlib import Path
 
 import torch
 
-from gpu.attention_fit import BURST_LENS, attention_coefficient, coefficient_from_log
+from gpu.attention_fit import (
+    BURST_LENS,
+    attention_coefficient,
+    cells_from_log,
+    coefficient_from_log,
+)
 from gpu.calibrate.compute import _prefill_input
 from gpu.calibrate.timer import Timer
+from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
-from gpu.model import KVPool, LlamaModel, StepInput, default_dtype
+from gpu.model import LlamaModel, StepInput, default_dtype
 from gpu.prefill_graphs import PrefillRunner
 from sim.config import MODEL_PRESETS
 
@@ -43,17 +51,20 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
     lens = [int(x) for x in a.lens.split(",")]
     if a.from_log is not None:
-        coef = coefficient_from_log(a.from_log.read_text())
-        print(f"attention: {coef:.2f} ms per million query-key cells")
+        text = a.from_log.read_text()
+        coef = coefficient_from_log(text)
+        print(f"attention: {coef:.2f} ms per million {cells_from_log(text)} query-key cells")
         return
     dev = torch.device(a.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = default_dtype(dev)
     shape = MODEL_PRESETS[a.model]
     tokens = sum(lens)
     print("lens: " + ",".join(map(str, lens)), flush=True)
+    print("cells: causal (paged varlen attention: each request's new tokens over its own keys)", flush=True)
     slots = LoraSlots.random(shape, 16, a.rank, dev, dtype)
     model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
-    kv = KVPool(shape, max(32, len(lens)), max(512, max(lens)) + 8, dev, dtype)
+    kv = PagedKV(shape, max(32, len(lens)), max(512, max(lens)) + 8, dev, dtype)
+    kv.take_all_rows()  # the inputs address rows 0.. directly
     runner = PrefillRunner(model, kv, max_tokens=2048 if dev.type == "cuda" else 0)
     timer = Timer(dev)
     ids = torch.randint(0, shape.vocab, (tokens,), device=dev)
@@ -63,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     n_items = len(calib.new)
     calib_slots = [i % a.adapters for i in range(n_items) for _ in range(calib.new[i])]
     dec = StepInput(torch.zeros(8, dtype=torch.long, device=dev), list(range(8)), [100] * 8, [1] * 8,
-                    slots.batch([i % 4 for i in range(8)]))
+                    slots.meta([i % 4 for i in range(8)]))
 
     def between() -> None:
         model.forward(dec, kv)
@@ -83,8 +94,8 @@ def main(argv: list[str] | None = None) -> None:
                           ("calibration input, no LoRA", calib, None)]:
         med[name] = timer.median(lambda inp=inp, ts=ts: run(inp, ts), a.reps, warmup=1, between=between)
         print(f"{name}: median {med[name] * 1e3:.1f} ms", flush=True)
-    coef = attention_coefficient(lens, med["burst, no LoRA"], med["calibration input, no LoRA"])
-    print(f"attention: {coef:.2f} ms per million query-key cells", flush=True)
+    coef = attention_coefficient(lens, med["burst, no LoRA"], med["calibration input, no LoRA"], "causal")
+    print(f"attention: {coef:.2f} ms per million causal query-key cells", flush=True)
     idle = []
     for _ in range(3):
         between()

@@ -168,11 +168,18 @@ class CudaDriver:
     # ---- lifecycle -----------------------------------------------------------------------
 
     def warmup(self) -> None:
-        """One small forward so cuBLAS/allocator set-up is not charged to the first request."""
+        """Small forwards (Triton compiles, cuBLAS/allocator set-up) and every graph captured,
+        so none of it is charged to the first request."""
         toks = torch.zeros(4, dtype=torch.long, device=self.device)
-        for lb in (None, self.slots.batch([0, 0, -1, -1])):
-            self.model.forward(StepInput(toks, [0, 0], [0, 0], [2, 2], lb), self.kv)
-            self.model.forward(StepInput(toks[:2], [0, 0], [2, 2], [1, 1], lb), self.kv)
+        # two rows (one, twice, in a one-row cache) holding the 3 positions written below
+        rids = [-1, -2][: min(2, self.kv.rows)]
+        rows = ([self.kv.row(r, min(3, self.kv.max_ctx)) for r in rids] * 2)[:2]
+        for lora in (None, self.slots.meta([0, 0, -1, -1])):
+            self.model.forward(StepInput(toks, rows, [0, 0], [2, 2], lora), self.kv)
+            lora = None if lora is None else self.slots.meta([0, -1])
+            self.model.forward(StepInput(toks[:2], rows, [2, 2], [1, 1], lora), self.kv)
+        for r in rids:
+            self.kv.release(r)
         self.core.capture()
         self.clock.sync()
 
@@ -185,6 +192,7 @@ class CudaDriver:
             ad = self.host.get(n)
             self._copy(ad, i, "flat", "compute")
             self.slots.scaling[i], self.slots.owner[i] = ad.scaling, n
+            self.slots.ranks[i] = ad.rank
         self.clock.sync()
         self.resident = {n: i for i, n in enumerate(names)}
 
@@ -318,6 +326,7 @@ class CudaDriver:
         # SimPy driver's `issue` row: the scheduler can do nothing else meanwhile
         self._rows.append(("host", t_issue, self.clock.now(), "issue", name))
         self.slots.scaling[job.slot] = ad.scaling
+        self.slots.ranks[job.slot] = ad.rank
         self.slots.owner[job.slot] = name
         self.loads[job.lid] = _Load(
             job, m0, m1, keep=src if src is not ad else None, host_t0=t0, queued=queued, layers=layers
@@ -427,6 +436,11 @@ class CudaDriver:
             )
         return self._prompts[rid]
 
+    def _length(self, rid: int) -> int:
+        """Tokens request `rid` will hold in the KV cache: its prompt and outputs."""
+        r = self.requests[rid]
+        return r.input_len + r.output_len
+
     def _tok_slots(self, batch: Batch, new: list[int]) -> list[int]:
         """The slot each new token reads its adapter from (-1: base model)."""
         tok_slots: list[int] = []
@@ -471,7 +485,7 @@ class CudaDriver:
         waited: list[tuple[Marker, Marker]] = []
         before_layer = self._order_after_loads(batch, eff.layer_waits, waited)
         items = batch.items
-        rows = [self.kv.row(it.rid) for it in items]
+        rows = [self.kv.row(it.rid, self._length(it.rid)) for it in items]
         dev = self.device
         rows_t = to_device(rows, dev)
         with self.clock.stream("compute"):
@@ -504,7 +518,7 @@ class CudaDriver:
                 if self.decoder is not None:
                     self.decoder.prepare(rows, [it.context for it in items], tok_slots)
                 else:
-                    lb = self.slots.batch(tok_slots)
+                    lb = self.slots.meta(tok_slots)
                 launch.decode = _Decode(eff, items, rows, rows_t, lb)
                 self._decode_step(launch)
         if batch.kind == "decode":

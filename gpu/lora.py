@@ -1,4 +1,4 @@
-"""GPU slot pool and batched multi-adapter LoRA (one grouped op per projection, DESIGN §8).
+"""GPU slot pool and batched multi-adapter LoRA (SGMV: two launches per fused projection).
 
 Memory: one buffer `pool[slots, slot_numel]`; slot s holds, per layer and target module,
 A `[max_rank, in]` then B^T `[max_rank, out]` (gpu.adapters' flat layout at max rank, zero
@@ -6,46 +6,20 @@ padded). `A(layer, m)` is the strided view `[slots, max_rank, in]` across slots,
 m)` `[slots, max_rank, out]`. An adapter with the slot's rank and modules is therefore ONE
 contiguous copy (`pool[s]`); others are copied per module into the prefix of each region.
 
-Compute (`apply`): tokens of the packed batch are grouped into per-adapter segments padded
-to the longest, then `bmm(x_seg, A^T)` and `bmm(h, B^T)` over all used adapters at once and
-`index_add_` back: a constant number of kernels per projection whatever the number of
-adapters (a Python loop over adapters is launch-bound: ~0.4 ms per projection on an H200).
+Compute (`apply`): gpu.kernels' SGMV shrink and expand read each adapter's A and B^T in
+place from its slot, over the batch's per-adapter token segments (`meta`, built once per
+batch), for a whole fused projection (q|k|v, gate|up) in one launch each: no padding to the
+longest segment, no gathered weights, no loop over adapters (S-LoRA / Punica, SGLang's
+Triton LoRA backend). Ranks below the slots' max rank only read their own rows.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from gpu.adapters import Segment, flat_layout, ordered_targets
-from gpu.staging import to_device
+from gpu.kernels import FUSED, LoraMeta, LoraSlices, lora_apply
 from sim.core.model import ALL_TARGETS, ModelShape
-
-
-@dataclass
-class LoraBatch:
-    """Per-forward index tensors, shared by every layer and projection (built once, on host)."""
-
-    slots: torch.Tensor  # [n] slot of each used adapter
-    gather: torch.Tensor  # [n*L] token row feeding each padded segment row (0 for padding)
-    tok_scale: torch.Tensor  # [n*L, 1] adapter scaling for real rows, 0 for padding
-    n: int
-    seg_len: int
-    all_slots: bool  # the used slots are exactly 0..S-1 in order: no weight gather needed
-
-
-@dataclass
-class DenseLoraBatch:
-    """Fixed-shape LoRA layout for captured prefill graphs (gpu.prefill_graphs): every token
-    runs through the n used adapters' A at once (`[T, n*R]`, one GEMM) and a per-token mask
-    keeps only its own adapter's block before B. The segment layout pads each adapter to the
-    longest segment, so a fixed-shape prefill would pay n x T rows of gathered activations;
-    here extra adapters cost n*R more columns of a skinny GEMM instead."""
-
-    slots: torch.Tensor  # [n] slot of each used adapter (padding repeats a used one)
-    mask: torch.Tensor  # [T, n, 1] token t's scale on its own adapter's block, 0 elsewhere
-    n: int
 
 
 class LoraSlots:
@@ -69,9 +43,14 @@ class LoraSlots:
         segs, self.slot_numel = flat_layout(shape, max_rank, self.targets)
         self.layout: dict[tuple[int, str], Segment] = {(s.layer, s.module): s for s in segs}
         self.pool = torch.zeros(n_slots, self.slot_numel, device=self.device, dtype=dtype)
-        self.scaling = [0.0] * n_slots  # host copy; folded into the per-token scale
+        self.scaling = [0.0] * n_slots  # host copies: each slot's adapter scaling and rank
+        self.ranks = [max_rank] * n_slots  # (ranks below max_rank skip the zero padding)
         self.owner: list[str | None] = [None] * n_slots
         self._views = {k: self._make_views(s) for k, s in self.layout.items()}
+        self._slices = [
+            {f: sl for f in FUSED if (sl := LoraSlices.of(self, layer, f)) is not None}
+            for layer in range(shape.layers)
+        ]
 
     @classmethod
     def random(
@@ -125,110 +104,36 @@ class LoraSlots:
                 f"adapter targets {sorted(extra)} have no slot buffers ({self.targets})"
             )
 
-    # ---- batched compute -----------------------------------------------------------------
+    # ---- batched compute (SGMV, gpu.kernels) -----------------------------------------
 
-    def segments(
-        self, tok_slots: list[int], n_min: int = 0, len_min: int = 0
-    ) -> tuple[list[int], list[int], list[float], int]:
-        """Host side of the segment layout; tok_slots[t] is token t's slot (-1: base model).
-        -> (slot of each segment, token row of each segment row, its scale, rows a segment),
-        at least `n_min` segments of at least `len_min` rows (fixed-size buffers of
-        gpu.decode_graphs): padding segments repeat the first slot, padding rows read token 0
-        with scale 0. No segments when no token uses an adapter."""
-        groups: dict[int, list[int]] = {}
-        for t, s in enumerate(tok_slots):
-            if s >= 0:
-                groups.setdefault(s, []).append(t)
-        if not groups:
-            return [], [], [], 0
-        used = sorted(groups)
-        n = max(len(used), n_min)
-        seg_len = max(len_min, *(len(v) for v in groups.values()))
-        gather = [0] * (n * seg_len)
-        scale = [0.0] * (n * seg_len)
-        for i, s in enumerate(used):
-            for j, t in enumerate(groups[s]):
-                gather[i * seg_len + j] = t
-                scale[i * seg_len + j] = self.scaling[s]
-        return used + [used[0]] * (n - len(used)), gather, scale, seg_len
-
-    def batch(self, tok_slots: list[int]) -> LoraBatch | None:
-        """Segment layout for a packed batch (`segments`) on the device. Returns None when
-        no token uses an adapter (the LoRA ops are skipped entirely)."""
-        used, gather, scale, seg_len = self.segments(tok_slots)
-        if not used:
+    def meta(
+        self,
+        tok_slots: list[int],
+        *,
+        max_tokens: int | None = None,
+        max_segments: int | None = None,
+        max_len: int | None = None,
+    ) -> LoraMeta | None:
+        """The SGMV segment table of a packed batch (tok_slots[t]: token t's slot, -1: base
+        model), on the device; capacities fixed for a CUDA-graph bucket when given. None when
+        no token uses an adapter and no capacity is asked for (the LoRA ops are skipped)."""
+        if max_tokens is None and all(s < 0 for s in tok_slots):
             return None
-        dev = self.device
-        return LoraBatch(
-            slots=to_device(used, dev),
-            gather=to_device(gather, dev),
-            tok_scale=to_device(scale, dev, self.dtype).unsqueeze(1),
-            n=len(used),
-            seg_len=seg_len,
-            all_slots=used == list(range(self.n_slots)),
-        )
-
-    def dense(
-        self, tok_slots: list[int], n_min: int = 0, t_min: int = 0
-    ) -> tuple[list[int], torch.Tensor]:
-        """Host side of DenseLoraBatch: (slot of each of at least `n_min` blocks, a CPU
-        tensor [rows, blocks] of each token's scale on each block, at least `t_min` rows).
-        Padding tokens and base-model tokens (-1) have an all-zero row; padding blocks
-        repeat the first used slot. Built with tensor ops: a long prefill has 10^4-10^5 cells."""
-        ts = torch.tensor(tok_slots, dtype=torch.long)
-        real = ts >= 0
-        used = sorted(set(ts[real].tolist()))
-        n = max(len(used), n_min, 1)
-        mask = torch.zeros(max(len(tok_slots), t_min), n)
-        if used:
-            col = torch.zeros(max(used) + 1, dtype=torch.long)
-            col[used] = torch.arange(len(used))
-            scale = torch.tensor(self.scaling, dtype=torch.float32)
-            rows = real.nonzero().squeeze(1)
-            mask[rows, col[ts[rows]]] = scale[ts[rows]]
-        first = used[0] if used else 0
-        return used + [first] * (n - len(used)), mask
-
-    def dense_batch(self, tok_slots: list[int]) -> DenseLoraBatch | None:
-        """`dense` on the device, unpadded (an eager forward). None when no token uses an
-        adapter."""
-        if all(s < 0 for s in tok_slots):
-            return None
-        slots, mask = self.dense(tok_slots)
-        return DenseLoraBatch(
-            slots=to_device(slots, self.device),
-            mask=to_device(mask, self.device, self.dtype).unsqueeze(2),
-            n=len(slots),
-        )
-
-    def apply_dense(
-        self, y: torch.Tensor, x: torch.Tensor, layer: int, module: str, db: DenseLoraBatch
-    ) -> torch.Tensor:
-        """As `apply`, in the DenseLoraBatch layout: y += ((x A_used^T) * mask) B_used^T."""
-        a = self.A(layer, module).index_select(0, db.slots)  # [n, R, in], contiguous
-        bt = self.Bt(layer, module).index_select(0, db.slots)  # [n, R, out]
-        n, r = db.n, a.shape[1]
-        h = x @ a.view(n * r, -1).t()  # [T, n*R]
-        h = (h.view(-1, n, r) * db.mask).view(-1, n * r)
-        return y.addmm_(h, bt.view(n * r, -1))
-
-    def shrink_input(self, x: torch.Tensor, lb: LoraBatch) -> torch.Tensor:
-        """Padded segments of the input, scaled per adapter: [n, L, in]. Shared by every
-        projection reading the same x (q/k/v, gate/up): one gather instead of three."""
-        xs = x.index_select(0, lb.gather) * lb.tok_scale
-        return xs.view(lb.n, lb.seg_len, x.shape[-1])
+        return LoraMeta.build(
+            tok_slots, self.ranks, self.scaling, self.device,
+            max_tokens=max_tokens, max_segments=max_segments, max_len=max_len,
+        )  # fmt: skip
 
     def apply(
-        self, y: torch.Tensor, xs: torch.Tensor, layer: int, module: str, lb: LoraBatch
+        self, y: torch.Tensor, x: torch.Tensor, layer: int, fused: str, meta: LoraMeta
     ) -> torch.Tensor:
-        """y[t] += scale * (x[t] A_s^T) B_s^T for every token t of adapter slot s, in place."""
-        a, bt = self.A(layer, module), self.Bt(layer, module)
-        if not lb.all_slots:
-            a, bt = a.index_select(0, lb.slots), bt.index_select(0, lb.slots)
-        h = torch.bmm(xs, a.transpose(1, 2))  # [n, L, R]
-        out = torch.bmm(h, bt)  # [n, L, out]
-        # padding rows are exactly zero (scale 0), so adding them to token 0 changes nothing
-        return y.index_add_(0, lb.gather, out.view(-1, out.shape[-1]))
+        """y[t] += scale * (x[t] A_s^T) B_s^T on the columns of each module of the fused
+        projection `fused` ("qkv", "gate_up", "o", "down") that the slots hold, for every token
+        t of adapter slot s, in place: two launches whatever the number of adapters."""
+        sl = self._slices[layer].get(fused)
+        if sl is None:
+            return y
+        return lora_apply(y, x, self.pool, sl, self.max_rank, meta)
 
 
 def reference_lora(

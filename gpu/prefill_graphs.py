@@ -1,4 +1,4 @@
-"""Prefills as piecewise CUDA graphs (gpu.piecewise), keyed by (padded tokens, adapters).
+"""Prefills as piecewise CUDA graphs (gpu.piecewise), keyed by (padded tokens, LoRA or not).
 
 Why: an eager prefill of a few hundred tokens is launch-bound on the device host (round 5:
 a 400-token rank-64 prefill took 47 ms, of which the GPU needs well under half, and 50-79 ms
@@ -6,12 +6,12 @@ after the host idled 300 ms), so the simulator, calibrated on back-to-back prefi
 on every validation cell. Replayed pieces make a prefill cost the GPU's time.
 
 Packed prefill tokens are padded to a token bucket (16-token steps to 64, 32 to 256, 64
-beyond: at most a few % of extra rows); padding tokens write keys to the KV pool's scratch
-row and have no adapter. LoRA uses the fixed-shape DenseLoraBatch layout. Attention runs
-eagerly between pieces over the real (unpadded) items, exactly as LlamaModel.forward does,
-and so do the logits of each item's last token. Prefills above the largest bucket run
-eagerly (LlamaModel.forward, with the same DenseLoraBatch layout): long prefills are
-GPU-bound anyway.
+beyond: at most a few % of extra rows); padding tokens write keys to the KV cache's scratch
+page and have no adapter. LoRA reads the SGMV table at the bucket's fixed capacities.
+Attention runs eagerly between pieces over the real (unpadded) items, the paged varlen
+kernel exactly as LlamaModel.forward runs it, and so do the logits of each item's last
+token. Prefills above the largest bucket run eagerly (LlamaModel.forward): long prefills
+are GPU-bound anyway.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ from dataclasses import replace
 import torch
 
 from gpu import PREFILL_GRAPH_TOKENS
-from gpu.lora import DenseLoraBatch
-from gpu.model import KVPool, LlamaModel, StepInput
-from gpu.piecewise import PiecewiseGraphs, Static, bucket
-from gpu.staging import copy_into
+from gpu.kv_cache import PagedKV
+from gpu.model import LlamaModel, StepInput
+from gpu.piecewise import PiecewiseGraphs, bucket
 
 DEFAULT_MAX_TOKENS = PREFILL_GRAPH_TOKENS
 
@@ -49,7 +48,7 @@ class PrefillRunner(PiecewiseGraphs):
     def __init__(
         self,
         model: LlamaModel,
-        kv: KVPool,
+        kv: PagedKV,
         *,
         max_tokens: int = DEFAULT_MAX_TOKENS,
         max_adapters: int | None = None,
@@ -59,8 +58,9 @@ class PrefillRunner(PiecewiseGraphs):
         super().__init__(model, kv, graphs=graphs, pool=pool, max_adapters=max_adapters)
         self.t_sizes = token_buckets(max_tokens) if max_tokens > 0 else []
 
-    def keys(self) -> list[tuple[int, int]]:
-        return [(t, n) for t in self.t_sizes for n in [0, *self.n_sizes]]
+    def keys(self) -> list[tuple[int, bool]]:
+        loras = [False, True] if self.lora is not None else [False]
+        return [(t, w) for t in self.t_sizes for w in loras]
 
     def graphed(self, tokens: int) -> bool:
         return bool(self.t_sizes) and tokens <= self.t_sizes[-1]
@@ -76,23 +76,26 @@ class PrefillRunner(PiecewiseGraphs):
         if n_tok != sum(inp.new):
             raise ValueError(f"{n_tok} token slots for {sum(inp.new)} new tokens")
         m, kv = self.model, self.kv
-        n_key = self.adapter_key(tok_slots)
-        if not self.graphed(n_tok) or n_key is None:  # eager, same LoRA layout
-            lb = self.lora.dense_batch(tok_slots) if self.lora is not None else None
-            return m.forward(replace(inp, lora=lb), kv, before_layer=before_layer)
+        with_lora = self.lora is not None and any(s >= 0 for s in tok_slots)
+        if not self.graphed(n_tok):
+            lora = self.lora.meta(tok_slots) if with_lora else None
+            return m.forward(replace(inp, lora=lora), kv, before_layer=before_layer)
         am = m.attn_meta(inp, kv)
-        st = self._get((bucket(self.t_sizes, n_tok), n_key))
+        st = self._get((bucket(self.t_sizes, n_tok), with_lora))
         st.tokens[:n_tok].copy_(inp.tokens, non_blocking=True)
         st.pos[:n_tok].copy_(am.pos)
-        st.rows[:n_tok].copy_(am.tok_rows)
+        st.kv_slot[:n_tok].copy_(am.kv_slot)
         if n_tok < st.t:
             st.tokens[n_tok:].zero_()
             st.pos[n_tok:].zero_()
-            st.rows[n_tok:].fill_(kv.scratch)
-        if st.lb is not None:
-            slots, mask = self.lora.dense(tok_slots, st.n, st.t)
-            copy_into(st.lb.slots, slots)
-            copy_into(st.lb.mask, mask)
+            st.kv_slot[n_tok:].fill_(kv.scratch_page * kv.page_size)
+        if st.lora is not None:
+            st.lora.copy_from(
+                self.lora.meta(
+                    list(tok_slots) + [-1] * (st.t - n_tok), max_tokens=st.t,
+                    max_segments=st.lora.max_segments, max_len=st.lora.max_len,
+                )  # fmt: skip
+            )
         for i in range(self.n_pieces):
             if before_layer is not None and i < m.shape.layers:
                 before_layer(i)  # piece i runs layer i-1's end (waited for) and layer i's start
@@ -100,22 +103,3 @@ class PrefillRunner(PiecewiseGraphs):
             if i < m.shape.layers:
                 st.att[:n_tok].copy_(m.attend(i, st.q[:n_tok], kv, am))
         return m.logits(st.x.index_select(0, am.last))
-
-    # ---- pieces ----------------------------------------------------------------------------
-
-    def _make(self, key: tuple[int, int]) -> Static:
-        t, n = key
-        dev = self.model.device
-        lb = None
-        if n:
-            lb = DenseLoraBatch(
-                slots=torch.zeros(n, dtype=torch.long, device=dev),
-                mask=torch.zeros(t, n, 1, device=dev, dtype=self.model.dtype),
-                n=n,
-            )
-        st = self._static(t, n, lb)
-        st.tokens = torch.zeros(t, dtype=torch.long, device=dev)
-        return st
-
-    def _embed(self, st: Static) -> None:
-        st.x.copy_(self.model.embed[st.tokens])

@@ -6,6 +6,8 @@ The package is split by what is measured:
   one adapter's copy (the `pcie` section);
 - `compute`: prefill, decode and LoRA forward times, launch fraction and attention (the
   `compute` tables);
+- `rates`: the device's HBM read bandwidth and dense bf16 matmul rate (CUDA only;
+  `compute.hbm_read_gbps`, `compute.matmul_tflops`);
 - `serving_loop`: the host gap between forwards, the wake-up and the copy issue time, from
   short runs through the CUDA driver;
 - `fit`: the rules that turn raw medians into tables; `refit`: the same rules over a
@@ -47,6 +49,7 @@ from gpu.calibrate.fit import (
     monotone_grid,
 )
 from gpu.calibrate.grids import GB, GRIDS, KB, MB
+from gpu.calibrate.rates import measure_hbm_read, measure_matmul_rate, report_rates
 from gpu.calibrate.refit import PCIE_REFIT_PARTS, REFIT_PARTS, UnknownRefitPart, refit_from_log
 from gpu.calibrate.run import calibrate, device_name
 from gpu.calibrate.serving_loop import HostTiming, measure_host_gap
@@ -80,8 +83,10 @@ __all__ = [
     "measure_copies",
     "measure_copy_overhead",
     "measure_disk",
+    "measure_hbm_read",
     "measure_host_gap",
     "measure_launch_fraction",
+    "measure_matmul_rate",
     "measure_pin",
     "measure_pin_cost",
     "measure_pin_per_tensor",
@@ -89,6 +94,7 @@ __all__ = [
     "monotone_grid",
     "refit_from_log",
     "report_adapter_copy",
+    "report_rates",
     "report_unpin",
     "with_eager_edge",
 ]

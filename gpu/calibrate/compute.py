@@ -1,15 +1,17 @@
 """Forward times of the harness's own model (gpu.model): the `compute` tables of a profile.
 
 Each forward is timed alone with a synchronize on both sides, as the CudaDriver runs them,
-through the driver's own paths (gpu.decode_graphs, gpu.prefill_graphs): prefill over total
-tokens (items of at most 512 tokens, context 0) and decode step over batch x context
-(median of `reps`; written non-decreasing in tokens, batch and context as their lower
-envelope: timing noise only adds time, see `fit.lower_envelope`). LoRA extra time at several
+through the driver's own paths on a paged KV cache (gpu.kv_cache): gpu.decode_graphs (a
+whole decode step as one CUDA graph per batch bucket) and gpu.prefill_graphs (piecewise
+graphs, the paged varlen attention eager between them). Prefill over total tokens (items of
+at most 512 tokens, context 0) and decode step over batch x context (median of `reps`;
+written non-decreasing in tokens, batch and context as their lower envelope: timing noise
+only adds time, see `fit.lower_envelope`). LoRA (SGMV, gpu.lora) extra time at several
 ranks: over batch x distinct adapters for a decode step, and over total tokens x distinct
 adapters for a prefill; each measured as interleaved pairs (step without LoRA, same step
 with LoRA) so drift cancels. Also the launch fraction (how long `forward()` takes to return
-over how long the forward takes to finish; near 1 when launch-bound) and the eager
-prefill's attention coefficient."""
+over how long the forward takes to finish; near 1 when launch-bound) and the prefill
+attention coefficient per causal query-key cell."""
 
 from __future__ import annotations
 
@@ -23,16 +25,19 @@ import torch
 from gpu.calibrate.fit import fit_lora_prefill, isotonic, monotone_grid
 from gpu.calibrate.timer import Timer
 from gpu.decode_graphs import DecodeRunner
+from gpu.kernels import LoraMeta
+from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
-from gpu.model import KVPool, LlamaModel, Lora, StepInput, default_dtype
+from gpu.model import LlamaModel, StepInput, default_dtype
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner
 from sim.core.model import ModelShape
+from sim.hw.compute import CALIBRATION_ITEM
 from sim.hw.profile import LoraPrefillTable
 
 
 def _prefill_input(
     tokens: int, vocab: int, device: torch.device | str, row0: int = 0, item: int = 512,
-    lora: Lora = None,
+    lora: LoraMeta | None = None,
 ) -> StepInput:
     lens = [item] * (tokens // item) + ([tokens % item] if tokens % item else [])
     toks = torch.randint(0, vocab, (tokens,), device=device)
@@ -90,7 +95,8 @@ def measure_compute(
         max(grid["batch"]), -(-max(grid["prefill"]) // 512), 32, p_items,
         -(-max(grid["prefill_lora_tokens"]) // 512), max(grid["lora_batch"]),
     )
-    kv = KVPool(shape, rows, max_ctx, device, dtype)
+    kv = PagedKV(shape, rows, max_ctx, device, dtype)
+    kv.take_all_rows()  # inputs address rows 0.. directly, each with pages for max_ctx tokens
 
     def decode_input(b: int, c: int, lora=None) -> StepInput:
         return StepInput(
@@ -120,9 +126,9 @@ def measure_compute(
     def stepping(b: int, c: int, tok_slots: list[int] | None = None):
         """Consecutive decode steps whose context grows by one, as the driver runs them (a
         shape-keyed cache that only ever sees one context would hide per-shape costs). Through
-        the driver's decode path: gpu.decode_graphs (prepare + one step), or with
-        eager_decode one model.forward with its LoRA batch built per step. `tok_slots`: the
-        slot of each request's adapter in model.lora (None: no LoRA)."""
+        the driver's decode path: gpu.decode_graphs (prepare + one graph replay), or with
+        eager_decode one model.forward with its SGMV table (LoraSlots.meta) built per step.
+        `tok_slots`: the slot of each request's adapter in model.lora (None: no LoRA)."""
         k = iter(range(1 << 30))
         slots_of = tok_slots if tok_slots is not None else [-1] * b
         if runner is not None:
@@ -133,7 +139,7 @@ def measure_compute(
 
             return graph_step
         return lambda: model.forward(
-            decode_input(b, c + next(k) % 2, model.lora.batch(slots_of) if model.lora else None),
+            decode_input(b, c + next(k) % 2, model.lora.meta(slots_of) if model.lora else None),
             kv,
         ).argmax(-1)
 
@@ -159,9 +165,13 @@ def measure_compute(
     )
     progress(f"  launch fraction {launch:.3f} (CPU launch / GPU time of a prefill)")
     attention = measure_attention(
-        timer, run_prefill, grid["prefill"], prefill_graph_tokens, shape.vocab, device, reps, between
+        timer, run_prefill, grid["prefill"], prefill_graph_tokens, shape.vocab, device, reps, between,
+        max_item=kv.max_ctx,
     )
-    progress(f"  prefill attention {attention:.2f} ms per million query-key cells (eager prefills)")
+    progress(
+        f"  prefill attention {attention:.2f} ms per million causal query-key cells"
+        " (eager prefills; each request's new tokens over its own keys)"
+    )
 
     decode_raw = []
     for b in grid["batch"]:
@@ -200,8 +210,8 @@ def measure_compute(
                 ))
 
             dplane, spread = lora_passes(cell, grid["lora_batch"], grid["adapters"], grid.get("lora_passes", 1))
-            # not forced monotone in adapters: with every slot in use LoraSlots.batch
-            # takes a cheaper path (no gather), so 16 adapters can cost less than 8
+            # not forced monotone in adapters: timing noise is not, and the simulator
+            # interpolates what was measured
             for b, row in zip(grid["lora_batch"], dplane, strict=True):
                 progress(
                     f"  lora decode extra, rank {rank:>3}, batch {b:>3}, vs adapters: "
@@ -282,25 +292,34 @@ def lora_passes(
 def measure_attention(
     timer: Timer, run_prefill: Callable[[StepInput], object], sizes: list[int], graph_tokens: int,
     vocab: int, device: torch.device, reps: int, between: Callable[[], object],
+    max_item: int = 2 * CALIBRATION_ITEM,
 ) -> float:
-    """ms per million query-key cells of an eager prefill's padded attention
-    (`compute.attention_ms_per_mcell`): the largest eager size of the grid up to 4096 tokens
-    (0 when the grid has none) as calibration's requests of 512 tokens vs requests of half that,
-    the same tokens with half the cells or fewer. Clipped at 0 (noise)."""
+    """ms per million causal query-key cells of a prefill's attention
+    (`compute.attention_ms_per_mcell` with `compute.attention_cells: causal`): the paged
+    varlen kernel does each request's new tokens over its own keys, so the same tokens as
+    fewer, longer requests cost more. Timed on the largest eager size of the grid up to 4096
+    tokens (0 when the grid has none) as requests of up to `max_item` tokens (the KV rows'
+    length) vs requests of half calibration's 512, as paired differences. Clipped at 0 (noise)."""
     from sim.core.effects import Batch, BatchItem
-    from sim.hw.compute import attention_cells, reference_cells
+    from sim.hw.compute import attention_cells
 
     eager = [t for t in sizes if graph_tokens < t <= 4096] if graph_tokens else []
     if not eager:
         return 0.0
     t = max(eager)
-    half = max(1, min(t, 512) // 2)
-    small, big = _prefill_input(t, vocab, device, item=half), _prefill_input(t, vocab, device)
+    short = max(1, min(t, CALIBRATION_ITEM) // 2)
+    long = min(t, max_item)
+    if long <= short:
+        return 0.0
+    small, big = _prefill_input(t, vocab, device, item=short), _prefill_input(t, vocab, device, item=long)
     d = timer.paired_extra(lambda: run_prefill(small), lambda: run_prefill(big), reps, between=between)
-    cells = attention_cells(Batch("prefill", tuple(
-        BatchItem(i, None, -1, 0, n, 0) for i, n in enumerate(small.new)
-    )))
-    return max(0.0, d * 1e3 / ((reference_cells(t) - cells) * 1e-6))
+
+    def cells(inp: StepInput) -> float:
+        return attention_cells(Batch("prefill", tuple(
+            BatchItem(i, None, -1, 0, n, 0) for i, n in enumerate(inp.new)
+        )), "causal")
+
+    return max(0.0, d * 1e3 / ((cells(big) - cells(small)) * 1e-6))
 
 
 def measure_launch_fraction(

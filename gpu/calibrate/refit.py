@@ -2,7 +2,14 @@
 
 A calibration log holds the raw medians before any fitting; re-reading them with the current
 rules (gpu.calibrate.fit) lets a fix to a rule reach an existing measurement, and lets a part
-re-measured later (`--refit-only`) join a profile made by another calibration."""
+re-measured later (`--refit-only`) join a profile made by another calibration.
+
+Logs of two harnesses are read. The paged-KV harness (issue #26: paged attention, SGMV LoRA,
+one CUDA graph a decode step) says so on its decode path line ("..., paged KV"); its profile
+prices decode at the batch's mean context, pads no adapter counts and counts prefill
+attention cells causally. A log whose decode path line does not say it (or that has none) is
+the padded harness's before it: decode at the longest context, adapter counts padded to the
+graphs' buckets, attention cells padded, as the committed H200 profile was made."""
 
 from __future__ import annotations
 
@@ -12,12 +19,12 @@ from dataclasses import replace
 
 from gpu.calibrate.fit import copy_gap_us, fit_lora_prefill, isotonic, monotone_grid
 from gpu.decode_graphs import batch_buckets
-from gpu.piecewise import adapter_buckets
 from gpu.prefill_graphs import token_buckets
 from sim.hw.profile import Grid, HardwareProfile, LoraPrefillTable, LoraTable, PcieProfile, Table
 
 _LOG_PATTERNS = {
-    "decode_path": re.compile(r"^  decode path: (gpu\.decode_graphs|eager)"),
+    # "..., paged KV" in the rest of the line: the paged harness (module docstring)
+    "decode_path": re.compile(r"^  decode path: (gpu\.decode_graphs|eager)(.*)$"),
     "prefill_path": re.compile(r"^  prefill path: (?:gpu\.prefill_graphs up to (\d+) tokens|eager)"),
     "prefill": re.compile(r"^  prefill\s+(\d+) tokens:\s+([\d.]+) ms$"),
     "decode": re.compile(r"^  decode batch\s+(\d+):((?:\s+[\d.]+)+) ms$"),
@@ -27,7 +34,10 @@ _LOG_PATTERNS = {
         r"^  lora prefill extra, rank\s+(\d+),\s+(\d+) tokens, vs adapters: (.*)$"
     ),
     "launch": re.compile(r"^  launch fraction ([\d.]+) "),
-    "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million"),
+    # "per million causal query-key cells": counted causally; without the word: padded
+    "attention": re.compile(r"^  prefill attention ([\d.]+) ms per million (causal )?"),
+    "hbm_read": re.compile(r"^  HBM read ([\d.]+) GB/s"),
+    "matmul": re.compile(r"^  matmul ([\d.]+) TFLOP/s"),
     "host_gap": re.compile(r"^  host gap ([\d.]+) us between forwards"),
     "issue": re.compile(r"^  copy issue ([\d.]+) us/copy on the host"),
     "unpin": re.compile(r"^  unpin ([\d.]+) us/tensor"),
@@ -36,6 +46,16 @@ _LOG_PATTERNS = {
         r"^  adapter copy .*: flat ([\d.]+) ms .* per module \((\d+) copies\) ([\d.]+) ms$"
     ),
 }
+
+
+def adapter_buckets(max_adapters: int) -> list[int]:
+    """Adapter counts the piecewise graphs of the padded-LoRA harness (before issue #26)
+    padded a batch to: 1, 2, 4, 8, ... max. Logs of that harness refit with them."""
+    sizes, n = {max_adapters}, 1
+    while n < max_adapters:
+        sizes.add(n)
+        n *= 2
+    return sorted(s for s in sizes if s >= 1)
 
 
 def _pairs(text: str) -> tuple[list[int], list[float]]:
@@ -71,9 +91,10 @@ REFIT_PARTS: dict[str, tuple[str, ...]] = {
     "lora_decode": ("lora", "lora_ranks", "lora_decode", "adapter_buckets"),
     "lora_prefill": ("lora_prefill",),
     "launch_fraction": ("launch_fraction",),
-    "attention": ("attention_ms_per_mcell",),
+    "attention": ("attention_ms_per_mcell", "attention_cells"),
     "host_gap": ("forward_overhead_us",),
     "wake": ("wake_us",),
+    "rates": ("hbm_read_gbps", "matmul_tflops"),
 }
 # ...and PCIe fields read from the adapter copy and copy issue lines (`python -m gpu.diag_copy`
 # prints just those: a host's copy issuing re-measured without a whole calibration)
@@ -93,10 +114,13 @@ def refit_from_log(
 ) -> HardwareProfile:
     """The profile with its compute tables re-derived from the raw medians a calibration
     printed (its log), by the current fitting rules: lets a fix to the fitting reach an
-    existing measurement without a GPU. The grids are the log's (adapter buckets too: the
-    LoRA grid's counts when both paths are graphed); PCIe is kept as it is but for the
-    back-to-back copy gap, derived from the adapter copy line, and the copy issue time. The
-    log is this harness's, so decode is priced at the longest context (`decode_context`).
+    existing measurement without a GPU. The grids are the log's; PCIe is kept as it is but
+    for the back-to-back copy gap, derived from the adapter copy line, and the copy issue
+    time. The pricing rules are the harness's that wrote the log (module docstring): a paged
+    harness's log gives `decode_context: mean` and no adapter buckets; the padded harness's
+    `decode_context: max` and, when both paths are graphed, the LoRA grid's adapter counts as
+    buckets. Figures a log does not state (attention, host gap, wake-up, rates: older logs,
+    or no CUDA) keep the profile's.
 
     `only` (names of REFIT_PARTS) takes just those parts from the log and keeps the rest of
     the profile, PCIe included: a re-measured table (say the decode LoRA plane on a finer
@@ -127,7 +151,11 @@ def refit_from_log(
     host_gap: float | None = None  # likewise (us)
     buckets: tuple[int, ...] | None = None  # None: the log does not say; keep the profile's
     wake: float | None = None  # likewise (us)
+    attention_cells = "padded"  # how the attention line counts its cells
+    hbm: float | None = None  # GB/s; logs before issue #26 and CPU logs have no rates
+    matmul: float | None = None  # TFLOP/s
     graphed_decode: bool | None = None
+    paged = False  # the paged-KV harness (issue #26)
     for line in log_text.splitlines():
         if m := _LOG_PATTERNS["prefill"].match(line):
             prefill[int(m[1])] = float(m[2]) / 1e3
@@ -143,6 +171,11 @@ def refit_from_log(
             launch = float(m[1])
         elif m := _LOG_PATTERNS["attention"].match(line):
             attention = float(m[1])
+            attention_cells = "causal" if m[2] else "padded"
+        elif m := _LOG_PATTERNS["hbm_read"].match(line):
+            hbm = float(m[1])
+        elif m := _LOG_PATTERNS["matmul"].match(line):
+            matmul = float(m[1])
         elif m := _LOG_PATTERNS["host_gap"].match(line):
             host_gap = float(m[1])
         elif m := _LOG_PATTERNS["wake"].match(line):
@@ -151,6 +184,7 @@ def refit_from_log(
             buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
         elif m := _LOG_PATTERNS["decode_path"].match(line):
             graphed_decode = m[1] != "eager"
+            paged = "paged KV" in m[2]
     if not prefill or not decode:
         raise ValueError("no prefill/decode rows found: is this the log of `lorasim calibrate`?")
     old = profile.compute
@@ -158,7 +192,9 @@ def refit_from_log(
     batch = sorted(decode)
     comp = replace(
         old,
-        decode_context="max",
+        # paged attention reads each request's own context; the padded harness read every row
+        # up to the longest (the grid has equal contexts, so the table is the same either way)
+        decode_context="mean" if paged else "max",
         prefill=Table(tuple(float(t) for t in toks), tuple(isotonic([prefill[t] for t in toks]))),
         decode=Grid(
             tuple(float(b) for b in batch),
@@ -184,15 +220,22 @@ def refit_from_log(
     if launch is not None:
         comp = replace(comp, launch_fraction=launch)
     if attention is not None:
-        comp = replace(comp, attention_ms_per_mcell=attention)
+        comp = replace(comp, attention_ms_per_mcell=attention, attention_cells=attention_cells)
+    if hbm is not None:
+        comp = replace(comp, hbm_read_gbps=hbm)
+    if matmul is not None:
+        comp = replace(comp, matmul_tflops=matmul)
     if host_gap is not None:
         comp = replace(comp, forward_overhead_us=host_gap)
     if wake is not None:
         comp = replace(comp, wake_us=wake)
     if buckets is not None:
         comp = replace(comp, prefill_buckets=buckets)
-    if graphed_decode is not None and buckets is not None and dplanes:
-        # as calibration writes it: graphed forwards pad adapters to the measured counts
+    if paged:  # SGMV LoRA pads no adapter counts
+        comp = replace(comp, adapter_buckets=())
+    elif graphed_decode is not None and buckets is not None and dplanes:
+        # as the padded harness's calibration wrote it: graphed forwards pad adapters to the
+        # measured counts
         most = int(max(comp.lora_decode.adapters))
         comp = replace(comp, adapter_buckets=tuple(adapter_buckets(most)) if graphed_decode and buckets else ())
     if graphed_decode is not None:

@@ -20,9 +20,9 @@ from gpu.calibrate.copies import (
     report_unpin,
 )
 from gpu.calibrate.grids import GRIDS
+from gpu.calibrate.rates import report_rates
 from gpu.calibrate.serving_loop import measure_host_gap
 from gpu.decode_graphs import batch_buckets
-from gpu.piecewise import adapter_buckets
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, token_buckets
 from sim.core.model import ModelShape
 from sim.hw.profile import ComputeProfile, Grid, HardwareProfile, PcieProfile, Table
@@ -75,9 +75,11 @@ def calibrate(
     peak = max(n / t for n, t in zip(sizes, pinned, strict=True))
     ad = report_adapter_copy(shape, dev, rank, reps, peak, progress)
     gap, issue = ad["gap_us"], ad["issue_us"]
-    mode = "eager (one model.forward a step)" if eager_decode else "gpu.decode_graphs"
-    progress(f"  decode path: {mode}" + ("" if eager_decode or dev.type == "cuda" else ", no graphs on CPU"))
+    hbm_gbps, matmul_tflops = report_rates(dev, progress)
     cuda = dev.type == "cuda"
+    # "paged KV" tells gpu.calibrate.refit this log is the paged harness's (its pricing rules)
+    mode = "eager (one model.forward a step, paged KV)" if eager_decode else "gpu.decode_graphs (whole step, paged KV)"
+    progress(f"  decode path: {mode}" + ("" if eager_decode or cuda else ", no graphs on CPU"))
     progress(
         "  prefill path: "
         + (f"gpu.prefill_graphs up to {prefill_graph_tokens} tokens, eager above"
@@ -132,18 +134,18 @@ def calibrate(
             # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
             prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
             attention_ms_per_mcell=ct.attention_ms_per_mcell,
+            # measured per causal cell: the paged varlen kernel's work (measure_attention)
+            attention_cells="causal",
             forward_overhead_us=host_gap * 1e6,
             wake_us=ht.wake_s * 1e6,
-            # graphed decode and prefill pad the adapters of a batch to these counts (the
-            # LoRA tables above were measured at them)
-            adapter_buckets=(
-                tuple(adapter_buckets(max(grid["adapters"])))
-                if prefill_graph_tokens and not eager_decode else ()
-            ),
+            # SGMV LoRA reads each adapter's segment as it is: no adapter counts are padded
+            adapter_buckets=(),
             # a graphed decode pads its batch to these sizes (the decode grid's batches are some)
             batch_buckets=() if eager_decode else tuple(batch_buckets(max(grid["batch"]))),
-            # the harness's decode attention (graphed or eager) reads every row up to the
-            # batch's longest context; the grid above has equal contexts, so max = mean there
-            decode_context="max",
+            # paged decode attention (graphed or eager) reads each request's own context, so a
+            # step costs the batch's mean context; the grid has equal contexts, mean = max there
+            decode_context="mean",
+            hbm_read_gbps=hbm_gbps,
+            matmul_tflops=matmul_tflops,
         ),
     )

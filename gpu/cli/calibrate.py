@@ -35,8 +35,8 @@ def calibrate(
     eager_decode: Annotated[
         bool,
         typer.Option(
-            help="time decode as one eager model.forward a step (validation rounds 1-4) "
-            "instead of the CUDA-graph decode the harness now runs"
+            help="time decode as one eager model.forward a step (as `validate --eager-decode` "
+            "runs it; validation rounds 1-4) instead of the harness's CUDA-graph decode"
         ),
     ] = False,
     prefill_graph_tokens: PrefillGraphTokens = PREFILL_GRAPH_TOKENS,
@@ -52,7 +52,7 @@ def calibrate(
         typer.Option(
             help="with --refit-from: take only this part from the log and keep the rest of "
             "the profile (repeatable): prefill, decode, lora_decode, lora_prefill, "
-            "launch_fraction, attention, host_gap, wake; copy_issue, copy_gap, unpin (PCIe: the "
+            "launch_fraction, attention, host_gap, wake, rates (HBM read and matmul); copy_issue, copy_gap, unpin (PCIe: the "
             "copy issue time, the back-to-back copy gap and the time to free a pin-per-load's "
             "pinned copies, from a calibrate log or `python -m gpu.diag_copy`)"
         ),
@@ -85,8 +85,9 @@ def calibrate(
     attention_from_diag: Annotated[
         Path | None,
         typer.Option(
-            help="no measuring: set compute.attention_ms_per_mcell of the profile at --out "
-            "from a `python -m gpu.diag_prefill` log (one batch vs calibration's layout)"
+            help="no measuring: set compute.attention_ms_per_mcell (and attention_cells, the "
+            "log's cell count) of the profile at --out from a `python -m gpu.diag_prefill` log "
+            "(one batch vs calibration's layout)"
         ),
     ] = None,
     noise_from: Annotated[
@@ -127,8 +128,8 @@ def calibrate(
         ),
     ] = None,
 ) -> None:
-    """Measure copies, pinning, disk and forward times and the host gap between forwards;
-    write a hardware profile YAML.
+    """Measure copies, pinning, disk, the device's HBM read and matmul rates, forward times and
+    the host gap between forwards; write a hardware profile YAML.
 
     Example: lorasim calibrate --out configs/hardware/h200-measured.yaml (on the GPU);
     lorasim calibrate --refit-from results/validation/h200/calibration/calibrate-base.log

@@ -60,7 +60,7 @@ def refit_profile(
         prof = replace(prof, compute=replace(prof.compute, wake_us=wake * 1e6))
         typer.echo(f"wake-up {wake * 1e6:.1f} us from an idle arrival to its admission (median of {n})")
     if attention_log is not None:
-        from gpu.attention_fit import coefficient_from_log
+        from gpu.attention_fit import cells_from_log, coefficient_from_log
 
         if not attention_log.is_file():
             raise ConfigError(str(attention_log), "--attention-from-diag", "file not found; expected a gpu.diag_prefill log")
@@ -68,8 +68,10 @@ def refit_profile(
             coef = coefficient_from_log(attention_log.read_text())
         except ValueError as e:
             raise ConfigError(str(attention_log), "--attention-from-diag", str(e)) from None
-        prof = replace(prof, compute=replace(prof.compute, attention_ms_per_mcell=max(0.0, coef)))
-        typer.echo(f"prefill attention {coef:.2f} ms per million query-key cells")
+        cells = cells_from_log(attention_log.read_text())
+        prof = replace(prof, compute=replace(prof.compute, attention_ms_per_mcell=max(0.0, coef),
+                                             attention_cells=cells))
+        typer.echo(f"prefill attention {coef:.2f} ms per million {cells} query-key cells")
     pin_speed_dirs = pin_speed_dirs or []
     if pin_speed_dirs:
         scale, n = _pin_speed(pin_speed_dirs)

@@ -6,6 +6,16 @@ Ops (layouts in each function's docstring):
   projection (`LoraSlices.of(slots, layer, "qkv" | "gate_up" | "o" | "down")`).
 - `paged_decode_attention`, `paged_prefill_attention`, `write_kv`: paged KV attention over
   per-layer caches [num_pages, page_size, kv_heads, head_dim] and an int32 block table.
+- `rms_norm`, `fused_add_rms_norm`, `rope_write_kv`, `silu_and_mul`: the per-layer
+  elementwise work as one launch each (torch: ~35 kernels a layer). Residual convention of
+  the fused norm (vLLM/SGLang): `h = fused_add_rms_norm(delta, x, w)` does `x += delta` in
+  place and returns `rms_norm(x, w)`, so a layer can leave its last residual add (the MLP's
+  down projection) pending and the next norm applies it:
+      h = rms_norm(x, attn_norm) if delta is None else fused_add_rms_norm(delta, x, attn_norm)
+      q = rope_write_kv(qkv(h), pos, cos, sin, k_cache, v_cache, kv_slot, H, KVH, D)
+      h = fused_add_rms_norm(o_proj(attention(q)), x, mlp_norm)
+      delta = down(silu_and_mul(gate_up(h)))
+  and the final norm is `fused_add_rms_norm(delta, x, norm)` (x is complete only then).
 
 Which implementation runs (decided per call from the op's first tensor):
 1. env LORASIM_KERNELS=torch forces the reference, =triton forces Triton;
@@ -33,11 +43,15 @@ __all__ = [
     "LoraMeta",
     "LoraSlices",
     "backend",
+    "fused_add_rms_norm",
     "lora_apply",
     "lora_expand",
     "lora_shrink",
     "paged_decode_attention",
     "paged_prefill_attention",
+    "rms_norm",
+    "rope_write_kv",
+    "silu_and_mul",
     "write_kv",
 ]
 
@@ -112,6 +126,48 @@ def paged_prefill_attention(
     return _impl(q, "prefill_attention").paged_prefill_attention(
         q, k_cache, v_cache, block_table, cu_seqlens_q, ctx_lens, scale, max_q_len
     )
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """x [..., hidden], w [hidden] -> (x * rsqrt(mean(x^2) + eps)).to(x.dtype) * w, a new
+    tensor in x's dtype (fp32 statistics; `LlamaModel._rms`)."""
+    return _impl(x, "norm").rms_norm(x, w, eps)
+
+
+def fused_add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """residual += x IN PLACE (rounded to its dtype; x is only read), then -> a new tensor
+    rms_norm(residual, w, eps). x and residual [..., hidden] of one dtype. One kernel reads
+    x and residual once and writes residual and the output."""
+    return _impl(x, "norm").fused_add_rms_norm(x, residual, w, eps)
+
+
+def rope_write_kv(
+    qkv: torch.Tensor,
+    pos: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    kv_slot: torch.Tensor,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+) -> torch.Tensor:
+    """Fused qkv [T, (heads + 2*kv_heads) * head_dim] (q | k | v) -> RoPE'd q [T, heads,
+    head_dim] (new, contiguous, qkv's dtype); RoPE'd k and raw v are written to the caches
+    [num_pages, page_size, kv_heads, head_dim] at flat slot kv_slot[t] (page * page_size +
+    offset; padding tokens at a scratch slot). Rotate-half at pos[t] with cos/sin [max_pos,
+    head_dim / 2], fp32 math. One launch, no host sync."""
+    return _impl(qkv, "rope_kv").rope_write_kv(
+        qkv, pos, cos, sin, k_cache, v_cache, kv_slot, heads, kv_heads, head_dim
+    )
+
+
+def silu_and_mul(gu: torch.Tensor) -> torch.Tensor:
+    """gu [..., 2*I] = gate | up -> silu(gate) * up [..., I] in gu's dtype, fp32 math."""
+    return _impl(gu, "activation").silu_and_mul(gu)
 
 
 def lora_apply(

@@ -23,6 +23,11 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   batch x kv_heads x splits covers the SMs a few times over.
 - Paged prefill attention is FlashAttention-2 shaped: 128 query rows (GQA heads packed
   into rows) x 32 keys per tile, 8 warps (64 keys spill registers with paged gathers).
+- The fused elementwise ops (norm.py, rope_kv.py, activation.py) are memory/latency bound
+  and not yet measured: RMSNorm takes one row per program with the whole hidden dim in one
+  block (4096 bf16 = 16 elements, 32 bytes, a thread at 8 warps);
+  RoPE + KV write one (token, KV head) per program (Llama-8B: 4 q heads + k + v, 768
+  elements); SiLU*mul BLOCK 1024 columns per program (14 programs for one 14336-wide row).
 - ptxas -v on Triton's sm_90a PTX: no register spills except expand_prefill (156 B), which
   still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune) on a new GPU.
 """
@@ -48,6 +53,10 @@ _HOPPER: dict[str, Config] = {
     # (largest batch, splits): the first row whose batch bound is >= B is used
     "decode_splits": [(1, 32), (4, 16), (16, 8), (32, 4), (1 << 30, 2)],
     "prefill_attn": {"BLOCK_M": 128, "BLOCK_N": 32, "num_warps": 8, "num_stages": 2},
+    # elementwise ops (rows of hidden 4096 / intermediate 14336, bf16): see docstring
+    "rms_norm": {"num_warps": 8},
+    "rope_kv": {"num_warps": 4},
+    "silu_mul": {"BLOCK": 1024, "num_warps": 4},
 }
 
 CONFIGS: dict[str, dict[str, Config]] = {
@@ -66,6 +75,9 @@ CONFIGS: dict[str, dict[str, Config]] = {
         "decode_reduce": {"num_warps": 4},
         "decode_splits": [(1, 8), (16, 4), (1 << 30, 2)],
         "prefill_attn": {"BLOCK_M": 16, "BLOCK_N": 16, "num_warps": 4, "num_stages": 1},
+        "rms_norm": {"num_warps": 4},
+        "rope_kv": {"num_warps": 4},
+        "silu_mul": {"BLOCK": 256, "num_warps": 4},
     },
 }
 

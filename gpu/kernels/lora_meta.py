@@ -40,11 +40,17 @@ FUSED = {
 }
 
 
+def _aligned(n: int) -> int:
+    """n rounded up to 4 int32s: every table starts 16-byte aligned, since Triton specializes
+    kernels on pointer alignment and a new specialization is a ~1 s compile mid-run."""
+    return n + (-n % 4)
+
+
 @dataclass
 class LoraMeta:
     """Segment table of one batch (see module docstring). Views into `buf`."""
 
-    buf: torch.Tensor  # int32 [max_tokens + 5 * max_segments]
+    buf: torch.Tensor  # int32 [max_tokens + 5 * max_segments], each table 16-byte aligned
     token_order: torch.Tensor  # [max_tokens] int32: token rows, grouped by segment
     seg_start: torch.Tensor  # [max_segments] int32: first index into token_order
     seg_len: torch.Tensor  # [max_segments] int32: 0 for padding
@@ -97,9 +103,10 @@ class LoraMeta:
             )
         ranks = torch.as_tensor(list(slot_ranks), dtype=torch.int64)
         scales = torch.as_tensor(list(slot_scalings), dtype=torch.float32)
-        host = torch.zeros(cap_t + 5 * cap_s, dtype=torch.int32)
+        off, row = _aligned(cap_t), _aligned(cap_s)
+        host = torch.zeros(off + 5 * row, dtype=torch.int32)
         host[: order.numel()] = order.to(torch.int32)
-        seg = host[cap_t:].view(5, cap_s)
+        seg = host[off:].view(5, row)[:, :cap_s]
         seg[3].fill_(-1)  # padding slot: kernels skip it
         seg[0, :n] = start.to(torch.int32)
         seg[1, :n] = length.to(torch.int32)
@@ -112,7 +119,7 @@ class LoraMeta:
     def from_buffer(
         cls, buf: torch.Tensor, cap_t: int, cap_s: int, num_tokens: int, max_len: int, n: int
     ) -> LoraMeta:
-        seg = buf[cap_t:].view(5, cap_s)
+        seg = buf[_aligned(cap_t) :].view(5, _aligned(cap_s))[:, :cap_s]
         return cls(
             buf=buf,
             token_order=buf[:cap_t],

@@ -144,3 +144,52 @@ def write_kv(
     kvh, hd = k_cache.shape[2:]
     k_cache.view(-1, kvh, hd).index_copy_(0, slot_mapping.long(), k)
     v_cache.view(-1, kvh, hd).index_copy_(0, slot_mapping.long(), v)
+
+
+def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """(x * rsqrt(mean(x^2) + eps)).to(x.dtype) * w in x's dtype: `LlamaModel._rms`."""
+    xf = x.float()
+    normed = (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)).to(x.dtype)
+    return (normed * w).to(x.dtype)
+
+
+def fused_add_rms_norm(
+    x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
+    """residual += x in place, then -> rms_norm(residual, w, eps)."""
+    residual.add_(x)
+    return rms_norm(residual, w, eps)
+
+
+def rope_write_kv(
+    qkv: torch.Tensor,
+    pos: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    k_cache: torch.Tensor,
+    v_cache: torch.Tensor,
+    kv_slot: torch.Tensor,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+) -> torch.Tensor:
+    """Split qkv [T, (heads + 2*kv_heads) * head_dim] into q | k | v heads, rotate q and k at
+    pos (rotate-half: halves x1, x2 -> (x1*cos - x2*sin, x2*cos + x1*sin), fp32 math), write
+    k and v at the flat slots kv_slot (`write_kv`). -> q [T, heads, head_dim] in qkv's dtype."""
+    q, k, v = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
+    c = cos[pos.long()].float().unsqueeze(1)
+    s = sin[pos.long()].float().unsqueeze(1)
+
+    def rope(t: torch.Tensor, n: int) -> torch.Tensor:
+        x1, x2 = t.reshape(-1, n, head_dim).float().chunk(2, dim=-1)
+        return torch.cat((x1 * c - x2 * s, x2 * c + x1 * s), dim=-1)
+
+    kr = rope(k, kv_heads).to(k_cache.dtype)
+    write_kv(kr, v.reshape(-1, kv_heads, head_dim).to(v_cache.dtype), k_cache, v_cache, kv_slot)
+    return rope(q, heads).to(qkv.dtype)
+
+
+def silu_and_mul(gu: torch.Tensor) -> torch.Tensor:
+    """gu [..., 2*I] = gate | up -> silu(gate) * up [..., I], fp32 math, in gu's dtype."""
+    gate, up = gu.float().chunk(2, dim=-1)
+    return (torch.nn.functional.silu(gate) * up).to(gu.dtype)

@@ -37,17 +37,25 @@ class ComputeModel(Protocol):
 CALIBRATION_ITEM = 512
 
 
-def attention_cells(batch: Batch) -> float:
-    """Query-key cells of a prefill's attention in the harness's padded layout: every request
-    padded to the longest new part (queries) and the longest context + new part (keys)."""
+def attention_cells(batch: Batch, layout: str = "padded") -> float:
+    """Query-key cells of a prefill's attention (`ComputeProfile.attention_cells`).
+    "padded": the layout of the harness before issue #26, every request padded to the longest
+    new part (queries) and the longest context + new part (keys). "causal": a paged varlen
+    kernel's work, each request's new tokens over its own context and the new tokens before
+    them, sum of n x context + n x (n + 1) / 2."""
+    if layout == "causal":
+        return float(sum(n * c + n * (n + 1) / 2 for n, c in ((i.new_tokens, i.context) for i in batch.items)))
     lq = max(i.new_tokens for i in batch.items)
     lk = max(i.context + i.new_tokens for i in batch.items)
     return float(len(batch.items) * lq * lk)
 
 
-def reference_cells(tokens: int, item: int = CALIBRATION_ITEM) -> float:
+def reference_cells(tokens: int, item: int = CALIBRATION_ITEM, layout: str = "padded") -> float:
     """attention_cells of the input calibration timed at `tokens`: requests of `item` tokens
     (the last one shorter), no context."""
+    if layout == "causal":
+        full, rest = divmod(tokens, item)
+        return float(full * item * (item + 1) / 2 + rest * (rest + 1) / 2)
     lq = min(tokens, item)
     return float(-(-tokens // item) * lq * lq)
 
@@ -125,8 +133,9 @@ class ProfileCompute:
     its rank).
     Prefills are looked up at their padded token count (`prefill_buckets`), graphed forwards'
     LoRA at their padded adapter count (`adapter_buckets`). With `attention_ms_per_mcell`, a
-    prefill's attention is priced for its own padded layout (requests x longest new x longest
-    context), not calibration's requests of 512 tokens. Linear
+    prefill's attention is priced for its own cells, counted as the profile says
+    (`attention_cells`: padded, requests x longest new x longest context; or causal, each
+    request's new tokens over its own keys), not calibration's requests of 512 tokens. Linear
     extrapolation beyond the measured range."""
 
     def __init__(self, profile: ComputeProfile):
@@ -193,12 +202,14 @@ class ProfileCompute:
         base = float(interp_linear(tokens, self.p.prefill.x, self.p.prefill.y))
         coef = self.p.attention_ms_per_mcell
         if coef:
-            # the table holds calibration's layout; price this batch's padded attention instead
+            # the table holds calibration's layout; price this batch's attention cells instead
             # (never below half the table: the coefficient is measured on large prefills).
             # Attention runs eagerly between the graph pieces, so a graphed prefill pays for
             # more cells too; fewer cells than calibration's save little there (launch-bound
             # small kernels), so its price only goes up
-            delta = (attention_cells(batch) - reference_cells(tokens)) * 1e-6 * coef * 1e-3
+            layout = self.p.attention_cells
+            cells = attention_cells(batch, layout) - reference_cells(tokens, layout=layout)
+            delta = cells * 1e-6 * coef * 1e-3
             if self.p.graphed_prefill(batch.tokens):
                 delta = max(0.0, delta)
             base = max(0.5 * base, base + delta)

@@ -96,6 +96,10 @@ class LoraPrefillTable:
 # how a decode step's context is summarised for the decode table (ComputeProfile.decode_context)
 DecodeContext = Literal["mean", "max"]
 DECODE_CONTEXTS: tuple[str, ...] = get_args(DecodeContext)
+# how a prefill's attention work is counted for `attention_ms_per_mcell`
+# (ComputeProfile.attention_cells, sim.hw.compute.attention_cells)
+AttentionCells = Literal["padded", "causal"]
+ATTENTION_CELLS: tuple[str, ...] = get_args(AttentionCells)
 
 
 @dataclass(frozen=True)
@@ -128,37 +132,52 @@ class ComputeProfile:
     # no padding (an eager server).
     prefill_buckets: tuple[int, ...] = ()
     # Counts of distinct adapters a graphed forward (every decode step; a prefill up to the
-    # last prefill bucket) is padded up to: the harness captures its graphs for 1, 2, 4, 8,
-    # ... adapters and computes the padding blocks too, so 9 adapters cost what 16 do (round 8:
-    # bursty `resident` decode with 9-15 adapters a batch ran 7 % above the interpolated
-    # table). LoRA tables are looked up at the padded count. Empty: no padding.
+    # last prefill bucket) is padded up to: the harness before issue #26 captured its graphs
+    # for 1, 2, 4, 8, ... adapters and computed the padding blocks too, so 9 adapters cost what
+    # 16 did (round 8: bursty `resident` decode with 9-15 adapters a batch ran 7 % above the
+    # interpolated table). LoRA tables are looked up at the padded count. Empty: no padding
+    # (SGMV LoRA, the harness since issue #26).
     adapter_buckets: tuple[int, ...] = ()
     # Batch sizes a graphed decode step is padded up to (SGLang's cuda_graph_bs; the harness's
     # gpu.decode_graphs.batch_buckets: 1, 2, 4, 8, 16, 24, ...): 9 requests cost what 16 do
     # (round 9: bursty `resident` steps of 9-12 requests ran 21.4 ms, the interpolated table
     # said ~19). Decode tables are looked up at the padded size. Empty: no padding.
     batch_buckets: tuple[int, ...] = ()
-    # Prefill attention per million query-key cells, all layers (ms): the harness pads every
-    # request of a prefill to the longest one, so 9 requests of ~350 tokens cost more than
-    # calibration's 6 of 512 at the same total (round 8: 126 vs 115 ms at 3095 tokens). The
-    # prefill table is for calibration's layout; the simulator adds the difference to eager
-    # prefills (above the last prefill bucket), where it is measured. 0: none
+    # Prefill attention per million query-key cells, all layers (ms): a prefill's attention
+    # depends on how its tokens split into requests and on their context, not only on its
+    # tokens (round 8, padded harness: 9 requests of ~350 tokens 126 ms, calibration's 6 of 512
+    # 115 ms at the same 3095 tokens). The prefill table is for calibration's layout (requests
+    # of 512 tokens, no context); the simulator adds the coefficient x the difference in cells.
+    # 0: none
     attention_ms_per_mcell: float = 0.0
+    # How those cells are counted, i.e. the attention the coefficient was measured on:
+    # "padded" (the harness before issue #26: every request padded to the longest new part and
+    # the longest context + new part, requests x longest new x longest keys) or "causal" (a
+    # paged varlen kernel, as vLLM's and SGLang's: each request's new tokens over its own keys,
+    # sum of new x context + new x (new + 1) / 2)
+    attention_cells: AttentionCells = "padded"
     # How long the harness's idle scheduler takes from an arrival to forming its batch
     # (median; it polls every 50 us): arrivals within it share a batch. Measured by `lorasim
     # calibrate` (idle arrivals of its host-gap run) or `--wake-from RUNS`. 0: not measured
     # (the simulator's default applies)
     wake_us: float = 0.0
     # The context a decode step's table is read at: "mean" of the batch's requests (paged
-    # attention reads each request's own keys: vLLM, SGLang) or "max" (the harness's decode
-    # attention reads every row up to the longest context, so a step of 12 requests averaging
-    # 380 tokens costs what 12 at the longest one's 650 do: round 10, steps of 9-64 requests ran
-    # 3-10 % above the mean-context price; at the longest context every (batch, adapters) group
-    # is within -0.1..+2.6 %).
+    # attention reads each request's own keys: vLLM, SGLang, the harness since issue #26) or
+    # "max" (the harness before it: its decode attention read every row up to the longest
+    # context, so a step of 12 requests averaging 380 tokens cost what 12 at the longest one's
+    # 650 do: round 10, steps of 9-64 requests ran 3-10 % above the mean-context price; at the
+    # longest context every (batch, adapters) group is within -0.1..+2.6 %).
     decode_context: DecodeContext = "mean"
     # sd of a run's compute speed around the tables, between runs (sim.hw.noise; `lorasim
     # calibrate --noise-from RUNS`); used only by simulator ensembles. 0: not measured
     run_speed_sd: float = 0.0
+    # The device's roofline rates, measured by `lorasim calibrate` on CUDA
+    # (gpu.calibrate.rates): HBM read bandwidth (GB/s = 1e9 bytes/s) and dense bf16 matmul
+    # throughput (TFLOP/s = 1e12 FLOP/s). Informational: the floors a decode step (weight + KV
+    # bytes / bandwidth) and a long prefill (2 x parameters x tokens / matmul rate) are judged
+    # against; the simulator prices nothing with them. 0: not measured
+    hbm_read_gbps: float = 0.0
+    matmul_tflops: float = 0.0
 
     def padded_tokens(self, tokens: int) -> int:
         """The token count a prefill of `tokens` is computed at."""
@@ -255,6 +274,12 @@ class HardwareProfile:
             compute["decode_context"] = c.decode_context
         if c.run_speed_sd:
             compute["run_speed_sd"] = float(f"{c.run_speed_sd:.4g}")
+        if c.attention_cells != "padded":
+            compute["attention_cells"] = c.attention_cells
+        if c.hbm_read_gbps:
+            compute["hbm_read_gbps"] = float(f"{c.hbm_read_gbps:.4g}")
+        if c.matmul_tflops:
+            compute["matmul_tflops"] = float(f"{c.matmul_tflops:.4g}")
         return {
             "name": self.name,
             "device": self.device,
@@ -376,6 +401,11 @@ class HardwareProfile:
                 decode_context=r.choice(
                     comp.get("decode_context", "mean"), "compute.decode_context", DECODE_CONTEXTS
                 ),
+                attention_cells=r.choice(
+                    comp.get("attention_cells", "padded"), "compute.attention_cells", ATTENTION_CELLS
+                ),
+                hbm_read_gbps=r.number(comp.get("hbm_read_gbps", 0.0), "compute.hbm_read_gbps"),
+                matmul_tflops=r.number(comp.get("matmul_tflops", 0.0), "compute.matmul_tflops"),
             ),
         )
 

@@ -1,5 +1,7 @@
 """Shared fixtures for the GPU-harness tests (tiny shapes, CPU unless CUDA is present)."""
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -9,6 +11,25 @@ from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.core.model import ALL_TARGETS, AdapterSpec, Request, Trace  # noqa: E402
 
 TINY = MODEL_PRESETS["tiny"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_setup(item):
+    """Keep Triton's interpreter to the kernel tests: tests/gpu/kernels/conftest.py sets
+    TRITON_INTERPRET at collection, and under it every other CPU test's model would run
+    its Triton kernels interpreted (47 min instead of about 2)."""
+    saved = os.environ.get("TRITON_INTERPRET")
+    if "kernels" not in item.path.parts:
+        os.environ.pop("TRITON_INTERPRET", None)
+    yield
+    item._saved_interpret = saved
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield
+    if (saved := getattr(item, "_saved_interpret", None)) is not None:
+        os.environ["TRITON_INTERPRET"] = saved
 
 
 @pytest.fixture

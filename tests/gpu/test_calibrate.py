@@ -14,10 +14,18 @@ from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.hw.profile import HardwareProfile, Table  # noqa: E402
 
 
-def test_quick_calibration_writes_all_sections(tmp_path):
-    prof = calibrate(
-        MODEL_PRESETS["tiny"], quick=True, device="cpu", name="cpu-test", progress=lambda s: None
-    )
+@pytest.fixture(scope="module")
+def quick() -> tuple[HardwareProfile, list[str]]:
+    """One quick CPU calibration of the tiny model and its log lines, shared by the tests that
+    read them (a calibration runs the serving loop twice: seconds alone, a minute or more on a
+    busy two-core host). Tests change copies, never these."""
+    lines: list[str] = []
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    return prof, lines
+
+
+def test_quick_calibration_writes_all_sections(tmp_path, quick):
+    prof = quick[0]
     out = tmp_path / "cpu.yaml"
     prof.to_yaml(out)
     data = yaml.safe_load(out.read_text())
@@ -83,13 +91,12 @@ def test_lora_prefill_fit_is_monotone_in_tokens_only():
     assert [r[0] for r in g] == pytest.approx([6.02, 6.27, 6.27])
 
 
-def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
+def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path, quick):
     from dataclasses import replace
 
     from gpu.calibrate import refit_from_log
 
-    lines: list[str] = []
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    prof, lines = quick
     again = refit_from_log(prof, "\n".join(lines))
     c, r = prof.compute, again.compute
     # the log has 2 decimals of ms: equal to 10 us
@@ -123,26 +130,32 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path):
                  for ln in lines]
     assert any("prefill path: eager" in ln for ln in eager_log)
     assert refit_from_log(prof, "\n".join(eager_log)).compute.prefill_buckets == ()
-    # adapter buckets as calibration wrote them; none when a path is eager
-    assert r.adapter_buckets == c.adapter_buckets == (1, 2)
-    assert refit_from_log(prof, "\n".join(eager_log)).compute.adapter_buckets == ()
-    eager_dec = [ln.replace("decode path: gpu.decode_graphs", "decode path: eager") for ln in lines]
-    assert refit_from_log(prof, "\n".join(eager_dec)).compute.adapter_buckets == ()
+    # SGMV LoRA pads no adapter counts: none written, none refitted from the paged harness's log
+    assert r.adapter_buckets == c.adapter_buckets == ()
+    padded_prof = replace(prof, compute=replace(c, adapter_buckets=(1, 2)))
+    assert refit_from_log(padded_prof, "\n".join(lines)).compute.adapter_buckets == ()
+    eager_dec = [ln.replace("decode path: gpu.decode_graphs (whole step, paged KV)",
+                            "decode path: eager (one model.forward a step, paged KV)") for ln in lines]
+    assert eager_dec != lines
     # decode batch buckets: the harness's graph batches up to the grid's largest; none eager
     assert r.batch_buckets == c.batch_buckets and c.batch_buckets[:3] == (1, 2, 4)
     assert c.batch_buckets[-1] == int(c.decode.batch[-1])
     assert refit_from_log(prof, "\n".join(eager_dec)).compute.batch_buckets == ()
-    # the harness's decode pads every row to the longest context; so does a refit's profile
-    assert c.decode_context == "max"
-    assert refit_from_log(replace(prof, compute=replace(c, decode_context="mean")), "\n".join(lines)).compute.decode_context == "max"
+    # paged decode attention reads each request's own context: priced at the mean; so is a
+    # refit of this log, and prefill attention cells are causal in both
+    assert c.decode_context == r.decode_context == "mean"
+    max_prof = replace(prof, compute=replace(c, decode_context="max", attention_cells="padded"))
+    again_max = refit_from_log(max_prof, "\n".join(lines)).compute
+    assert again_max.decode_context == "mean" and again_max.attention_cells == "causal"
+    assert c.attention_cells == r.attention_cells == "causal"
     no_line = [ln for ln in lines if "prefill path" not in ln]
     assert refit_from_log(bare, "\n".join(no_line)).compute.prefill_buckets == ()
     with pytest.raises(ValueError):
         refit_from_log(prof, "not a log")
 
 
-def test_quick_profile_has_multi_rank_and_prefill_lora():
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+def test_quick_profile_has_multi_rank_and_prefill_lora(quick):
+    prof = quick[0]
     c = prof.compute
     assert c.lora_decode is not None and len(c.lora_decode.ranks) == 2
     assert len(c.lora_decode.seconds[0]) == len(c.lora_decode.tokens)  # one row per batch
@@ -170,11 +183,11 @@ def test_paired_extra_is_the_median_of_per_pair_differences():
     assert timer.paired_extra(lambda: None, lambda: None, 6, warmup=0) == 1.0
 
 
-def test_launch_fraction_is_one_when_forward_returns_only_when_done():
+def test_launch_fraction_is_one_when_forward_returns_only_when_done(quick):
     """On CPU a forward returns when its work is done, so the scheduler is held for all of it."""
     from gpu.calibrate import measure_launch_fraction
 
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    prof = quick[0]
     assert prof.compute.launch_fraction > 0.9
     # an asynchronous device: a forward returns at once, its work runs until the next sync
     frac = measure_launch_fraction(_AsyncDevice(), _AsyncDevice.launch, [1, 2], reps=3)
@@ -244,12 +257,16 @@ def test_prefill_tables_measure_the_first_eager_size():
     )
     assert list(prof.compute.prefill.x) == [4, 8, 9, 16] and len(prof.compute.prefill.y) == 4
     assert list(prof.compute.lora_prefill.tokens) == [8, 9, 16]
-    assert prof.compute.adapter_buckets == (1, 2)  # graphed forwards pad adapters to these
+    assert prof.compute.adapter_buckets == ()  # SGMV: no adapter counts padded
     assert prof.compute.attention_ms_per_mcell >= 0  # measured on the eager sizes (9, 16)
+    assert prof.compute.attention_cells == "causal"
+    lines: list[str] = []
     eager = calibrate(
-        MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None, eager_decode=True,
+        MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append, eager_decode=True,
     )
     assert eager.compute.adapter_buckets == () and eager.compute.batch_buckets == ()
+    assert eager.compute.decode_context == "mean"  # eager decode reads the paged KV too
+    assert "  decode path: eager (one model.forward a step, paged KV)" in lines
 
 
 def test_host_gap_is_measured_only_for_a_preset_shape():
@@ -297,15 +314,14 @@ def test_lora_plane_passes_take_the_median_so_one_slow_spell_does_not_set_a_row(
     assert none is None and len(one) == 1
 
 
-def test_refit_only_takes_the_named_part_and_keeps_the_rest():
+def test_refit_only_takes_the_named_part_and_keeps_the_rest(quick):
     """Round 10: the decode LoRA plane, re-measured on the graph-batch grid by another
     calibration, joins a profile whose base tables came from the one that matched the runs."""
     from dataclasses import replace
 
     from gpu.calibrate import REFIT_PARTS, refit_from_log
 
-    lines: list[str] = []
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    prof, lines = quick
     c = prof.compute
     other = replace(
         prof,
@@ -317,7 +333,7 @@ def test_refit_only_takes_the_named_part_and_keeps_the_rest():
                 tuple(tuple(9.0 for _ in row) for row in plane) for plane in c.lora_decode.seconds
             )),
             forward_overhead_us=777.0,
-            decode_context="mean",
+            decode_context="max",
         ),
     )
     got = refit_from_log(other, "\n".join(lines), only=["lora_decode"])
@@ -326,22 +342,21 @@ def test_refit_only_takes_the_named_part_and_keeps_the_rest():
         for a, b in zip(pa, pb, strict=True):
             assert a == pytest.approx(b, abs=1e-5)
     assert g.prefill == other.compute.prefill  # kept, though the log has its own
-    assert g.forward_overhead_us == 777.0 and g.decode_context == "mean"
+    assert g.forward_overhead_us == 777.0 and g.decode_context == "max"
     assert got.pcie == other.pcie  # PCIe too (a full refit would take the issue time)
     both = refit_from_log(other, "\n".join(lines), only=["lora_decode", "decode"]).compute
-    assert both.decode_context == "max" and both.prefill == other.compute.prefill
+    assert both.decode_context == "mean" and both.prefill == other.compute.prefill  # the log's
     assert set(REFIT_PARTS) >= {"prefill", "decode", "lora_decode", "host_gap"}
     with pytest.raises(ValueError, match="unknown part"):
         refit_from_log(prof, "\n".join(lines), only=["decoder"])
 
 
-def test_cli_refit_only_records_itself_and_needs_a_log(tmp_path):
+def test_cli_refit_only_records_itself_and_needs_a_log(tmp_path, quick):
     from typer.testing import CliRunner
 
     from sim.cli import app
 
-    lines: list[str] = []
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    prof, lines = quick
     out, log = tmp_path / "p.yaml", tmp_path / "calibrate.log"
     prof.to_yaml(out)
     log.write_text("\n".join(lines))
@@ -359,7 +374,7 @@ def test_cli_refit_only_records_itself_and_needs_a_log(tmp_path):
     assert r.exit_code != 0 and "--refit-only" in str(r.exception) and "lora_decode" in str(r.exception)
 
 
-def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tmp_path, capsys):
+def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tmp_path, capsys, quick):
     """Round 12: a host's copy issuing, re-measured by gpu.diag_copy (calibrate's own copy
     lines, no compute tables), replaces just the profile's copy gap and issue time, and the
     issue time is the serving loop's (the last issue line), not the isolated loop's."""
@@ -382,7 +397,7 @@ def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tm
     served = float(loop.split()[2])
     assert served > 0
 
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    prof = quick[0]
     other = replace(prof, pcie=replace(prof.pcie, issue_us=123.0, copy_gap_us=456.0, contention=0.5))
     got = refit_from_log(other, log, only=["copy_issue"])
     assert got.pcie.issue_us == pytest.approx(served)
@@ -405,7 +420,7 @@ def test_refit_only_copy_issue_takes_the_serving_loop_issue_time_of_diag_copy(tm
     assert back.command.endswith(f"--refit-from {path} --refit-only copy_issue")
 
 
-def test_refit_only_unpin_takes_the_logged_time_to_free_pinned_copies(tmp_path):
+def test_refit_only_unpin_takes_the_logged_time_to_free_pinned_copies(tmp_path, quick):
     """Round 13: `--refit-only unpin` sets pcie.unpin_per_tensor_us from calibrate's (or
     gpu.diag_copy's) unpin line, the last one winning, and keeps everything else; a log without
     the line keeps the profile's value."""
@@ -416,7 +431,7 @@ def test_refit_only_unpin_takes_the_logged_time_to_free_pinned_copies(tmp_path):
     lines: list[str] = []
     assert report_unpin(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, lines.append) == 0.0  # nothing pinned
     assert lines and lines[0].startswith("  unpin 0.00 us/tensor")
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda s: None)
+    prof = quick[0]
     other = replace(prof, pcie=replace(prof.pcie, unpin_per_tensor_us=9.0, issue_us=123.0))
     log = "  unpin 2.50 us/tensor freeing ...\n  copy issue 7.00 us/copy on the host\n  unpin 3.75 us/tensor x\n"
     got = refit_from_log(other, log, only=["unpin"])
@@ -425,14 +440,95 @@ def test_refit_only_unpin_takes_the_logged_time_to_free_pinned_copies(tmp_path):
     assert refit_from_log(other, "  copy issue 7.00 us/copy on the host\n", only=["unpin"]).pcie.unpin_per_tensor_us == 9.0
 
 
-def test_calibration_prices_the_serving_loop_issue_time():
+def test_calibration_prices_the_serving_loop_issue_time(quick):
     """The profile's issue_us is the serving loop's (its log line), which a refit of the
     same log reproduces."""
     from gpu.calibrate import refit_from_log
 
-    lines: list[str] = []
-    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    prof, lines = quick
     loop = [x for x in lines if x.startswith("  copy issue ") and "serving loop" in x]
     assert len(loop) == 1
     assert prof.pcie.issue_us == pytest.approx(float(loop[0].split()[2]), abs=0.006)
     assert refit_from_log(prof, "\n".join(lines)).pcie.issue_us == pytest.approx(prof.pcie.issue_us, abs=0.006)
+
+
+def _old_harness_log(lines: list[str]) -> list[str]:
+    """A calibration log as the padded harness (before issue #26) printed it."""
+    out = []
+    for ln in lines:
+        if ln.startswith("  decode path: "):
+            ln = "  decode path: gpu.decode_graphs" + (", no graphs on CPU" if "CPU" in ln else "")
+        ln = ln.replace("per million causal query-key cells", "per million query-key cells")
+        out.append(ln)
+    return out
+
+
+def test_refit_tells_the_padded_harness_log_from_the_paged_one(quick):
+    """A log whose decode path line says "paged KV" gets the paged harness's pricing rules
+    (mean context, no adapter buckets, causal attention cells); any other log the padded
+    harness's, as the committed H200 profile was made (tests/gpu/test_refit_committed_profile.py)."""
+    from dataclasses import replace
+
+    from gpu.calibrate import refit_from_log
+
+    prof, lines = quick
+    assert any(ln.startswith("  decode path: gpu.decode_graphs (whole step, paged KV)") for ln in lines)
+    assert any("ms per million causal query-key cells" in ln for ln in lines)
+    new = refit_from_log(prof, "\n".join(lines)).compute
+    assert (new.decode_context, new.adapter_buckets, new.attention_cells) == ("mean", (), "causal")
+
+    old_log = "\n".join(_old_harness_log(lines))
+    old = refit_from_log(prof, old_log).compute
+    assert old.decode_context == "max" and old.attention_cells == "padded"
+    assert old.adapter_buckets == (1, 2)  # the LoRA grid's counts, both paths graphed
+    assert old.batch_buckets == new.batch_buckets and old.prefill == new.prefill
+    eager_dec = old_log.replace("decode path: gpu.decode_graphs", "decode path: eager (one model.forward a step)")
+    assert refit_from_log(prof, eager_dec).compute.adapter_buckets == ()
+    assert refit_from_log(prof, eager_dec).compute.decode_context == "max"
+    eager_pre = old_log.replace("gpu.prefill_graphs up to 2048 tokens, eager above", "eager")
+    assert refit_from_log(prof, eager_pre).compute.adapter_buckets == ()
+    # no decode path line at all (logs before it was printed): the padded harness's rules
+    bare = "\n".join(ln for ln in old_log.splitlines() if "decode path" not in ln)
+    kept = refit_from_log(replace(prof, compute=replace(prof.compute, adapter_buckets=(1, 2))), bare).compute
+    assert kept.decode_context == "max" and kept.adapter_buckets == (1, 2)
+    # --refit-only attention takes the coefficient with the layout its line states
+    padded = replace(prof, compute=replace(prof.compute, attention_cells="padded"))
+    assert refit_from_log(padded, "\n".join(lines), only=["attention"]).compute.attention_cells == "causal"
+    assert refit_from_log(prof, old_log, only=["attention"]).compute.attention_cells == "padded"
+
+
+def test_rates_are_logged_and_refitted_as_the_profile_holds_them(tmp_path, monkeypatch, quick):
+    """calibrate logs the HBM read and matmul rates (CUDA only) as it stores them, so a refit
+    of its log gives the profile's figures; a log without the lines (CPU, the padded
+    harness) keeps the profile's; `--refit-only rates` takes just those."""
+    from dataclasses import replace
+
+    from gpu.calibrate import rates, refit_from_log
+
+    lines: list[str] = []
+    assert rates.report_rates(torch.device("cpu"), lines.append) == (0.0, 0.0)
+    assert len(lines) == 1 and "not measured" in lines[0]
+    prof, cpu_lines = quick
+    assert prof.compute.hbm_read_gbps == prof.compute.matmul_tflops == 0.0
+    assert any("rates: not measured" in ln for ln in cpu_lines)
+
+    # a CUDA device's lines, from its measuring functions' raw figures
+    monkeypatch.setattr(rates, "measure_hbm_read", lambda dev: 4321.37e9)
+    monkeypatch.setattr(rates, "measure_matmul_rate", lambda dev: 712.43e12)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    cuda_lines: list[str] = []
+    gbps, tflops = rates.report_rates(torch.device("cuda"), cuda_lines.append)
+    assert (gbps, tflops) == (4321.0, 712.4)
+    assert cuda_lines[0].startswith("  HBM read 4321 GB/s") and cuda_lines[1].startswith("  matmul 712.4 TFLOP/s")
+    measured = replace(prof, compute=replace(prof.compute, hbm_read_gbps=gbps, matmul_tflops=tflops))
+    log = "\n".join(cpu_lines + cuda_lines)
+    got = refit_from_log(replace(prof, compute=replace(prof.compute, hbm_read_gbps=1.0)), log)
+    assert (got.compute.hbm_read_gbps, got.compute.matmul_tflops) == (gbps, tflops)
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    measured.to_yaml(a)
+    replace(measured, compute=got.compute).to_yaml(b)
+    assert yaml.safe_load(a.read_text())["compute"]["hbm_read_gbps"] == 4321.0
+    assert yaml.safe_load(b.read_text())["compute"]["matmul_tflops"] == 712.4
+    assert refit_from_log(measured, "\n".join(cpu_lines)).compute.hbm_read_gbps == gbps  # kept
+    only = refit_from_log(prof, log, only=["rates"])
+    assert only.compute == replace(prof.compute, hbm_read_gbps=gbps, matmul_tflops=tflops)

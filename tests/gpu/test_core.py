@@ -14,6 +14,13 @@ from tests.gpu.tiny_scenario import SCENARIO  # noqa: E402
 TINY = MODEL_PRESETS["tiny"]
 
 
+@pytest.fixture(autouse=True)
+def _reference_kernels(monkeypatch):
+    """CPU ops run the plain-torch references: tests/gpu/kernels' conftest sets
+    TRITON_INTERPRET=1 for the whole session, which would interpret every op here."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+
+
 def _spec(**kw):
     base = dict(n_slots=3, max_rank=8, targets=ALL_TARGETS, kv_rows=8, max_ctx=64, device="cpu",
                 dtype=torch.float32)
@@ -36,13 +43,17 @@ def test_a_core_serves_runs_that_need_no_more_than_it_has():
 
 def test_driver_runs_on_a_given_core_and_refuses_one_too_small(tiny_trace, tiny_host):
     core = GpuCore(_spec())
-    core.kv.row(7), core.kv.row(8)  # left over from an earlier run
+    core.kv.row(7), core.kv.row(8, 20)  # left over from an earlier run
+    core.slots.ranks[0] = 2
     core.slots.owner[0], core.slots.scaling[0] = "old", 2.0
     d = CudaDriver(tiny_trace, TINY, tiny_host, n_slots=3, device="cpu", dtype=torch.float32,
                    kv_rows=8, max_ctx=64, core=core)
     assert d.model is core.model and d.prefiller is core.prefiller
-    assert core.kv.row_of == {} and sorted(core.kv._free) == list(range(8))
+    kv = core.kv
+    assert kv.row_of == {} and kv.capacity == {} and kv.free_pages == kv.pages
+    assert [kv.row(rid, 1) for rid in (30, 31)] == [0, 1]  # every row free again, lowest first
     assert core.slots.owner == [None] * 3 and core.slots.scaling == [0.0] * 3
+    assert core.slots.ranks == [8] * 3
     small = GpuCore(_spec(kv_rows=2))
     with pytest.raises(ValueError, match="cannot run this trace"):
         CudaDriver(tiny_trace, TINY, tiny_host, n_slots=3, device="cpu", dtype=torch.float32,

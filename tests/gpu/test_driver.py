@@ -27,6 +27,13 @@ from sim.errors import DeadlockError  # noqa: E402
 TINY = MODEL_PRESETS["tiny"]
 
 
+@pytest.fixture(autouse=True)
+def _reference_kernels(monkeypatch):
+    """CPU ops run the plain-torch references: tests/gpu/kernels' conftest sets
+    TRITON_INTERPRET=1 for the whole session, which would interpret every op here."""
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+
+
 def drive(driver, gen):
     """The engine's driver loop; returns the generator's collected answers."""
     driver.start()
@@ -65,6 +72,7 @@ def _slot_matches(driver, slot, path):
     for m in set(sl.targets) - set(ad.targets):
         assert sl.A(0, m)[slot].abs().sum() == 0
     assert sl.scaling[slot] == pytest.approx(ad.scaling)
+    assert sl.ranks[slot] == ad.rank  # the SGMV table reads only the adapter's rank
 
 
 @pytest.mark.parametrize("mode", ["per_module", "flat"])
@@ -158,6 +166,7 @@ def test_forward_times_monotone_and_one_step_end_per_step(tiny_trace, tiny_host)
     assert dec.end == dec.step_ends[-1]
     assert out["polled"] == (2,)
     assert d.kv.row_of == {}  # every request got its last token: KV rows released
+    assert d.kv.free_pages == d.kv.pages  # and their pages
 
 
 def test_decode_stops_at_until(tiny_trace, tiny_host):
@@ -173,6 +182,17 @@ def test_decode_stops_at_until(tiny_trace, tiny_host):
 
     drive(d, gen())
     assert len(out["r"].step_ends) == 1
+
+
+@pytest.mark.parametrize("n_req", [1, 2])
+def test_warmup_fits_a_one_row_short_context_cache_and_frees_it(tiny_trace, tiny_host, n_req):
+    """The warm-up forwards write 3 positions on two rows: a cache of one row, or of a
+    context shorter than that, still takes them, and is empty again afterwards."""
+    reqs = (Request(0, 0.0, "a0", 1, 1), Request(1, 0.0, None, 1, 1))[:n_req]
+    d = _driver(Trace(tiny_trace.adapters, reqs), tiny_host)
+    assert d.kv.rows == n_req and d.kv.max_ctx == 2
+    d.warmup()
+    assert d.kv.row_of == {} and d.kv.free_pages == d.kv.pages
 
 
 def test_idle_with_nothing_in_flight_raises(tiny_trace, tiny_host):

@@ -304,6 +304,49 @@ def test_prefill_attention_is_priced_for_its_own_padded_layout():
     assert big.forward_time(many) == pytest.approx(0.5 * plain.forward_time(many))
 
 
+def test_prefill_attention_is_priced_per_causal_cell_for_a_paged_harness():
+    """`attention_cells: causal` (the paged varlen kernel: each request's new tokens over its own
+    keys) counts n x context + n (n + 1) / 2 per request; calibration's reference is requests of
+    512 at context 0. The padded layout's rules (graphed: upwards only; never below half the
+    table) are the same; a profile without the key prices as before (padded)."""
+    from dataclasses import replace
+
+    from sim.hw.compute import attention_cells, reference_cells
+
+    coef = 30.0
+    plain = ProfileCompute(replace(PROF, prefill_buckets=(100, 500)))
+    causal = ProfileCompute(replace(PROF, prefill_buckets=(100, 500), attention_ms_per_mcell=coef,
+                                    attention_cells="causal"))
+
+    def pre(lens, ctx=0):
+        return Batch("prefill", tuple(BatchItem(k, None, -1, 0, n, ctx) for k, n in enumerate(lens)))
+
+    assert reference_cells(1000, layout="causal") == 512 * 513 / 2 + 488 * 489 / 2
+    assert reference_cells(1000) == 2 * 512 * 512  # padded, the default
+    one = pre([1000])  # eager: one long request, more cells than calibration's two
+    cells = 1000 * 1001 / 2
+    assert attention_cells(one, "causal") == cells and attention_cells(one) == 1000 * 1000
+    want = (cells - reference_cells(1000, layout="causal")) * 1e-6 * coef * 1e-3
+    assert causal.forward_time(one) - plain.forward_time(one) == pytest.approx(want)
+    calib = pre([512, 488])  # calibration's layout: the table as measured
+    assert causal.forward_time(calib) == pytest.approx(plain.forward_time(calib))
+    burst = pre([400, 300, 300])  # eager, fewer cells than calibration's: cheaper
+    fewer = (400 * 401 / 2 + 2 * 300 * 301 / 2 - reference_cells(1000, layout="causal")) * 1e-6 * coef * 1e-3
+    assert fewer < 0
+    assert causal.forward_time(burst) - plain.forward_time(burst) == pytest.approx(fewer)
+    # context counts: a chunk of 200 new tokens after 600 cached reads all 800 keys per query
+    chunk = pre([200], ctx=600)
+    assert attention_cells(chunk, "causal") == 200 * 600 + 200 * 201 / 2
+    more = (200 * 600 + 200 * 201 / 2 - reference_cells(500, layout="causal")) * 1e-6 * coef * 1e-3  # bucket 500
+    assert causal.forward_time(chunk) - plain.forward_time(chunk) == pytest.approx(more)  # graphed: up
+    short = pre([50, 50, 50])  # graphed, fewer cells: as the table says
+    assert causal.forward_time(short) == pytest.approx(plain.forward_time(short))
+    # the same profile read as padded prices the padded cells
+    padded = ProfileCompute(replace(PROF, prefill_buckets=(100, 500), attention_ms_per_mcell=coef))
+    want_padded = (1000 * 1000 - 2 * 512 * 512) * 1e-6 * coef * 1e-3
+    assert padded.forward_time(one) - plain.forward_time(one) == pytest.approx(want_padded)
+
+
 def test_profile_prices_are_cached_without_changing_them():
     """ProfileCompute caches LoRA extras by (kind, size, adapters, rank): a repeated price is
     the same number, and a batch that differs in any of them is priced anew."""

@@ -66,6 +66,9 @@ def _write(tmp_path, data) -> Path:
         (lambda d: d["compute"].update(adapter_buckets=[1, 4, 2]), "compute.adapter_buckets"),
         (lambda d: d["compute"].update(batch_buckets=[1, 8, 4]), "compute.batch_buckets"),
         (lambda d: d["compute"].update(decode_context="longest"), "compute.decode_context"),
+        (lambda d: d["compute"].update(attention_cells="ragged"), "compute.attention_cells"),
+        (lambda d: d["compute"].update(hbm_read_gbps=-1), "compute.hbm_read_gbps"),
+        (lambda d: d["compute"].update(matmul_tflops="fast"), "compute.matmul_tflops"),
     ],
 )
 def test_bad_content_names_file_and_key(tmp_path, prof, mutate, key):
@@ -307,3 +310,43 @@ def test_attention_coefficient_round_trips_and_a_scenario_can_override_it(tmp_pa
     with pytest.raises(ConfigError) as e:
         HardwareProfile.from_yaml(_write(tmp_path, data))
     assert e.value.key == "compute.attention_ms_per_mcell"
+
+
+def test_attention_cells_round_trip_and_default_to_padded(tmp_path, prof):
+    """`compute.attention_cells` says how the attention coefficient counts cells; profiles
+    without it (made before issue #26) are padded, and padded is not written."""
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, attention_cells="causal")).to_yaml(p)
+    assert yaml.safe_load(p.read_text())["compute"]["attention_cells"] == "causal"
+    assert HardwareProfile.from_yaml(p).compute.attention_cells == "causal"
+    prof.to_yaml(p)
+    assert "attention_cells" not in yaml.safe_load(p.read_text())["compute"]
+    assert HardwareProfile.from_yaml(p).compute.attention_cells == "padded"
+    data = prof.to_dict()
+    data["compute"]["attention_cells"] = "ragged"
+    with pytest.raises(ConfigError, match="expected one of padded, causal, got 'ragged'"):
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+
+
+def test_device_rates_round_trip_and_are_optional(tmp_path, prof):
+    """`compute.hbm_read_gbps` and `compute.matmul_tflops`: written when measured (4 significant
+    digits), absent and 0 when not; negative or non-numbers name their key."""
+    from dataclasses import replace
+
+    p = tmp_path / "hw.yaml"
+    replace(prof, compute=replace(prof.compute, hbm_read_gbps=4321.0, matmul_tflops=712.4)).to_yaml(p)
+    data = yaml.safe_load(p.read_text())["compute"]
+    assert (data["hbm_read_gbps"], data["matmul_tflops"]) == (4321.0, 712.4)
+    back = HardwareProfile.from_yaml(p).compute
+    assert (back.hbm_read_gbps, back.matmul_tflops) == (4321.0, 712.4)
+    prof.to_yaml(p)
+    assert not {"hbm_read_gbps", "matmul_tflops"} & set(yaml.safe_load(p.read_text())["compute"])
+    back = HardwareProfile.from_yaml(p).compute
+    assert back.hbm_read_gbps == back.matmul_tflops == 0.0
+    data = prof.to_dict()
+    data["compute"]["hbm_read_gbps"] = -5
+    with pytest.raises(ConfigError, match="expected a non-negative number, got -5") as e:
+        HardwareProfile.from_yaml(_write(tmp_path, data))
+    assert e.value.key == "compute.hbm_read_gbps"
