@@ -6,6 +6,9 @@ Prints, for Llama-3.1-8B in bf16 on this GPU (GPU times from CUDA events, median
 - the decode step (one CUDA-graph replay, gpu.decode_graphs) per batch x context, against
   its HBM floor = (weight bytes + KV bytes the step reads) / HBM read bandwidth; target
   <= 1.3x; cells whose KV does not fit in memory are skipped and say so;
+- per batch, the step's weight matmuls alone (cuBLAS, the model's own weights, one graph)
+  against the weights' HBM floor: how much of a step's excess is the GEMMs' and so not the
+  harness's kernels or graphs;
 - LoRA at rank 64 (all seven projections): the extra decode time of 1 adapter at batch 1
   (target <= 1.0 ms) and of 8 distinct adapters at batch 64, context 512 (target <= 20 % of
   the base step);
@@ -42,6 +45,27 @@ def _kv_pages(shape, dev, reserve_gib: float) -> int | None:
     free, _ = torch.cuda.mem_get_info(dev)
     per_page = PagedKV.bytes_per_token(shape) * 16
     return max(64, int((free - reserve_gib * 2**30) // per_page))
+
+
+def gemm_time(model: LlamaModel, batch: int, reps: int) -> float:
+    """GPU seconds of a decode step's weight matmuls alone at `batch` rows (each layer's
+    qkv, o, gate_up, down and the LM head, as `x @ W.t()` like the model), from one graph."""
+    from gpu.calibrate.rates import graph_seconds
+
+    dev, dt = model.device, model.dtype
+    ins = {}
+    for name, w in model.layers[0].items():
+        if w.dim() == 2:
+            ins[name] = torch.randn(batch, w.shape[1], device=dev, dtype=dt)
+    x = torch.randn(batch, model.lm_head.shape[1], device=dev, dtype=dt)
+
+    def run() -> None:
+        for layer in model.layers:
+            for name, inp in ins.items():
+                inp @ layer[name].t()
+        x @ model.lm_head.t()
+
+    return graph_seconds(run, reps)
 
 
 def main() -> None:
@@ -100,6 +124,11 @@ def main() -> None:
             print(f"{b:>5} {ctx:>5} {t * 1e3:8.2f} {floor * 1e3:8.2f} {t / floor:7.2f}")
     if hbm is not None:
         print(f"decode: worst {worst:.2f}x the HBM floor (target <= 1.3)")
+        print(f"\n{'batch':>5} {'GEMMs ms':>8} {'floor ms':>8} {'x floor':>7}  (weight matmuls only)")
+        wfloor = model.weight_bytes / hbm
+        for b in batches:
+            t = gemm_time(model, b, a.reps)
+            print(f"{b:>5} {t * 1e3:8.2f} {wfloor * 1e3:8.2f} {t / wfloor:7.2f}")
 
     print(f"\nLoRA rank {a.rank}, all projections:")
     for b, ctx, n in ((1, 512, 1), (64, 512, 8)):

@@ -1,5 +1,5 @@
 """Kernel throughput of gpu.kernels: paged decode attention against HBM bandwidth, and SGMV
-LoRA (shrink + expand) for the fused QKV projection.
+LoRA (shrink + expand) of a whole decode step.
 
 Every figure is the GPU time of the op replayed from a CUDA graph (as the harness runs a
 decode step), from CUDA events, median of --reps replays. Prints:
@@ -9,13 +9,17 @@ decode step), from CUDA events, median of --reps replays. Prints:
   bf16, pages of 16 in shuffled order), per batch x context: time, GB/s of KV read (4 KiB per
   token) and its fraction of the measured read bandwidth; rows whose KV fits in L2 are
   marked, their GB/s is not an HBM figure;
-- SGMV for QKV at rank 64 (1 adapter / batch 1; 8 adapters / batch 64 decode; 8 adapters x
-  128-token prefill): time per layer over 32 layers of distinct weights (so they come from
-  HBM, not L2) and bytes of adapter weights read / time.
+- SGMV LoRA at rank 64 over all four fused projections of 32 layers of distinct weights (so
+  they come from HBM, not L2), as one CUDA graph: 1 adapter / batch 1, 8 adapters / batch
+  64 (the issue #26 decode targets) and 8 adapters x 128-token prefill: time per step and
+  per launch, and bytes of adapter weights read / time.
 Run on the device:
 
     python benchmarks/bench_kernels.py [--tune]
-(--tune adds a sweep of decode-attention launch configs at batch 64 x context 2048.)
+    python benchmarks/bench_kernels.py --tune-sgmv [--write tuned.json]
+(--tune adds a sweep of decode-attention launch configs at batch 64 x context 2048;
+--tune-sgmv sweeps only the decode SGMV configs and can save the winner for
+LORASIM_KERNEL_CONFIGS=tuned.json, which any later run then uses.)
 Without CUDA it says so and exits 0.
 """
 
@@ -97,41 +101,104 @@ def tune_decode_attention(reps: int, hbm: float, batch: int = 64, ctx: int = 204
         table["decode_attn"] = saved
 
 
-def bench_sgmv(reps: int, rank: int, layers: int = 32) -> None:
+def _sgmv_setup(rank: int, layers: int = 32):
+    """LoRA slots of Llama-3.1-8B at `rank` (all seven modules, 8 slots, `layers` layers of
+    distinct weights) and the decode cases of the issue #26 targets."""
     import gpu.kernels as K
     from gpu.lora import LoraSlots
     from sim.core.model import ModelShape
 
     shape = ModelShape(layers=layers)
-    n_slots = 8
-    slots = LoraSlots(shape, n_slots, rank, ("q_proj", "k_proj", "v_proj"), "cuda", torch.bfloat16)
-    slots.pool.normal_(0, 0.01)
-    slots.scaling = [1.0] * n_slots
-    slices = [K.LoraSlices.of(slots, layer, "qkv") for layer in range(layers)]
-    width = sum(slices[0].widths)
-    per_adapter = rank * (3 * shape.hidden + width) * 2  # A of q, k, v + B^T, bytes per layer
-    print(f"\nSGMV QKV (shrink + expand, one launch each) at rank {rank}, bf16; per layer, "
-          f"averaged over {layers} layers of distinct weights")
-    print(f"{'case':<22} {'tokens':>6} {'adapters':>8} {'us':>8} {'MB read':>8} {'GB/s':>7}")
-    cases = [
-        ("1 adapter, batch 1", [0]),
-        ("8 adapters, decode 64", [i % 8 for i in range(64)]),
-        ("8 adapters, prefill", [s for s in range(8) for _ in range(128)]),
-    ]
-    for name, tok in cases:
-        t_n = len(tok)
-        meta = K.LoraMeta.build(tok, [rank] * n_slots, [1.0] * n_slots, "cuda")
-        x = torch.randn(t_n, shape.hidden, device="cuda", dtype=torch.bfloat16)
-        y = torch.zeros(t_n, width, device="cuda", dtype=torch.bfloat16)
+    slots = LoraSlots.random(shape, 8, rank, "cuda", torch.bfloat16)
+    fused = [(layer, f, K.LoraSlices.of(slots, layer, f)) for layer in range(layers) for f in K.FUSED]
+    cases = {
+        "1 adapter, batch 1": [0],
+        "8 adapters, batch 64": [i % 8 for i in range(64)],
+        "8 adapters, prefill 8x128": [s for s in range(8) for _ in range(128)],
+    }
+    return shape, slots, fused, cases
 
-        def sgmv(x=x, y=y, meta=meta) -> None:
-            for sl in slices:
-                K.lora_apply(y, x, slots.pool, sl, rank, meta)
 
-        t = graph_time(sgmv, reps) / layers
-        nbytes = len(set(tok)) * per_adapter
-        print(f"{name:<22} {t_n:>6} {len(set(tok)):>8} {t * 1e6:8.1f} {nbytes / 1e6:8.2f} "
-              f"{nbytes / t / 1e9:7.0f}")
+def _sgmv_step(shape, slots, fused, tok: list[int], rank: int, decode: bool):
+    """A closure running shrink + expand of every fused projection of every layer (a decode
+    step's LoRA work, without the base model), with bucket-sized metadata as the decode
+    graphs build it."""
+    import gpu.kernels as K
+
+    caps = {"max_tokens": len(tok), "max_segments": min(len(tok), 8), "max_len": len(tok)} if decode else {}
+    meta = K.LoraMeta.build(tok, [rank] * 8, [1.0] * 8, "cuda", **caps)
+    xs = {n: torch.randn(len(tok), n, device="cuda", dtype=torch.bfloat16)
+          for n in {sl.in_dim for _, _, sl in fused}}
+    ys = {n: torch.zeros(len(tok), n, device="cuda", dtype=torch.bfloat16)
+          for n in {sl.out_offsets[-1] + sl.widths[-1] for _, _, sl in fused}}
+
+    def step() -> None:
+        for _, _, sl in fused:
+            K.lora_apply(ys[sl.out_offsets[-1] + sl.widths[-1]], xs[sl.in_dim], slots.pool, sl, rank, meta)
+
+    return step
+
+
+def bench_sgmv(reps: int, rank: int, layers: int = 32) -> None:
+    """SGMV LoRA of a whole decode step: 4 fused projections x `layers`, 2 launches each."""
+    shape, slots, fused, cases = _sgmv_setup(rank, layers)
+    per_adapter = slots.slot_bytes
+    print(f"\nSGMV LoRA, rank {rank}, all 7 modules (qkv, o, gate_up, down: shrink + expand, "
+          f"one launch each), {layers} layers of distinct weights, bf16, one CUDA graph")
+    print(f"{'case':<26} {'tokens':>6} {'adapters':>8} {'us/step':>8} {'us/launch':>9} "
+          f"{'MB read':>8} {'GB/s':>7}")
+    for name, tok in cases.items():
+        step = _sgmv_step(shape, slots, fused, tok, rank, decode=len(tok) <= 128)
+        t = graph_time(step, reps)
+        n = len(set(tok))
+        nbytes = n * per_adapter
+        print(f"{name:<26} {len(tok):>6} {n:>8} {t * 1e6:8.1f} {t * 1e6 / (2 * len(fused)):9.2f} "
+              f"{nbytes / 1e6:8.1f} {nbytes / t / 1e9:7.0f}")
+
+
+SHRINK_GRID = [
+    {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": bk, "SPLIT_K": sk, "num_warps": w, "num_stages": st}
+    for bk in (128, 256) for sk in (4, 8, 16, 32) for w in (4, 8) for st in (2, 4)
+]
+EXPAND_GRID = [
+    {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": 64, "num_warps": w, "num_stages": st}
+    for bn in (64, 128, 256) for w in (4, 8) for st in (1, 2, 3)
+]
+
+
+def tune_sgmv(reps: int, rank: int, write: str | None, layers: int = 32) -> None:
+    """Sweep the decode SGMV configs (shrink, then expand with the best shrink) on the two
+    decode cases; the score is the sum of their step times. Prints every row and the winner,
+    and with `write` saves it as a $LORASIM_KERNEL_CONFIGS JSON file."""
+    import json
+    import os
+
+    from gpu.kernels.configs import device_configs
+
+    os.environ.pop("LORASIM_KERNEL_CONFIGS", None)  # tune the table itself
+    table = device_configs(torch.cuda.get_device_name())
+    shape, slots, fused, cases = _sgmv_setup(rank, layers)
+    decode = {k: v for k, v in cases.items() if len(v) <= 64}
+    steps = {k: _sgmv_step(shape, slots, fused, tok, rank, decode=True) for k, tok in decode.items()}
+
+    def score(op: str, cfg: dict) -> float:
+        table[op] = cfg
+        times = [graph_time(step, reps) for step in steps.values()]
+        print(f"  {op} {cfg}: " + ", ".join(f"{t * 1e6:.0f}" for t in times) + " us")
+        return sum(times)
+
+    best = {}
+    for op, grid in (("shrink_decode", SHRINK_GRID), ("expand_decode", EXPAND_GRID)):
+        print(f"\ntuning {op} ({' | '.join(steps)}, us per step of {layers} layers)")
+        current = dict(table[op])
+        results = [(score(op, cfg), cfg) for cfg in [current, *grid]]
+        t, cfg = min(results, key=lambda r: r[0])
+        table[op] = best[op] = cfg
+        print(f"best {op}: {cfg} ({t * 1e6:.0f} us; current {results[0][0] * 1e6:.0f} us)")
+    if write:
+        with open(write, "w") as f:
+            json.dump(best, f, indent=1)
+        print(f"wrote {write} (use it with LORASIM_KERNEL_CONFIGS={write})")
 
 
 def main() -> None:
@@ -141,12 +208,20 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--tune", action="store_true", help="also sweep decode-attention configs")
+    ap.add_argument("--tune-sgmv", action="store_true", help="only sweep the decode SGMV configs")
+    ap.add_argument("--write", metavar="JSON", help="with --tune-sgmv: save the winner for "
+                    "$LORASIM_KERNEL_CONFIGS")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         print("bench_kernels needs a CUDA GPU (the Triton kernels are timed on the device); "
               "nothing to measure here.")
         return
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    if a.tune_sgmv:
+        bench_sgmv(a.reps, a.rank)
+        tune_sgmv(a.reps, a.rank, a.write)
+        bench_sgmv(a.reps, a.rank)
+        return
     hbm = measure_hbm_read(torch.device("cuda"), a.reps) / 1e9
     print(f"HBM read {hbm:.0f} GB/s (gpu.calibrate.rates: best of a sum over and a copy of 4 GiB)")
     torch.cuda.empty_cache()

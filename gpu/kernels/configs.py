@@ -10,7 +10,8 @@ entry; the wrappers pick by a host-side quantity that is fixed for a CUDA-graph 
 Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
 - SGMV shrink reads A [r, in] once per (segment, rank tile); with few segments and tokens
   the grid is too small to fill 132 SMs, and split-K over `in` (4096/14336) supplies the
-  parallelism (partial sums are atomically added into a zeroed fp32 h); SPLIT_K is a cap.
+  parallelism (each split writes its own fp32 partial of h, which the expand sums as it
+  reads it); SPLIT_K is a cap.
 - SGMV expand reads B^T [r, out]: r is at most 64 so one K step suffices; wide N tiles
   keep B^T reads coalesced. The SGMV entries are the best of small sweeps on an H100 (QKV,
   rank 64, 32 layers of distinct weights): e.g. shrink split-K beyond ~2 programs per SM
@@ -34,6 +35,9 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
 
 from __future__ import annotations
 
+import functools
+import json
+import os
 from typing import Any
 
 Config = dict[str, Any]
@@ -85,13 +89,36 @@ CONFIGS: dict[str, dict[str, Config]] = {
 DECODE_MAX_LEN = 16
 
 
+# a JSON file {op: {param: value}} whose entries replace the table's for every device: how
+# `benchmarks/bench_kernels.py --tune-sgmv --write F` hands a tuned config to other runs
+# (bench_harness, calibrate) without editing this file
+OVERRIDE_ENV = "LORASIM_KERNEL_CONFIGS"
+
+
+@functools.lru_cache(maxsize=4)
+def _overrides(path: str) -> dict[str, Config]:
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: {OVERRIDE_ENV} must name a JSON file of op configs ({e})") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise SystemExit(f"{path}: expected a JSON object {{op: {{param: value}}}}")
+    return data
+
+
 def device_configs(device_name: str | None) -> dict[str, Config]:
-    """The config table of a device (by name prefix), else the default table."""
+    """The config table of a device (by name prefix), else the default table; entries of the
+    JSON file named by $LORASIM_KERNEL_CONFIGS, if set, replace the table's."""
+    table = CONFIGS["default"]
     if device_name:
-        for prefix, table in CONFIGS.items():
+        for prefix, t in CONFIGS.items():
             if prefix != "default" and device_name.startswith(prefix):
-                return table
-    return CONFIGS["default"]
+                table = t
+                break
+    if path := os.environ.get(OVERRIDE_ENV):
+        table = {**table, **_overrides(path)}
+    return table
 
 
 def get_config(op: str, device_name: str | None) -> Config:

@@ -3,8 +3,9 @@ launch (QKV writes q | k | v column ranges of one y).
 
 Grid (token tiles x output tiles, slices, segments). The K loop runs over the segment's own
 rank only (padded rows of B^T are never read); B^T [max_rank, width] is read in place from
-`pool[slot] + bt_offsets[j]`. Rows of a segment are distinct tokens, so y is updated with a
-plain read-add-store (no atomics). Modelled on vLLM's `lora_expand_op.py`.
+`pool[slot] + bt_offsets[j]`. h holds the shrink's split-K partials, summed here as they are
+read (a few KiB per tile, from L2). Rows of a segment are distinct tokens, so y is updated
+with a plain read-add-store (no atomics). Modelled on vLLM's `lora_expand_op.py`.
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def _expand_kernel(
     o0,
     o1,
     o2,
+    stride_hs,
     stride_hm,
     stride_slot,
     stride_ym,
     MAX_RANK: tl.constexpr,
+    SPLITS: tl.constexpr,
     N_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -82,7 +85,10 @@ def _expand_kernel(
     for k0 in range(0, rank, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < rank
-        ht = tl.load(h_rows + offs_k[None, :], mask=m_mask[:, None] & k_mask[None, :], other=0.0)
+        h_mask = m_mask[:, None] & k_mask[None, :]
+        ht = tl.load(h_rows + offs_k[None, :], mask=h_mask, other=0.0)
+        for s in tl.static_range(1, SPLITS):
+            ht += tl.load(h_rows + s * stride_hs + offs_k[None, :], mask=h_mask, other=0.0)
         bt = tl.load(
             bt_base + offs_k[:, None].to(tl.int64) * width + offs_n[None, :],
             mask=k_mask[:, None] & n_mask[None, :],
@@ -107,7 +113,8 @@ def lora_expand(
     max_rank: int,
     out_offsets: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """h [T, n_slices * max_rank] (lora_shrink's output), pool as in lora_shrink,
+    """h [S, T, n_slices * max_rank] (lora_shrink's split-K partials; a 2-D h is one
+    partial), pool as in lora_shrink,
     bt_offsets: element offset of each slice's B^T [max_rank, width_j] within a slot,
     y [T, >= sum(widths)] with unit column stride (row stride free: y may be a column view).
     Slice j adds into y[:, out_offsets[j] : + widths[j]] (default: consecutive columns from
@@ -118,6 +125,8 @@ def lora_expand(
     if pool.stride(1) != 1 or y.stride(1) != 1:
         raise ValueError("pool rows and y rows must be contiguous")
     outs = list(out_offsets) if out_offsets is not None else [sum(widths[:j]) for j in range(n)]
+    if h.dim() == 2:
+        h = h.unsqueeze(0)
     if meta.max_len == 0 or y.shape[0] == 0:
         return y
     op = "expand_decode" if meta.max_len <= DECODE_MAX_LEN else "expand_prefill"
@@ -133,8 +142,8 @@ def lora_expand(
         meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot, meta.seg_rank,
         meta.seg_scale,
         bts[0], bts[1], bts[2], ws[0], ws[1], ws[2], os_[0], os_[1], os_[2],
-        h.stride(0), pool.stride(0), y.stride(0),
-        MAX_RANK=max_rank, N_TILES=n_tiles,
+        h.stride(0), h.stride(1), pool.stride(0), y.stride(0),
+        MAX_RANK=max_rank, SPLITS=h.shape[0], N_TILES=n_tiles,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=min(cfg["BLOCK_K"], max(16, triton.next_power_of_2(max_rank))),
         UPCAST=upcast_dots(y),
         **opts,

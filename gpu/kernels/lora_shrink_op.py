@@ -6,7 +6,9 @@ of slice j's A read in place from the slot pool at `pool[slot] + a_offsets[j]`. 
 past the segment's own rank exit at once, so a rank-16 adapter in a max-rank-64 pool reads
 16 rows of A, not 64. The grid depends only on host bounds (meta.max_len, max_segments,
 max_rank), so it is fixed for a CUDA-graph bucket. Decode-sized segments use split-K (few
-tokens, long `in`): partial products are atomically added into a zeroed fp32 h.
+tokens, long `in`): split k writes its partial product to h[k], and the expand adds the
+partials as it reads them. So h needs no zero-fill and no atomics: the zero-fill alone was
+one more graph node per projection (128 a decode step), each costing a launch.
 Modelled on vLLM's `lora_shrink_op.py` and Punica's SGMV.
 """
 
@@ -42,6 +44,7 @@ def _shrink_kernel(
     stride_xm,
     stride_xk,
     stride_slot,
+    stride_hs,
     stride_hm,
     MAX_RANK: tl.constexpr,
     N_TILES: tl.constexpr,
@@ -84,17 +87,13 @@ def _shrink_kernel(
             xt = xt.to(tl.float32)
             at = at.to(tl.float32)
         acc += tl.dot(xt, at)
-    h_ptrs = h_ptr + rows[:, None] * stride_hm + (sid * MAX_RANK + offs_n)[None, :]
-    mask = m_mask[:, None] & n_mask[None, :]
-    if SPLIT_K == 1:
-        tl.store(h_ptrs, acc, mask=mask)
-    else:
-        tl.atomic_add(h_ptrs, acc, mask=mask)
+    h_ptrs = h_ptr + pid_k * stride_hs + rows[:, None] * stride_hm + (sid * MAX_RANK + offs_n)[None, :]
+    tl.store(h_ptrs, acc, mask=m_mask[:, None] & n_mask[None, :])
 
 
 def _split_k(x: torch.Tensor, cfg: dict, programs: int, k: int) -> int:
-    """Split-K factor: on a GPU, enough to give ~2 programs per SM (at most the config's
-    SPLIT_K, at least one BLOCK_K step per split); it depends only on bucket-fixed sizes, so a
+    """Split-K factor: on a GPU, enough to give the working programs ~2 per SM (at most the
+    config's SPLIT_K, at least one BLOCK_K step per split); it depends only on bucket-fixed sizes, so a
     captured graph keeps it. Elsewhere the config's value (the interpreter tests both paths)."""
     if not x.is_cuda:
         return cfg["SPLIT_K"]
@@ -112,30 +111,34 @@ def lora_shrink(
 ) -> torch.Tensor:
     """x [T, in] (any row stride), pool [n_slots, slot_numel] (row stride = slot stride,
     unit column stride), a_offsets: element offset of each slice's A [max_rank, in] within a
-    slot (1 to 3 slices). Returns fp32 h [T, n_slices * max_rank]: slice j's columns
-    j*max_rank .. j*max_rank + rank - 1 for tokens with an adapter, 0 elsewhere."""
+    slot (1 to 3 slices). Returns fp32 split-K partials h [S, T, n_slices * max_rank] whose
+    sum over S is x A^T on slice j's columns j*max_rank .. j*max_rank + rank - 1 of every
+    token with an adapter; every other entry is undefined (never read by lora_expand)."""
     n = len(a_offsets)
     if not 1 <= n <= MAX_SLICES:
         raise ValueError(f"1..{MAX_SLICES} slices per launch, got {n}")
     if pool.stride(1) != 1:
         raise ValueError("pool rows must be contiguous")
     t, k = x.shape
-    h = torch.zeros(t, n * max_rank, dtype=torch.float32, device=x.device)
-    if meta.max_len == 0 or t == 0:
-        return h
     op = "shrink_decode" if meta.max_len <= DECODE_MAX_LEN else "shrink_prefill"
     cfg, opts = launch_opts(config(op, x))
     bn = max(16, min(cfg["BLOCK_N"], triton.next_power_of_2(max_rank)))
     n_tiles = triton.cdiv(max_rank, bn)
-    m_tiles = triton.cdiv(meta.max_len, cfg["BLOCK_M"])
-    split_k = _split_k(x, cfg, m_tiles * n_tiles * n * meta.max_segments, k)
+    m_tiles = triton.cdiv(max(meta.max_len, 1), cfg["BLOCK_M"])
+    # programs that can have work: a segment's tiles past its length exit at once, and all
+    # segments together hold at most max_tokens rows
+    tiles = min(m_tiles * meta.max_segments, triton.cdiv(meta.max_tokens, cfg["BLOCK_M"]) + meta.max_segments)
+    split_k = _split_k(x, cfg, tiles * n_tiles * n, k)
+    h = torch.empty(split_k, t, n * max_rank, dtype=torch.float32, device=x.device)
+    if meta.max_len == 0 or t == 0:
+        return h
     offs = list(a_offsets) + [0] * (MAX_SLICES - n)
     grid = (split_k * m_tiles * n_tiles, n, meta.max_segments)
     _shrink_kernel[grid](
         x, pool, h,
         meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot, meta.seg_rank,
         offs[0], offs[1], offs[2],
-        k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0),
+        k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1),
         MAX_RANK=max_rank, N_TILES=n_tiles,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=cfg["BLOCK_K"], SPLIT_K=split_k,
         UPCAST=upcast_dots(x),

@@ -30,7 +30,8 @@ def lora_shrink(
 ) -> torch.Tensor:
     """h[t, j*R : j*R + r] = x[t] @ A_j^T for each token t of a segment with rank r, where
     A_j = pool[slot, a_offsets[j] :][: r * in].view(r, in). Returns fp32 h
-    [T, n_slices * max_rank]; columns past a segment's rank and rows without adapter are 0."""
+    [1, T, n_slices * max_rank] (one split-K partial, as the kernel's layout); columns past a
+    segment's rank and rows without adapter are 0."""
     t, d_in = x.shape
     h = torch.zeros(t, len(a_offsets) * max_rank, dtype=torch.float32, device=x.device)
     for rows, slot, r, _ in meta.segments():
@@ -38,7 +39,7 @@ def lora_shrink(
         for j, off in enumerate(a_offsets):
             a = pool[slot, off : off + r * d_in].view(r, d_in).float()
             h[rows, j * max_rank : j * max_rank + r] = xs @ a.t()
-    return h
+    return h.unsqueeze(0)
 
 
 def lora_expand(
@@ -53,8 +54,11 @@ def lora_expand(
 ) -> torch.Tensor:
     """y[t, o_j : o_j + w_j] += scale * h[t, j*R : j*R + r] @ Bt_j for each token t of a
     segment (rank r, scaling scale), Bt_j = pool[slot, bt_offsets[j] :][: r * w_j].view(r,
-    w_j). In place; returns y."""
+    w_j); h [S, T, n_slices * max_rank] split-K partials (or [T, ...]), summed. In place;
+    returns y."""
     outs = _out_offsets(widths, out_offsets)
+    if h.dim() == 3:
+        h = h.sum(0)
     for rows, slot, r, scale in meta.segments():
         for j, (off, w, o) in enumerate(zip(bt_offsets, widths, outs, strict=True)):
             bt = pool[slot, off : off + r * w].view(r, w).float()

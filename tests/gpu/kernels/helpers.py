@@ -65,3 +65,16 @@ def make_paged_kv(
     k = torch.randn(shape, generator=g).to(dtype)
     v = torch.randn(shape, generator=g).to(dtype)
     return k.to(device), v.to(device), table.to(device)
+
+
+def shrink_sum(h: torch.Tensor, meta, max_rank: int) -> torch.Tensor:
+    """lora_shrink's split-K partials [S, T, n*R] summed, with the entries the kernel leaves
+    undefined (tokens without adapter, columns past a segment's rank) set to 0, as the
+    reference has them."""
+    total = h.sum(0)
+    out = torch.zeros_like(total)
+    for rows, _, r, _ in meta.segments():
+        for j in range(total.shape[1] // max_rank):
+            cols = slice(j * max_rank, j * max_rank + r)
+            out[rows, cols] = total[rows, cols]
+    return out

@@ -12,6 +12,7 @@ from tests.gpu.kernels.helpers import (  # noqa: E402
     LLAMA_8B_1L,
     SMALL,
     make_slots,
+    shrink_sum,
     tok_slots_of,
 )
 
@@ -40,7 +41,8 @@ def _ref(slots, meta, sl, x, y0):
 
 
 def _run(slots, tok, fused, layer, device, dtype, **kw):
-    """(kernel h, reference h, kernel y, reference y) for one fused projection."""
+    """(kernel h summed over its split-K partials, reference h, kernel y, reference y) for one
+    fused projection."""
     from gpu.kernels.lora_expand_op import lora_expand
     from gpu.kernels.lora_shrink_op import lora_shrink
 
@@ -49,7 +51,7 @@ def _run(slots, tok, fused, layer, device, dtype, **kw):
     hk = lora_shrink(x, slots.pool, sl.a_offsets, r, meta)
     yk = lora_expand(hk, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, r, sl.out_offsets)
     hr, yr = _ref(slots, meta, sl, x, y0)
-    return hk, hr, yk, yr
+    return shrink_sum(hk, meta, r), hr[0], yk, yr
 
 
 def _close(a, b, dtype):
@@ -144,6 +146,23 @@ def test_sgmv_decode_buckets(triton_device, by_adapter, batch):
     _close(yk, yr, torch.float32)
 
 
+def test_expand_reads_only_the_partials_the_shrink_defines(triton_device):
+    """The shrink leaves h undefined for base-model tokens and past each rank (no zero-fill):
+    NaN there must not reach y. Three partials, as split-K gives them."""
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    tok = tok_slots_of([(1, 3), (-1, 2), (0, 1), (3, 2)])
+    meta, sl, x, y0 = _inputs(slots, tok, "qkv", 0, triton_device, torch.float32)
+    hr, yr = _ref(slots, meta, sl, x, y0)
+    defined = shrink_sum(torch.ones_like(hr), meta, 64).bool()
+    parts = torch.stack([hr[0] * 0.25, hr[0] * 0.5, hr[0] * 0.25])
+    parts[:, ~defined] = float("nan")
+    from gpu.kernels.lora_expand_op import lora_expand
+
+    yk = lora_expand(parts, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
+    assert torch.isfinite(yk).all()
+    _close(yk, yr, torch.float32)
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_sgmv_half_precision(triton_device, dtype):
     slots = make_slots(SMALL, RANKS, 64, triton_device, dtype)
@@ -176,7 +195,7 @@ def test_sgmv_llama8b_bf16(fused, batch):
     y0 = torch.randn(len(tok), sl.out_offsets[-1] + sl.widths[-1], device="cuda", dtype=torch.bfloat16)
     hk = ks.lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
     hr = reference.lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
-    torch.testing.assert_close(hk, hr, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(shrink_sum(hk, meta, 64), hr[0], atol=2e-2, rtol=2e-2)
     yk = ke.lora_expand(hk, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
     yr = reference.lora_expand(hr, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
     torch.testing.assert_close(yk.float(), yr.float(), atol=6e-2, rtol=3e-2)
