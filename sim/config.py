@@ -267,6 +267,15 @@ class ServingCfg(_Strict):
         description="auto: overlap keeps host copies pinned, blocking paths pin per load (SGLang)",
     )
     eviction: Literal["lru", "fifo"] = "lru"
+    lora_drain_wait_threshold: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="SGLang's --lora-drain-wait-threshold, seconds: once every batch slot is "
+        "taken by running adapters, an adapter whose request has waited longer than this makes "
+        "one running adapter drain (admit only short requests until its running ones finish); "
+        "0 turns the drainer off (SGLang's default)",
+    )
 
     @model_validator(mode="after")
     def _host(self):

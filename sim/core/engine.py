@@ -80,7 +80,7 @@ class Engine:
         # the model's layer count, as the adapters' tensors give it (0: no adapter to tell)
         a0 = next((a for a in trace.adapters if a.targets), None)
         self.model_layers = a0.n_tensors // (2 * len(a0.targets)) if a0 is not None else 0
-        self.sched = Scheduler(trace.requests, serving)
+        self.sched = Scheduler(trace.requests, serving, slot_limited=not getattr(policy, "unbounded", False))
         capacity = policy.slot_capacity(serving)
         self.pool = SlotPool(capacity, order=getattr(policy, "eviction", serving.eviction))
         self.last_job: LoadJob | None = None
@@ -205,7 +205,9 @@ class Engine:
             if self.check is not None:
                 self.check(self)
 
-            plan = sched.form_prefill(self.admit, policy.order)
+            plan = sched.form_prefill(self.admit, policy.order, self.now)
+            if sched.drainer is not None:
+                self.counters["drains"] = sched.drainer.drains
             if plan is not None:
                 self._prefills += 1
                 sched.start_prefill(plan, self.now)
@@ -257,6 +259,7 @@ class Engine:
 
             if sched.running:
                 stop_on_load = bool(policy.load_completion_unblocks and self.inflight and sched.waiting)
+                policy.on_decode(self.now)
                 dbatch = self._decode_batch()
                 if self.check is not None and hasattr(self.check, "on_forward"):
                     self.check.on_forward(self, dbatch, frozenset())

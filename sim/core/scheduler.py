@@ -9,6 +9,10 @@ runs, else one decode step of every running request.
 
 KV cache: a request reserves input+output tokens when first scheduled and frees them when it
 finishes (no retraction), so the KV budget only changes at finishes.
+
+With `lora_drain_wait_threshold` > 0, SGLang's LoRADrainer (sim.core.drainer) is updated at
+the start of each scan and asked first for every request, before its adapter (SGLang's
+`_can_schedule_lora_req`): a refusal skips the request like a missing slot does.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from sim.core.drainer import LoRADrainer
 from sim.core.model import Request, RequestState
 from sim.core.serving import ServingKnobs
 
@@ -44,8 +49,10 @@ AdmitFn = Callable[[RequestState, set], bool]
 
 
 class Scheduler:
-    def __init__(self, requests: Sequence[Request], serving: ServingKnobs):
-        self.cfg = serving
+    def __init__(self, requests: Sequence[Request], serving: ServingKnobs, *, slot_limited: bool = True):
+        """`slot_limited`: the policy obeys max_loras_per_batch (False for the `resident`
+        oracle, which the drainer would only slow down: it has no slots to free)."""
+        self.cfg = serving = ServingKnobs.of(serving)
         self.states = [RequestState(r) for r in sorted(requests, key=lambda r: (r.arrival, r.rid))]
         self.pending: deque[RequestState] = deque(self.states)
         self.waiting: list[RequestState] = []
@@ -58,6 +65,11 @@ class Scheduler:
         self.in_use: Counter[Key] = Counter()
         self._in_use_set: set[Key] | None = None
         self.waiting_per_adapter: Counter[Key] = Counter()
+        self._by_rid = {st.rid: st for st in self.states}
+        threshold = serving.lora_drain_wait_threshold
+        self.drainer = (
+            LoRADrainer(serving.max_loras_per_batch, threshold) if threshold > 0 and slot_limited else None
+        )
 
     # -- queue -----------------------------------------------------------------------------
     def admit_arrivals(self, now: float) -> list[RequestState]:
@@ -84,11 +96,22 @@ class Scheduler:
     def kv_need(self, st: RequestState) -> int:
         return st.req.input_len + st.req.output_len
 
+    def running_for_drainer(self) -> list[RequestState]:
+        """SGLang's running batch: decoding requests and prefills already launched, not the
+        chunked request (it sits in the batch being formed)."""
+        chunked = self.chunked.rid if self.chunked is not None else None
+        ahead = [self._by_rid[r] for r in sorted(self.prefilling) if r != chunked]
+        return self.running + ahead
+
     # -- batch formation -------------------------------------------------------------------
     def form_prefill(
-        self, admit: AdmitFn, order: Callable[[list[RequestState]], list[RequestState]]
+        self, admit: AdmitFn, order: Callable[[list[RequestState]], list[RequestState]], now: float = 0.0
     ) -> PrefillPlan | None:
+        """`now` is when the scan runs (the drainer measures waits against it)."""
         cfg = self.cfg
+        drainer = self.drainer
+        if drainer is not None:
+            drainer.update(self.waiting, self.running_for_drainer(), now)
         budget = cfg.max_prefill_tokens
         items: list[tuple[RequestState, int]] = []
         batch_adapters: set[Key] = set()
@@ -119,6 +142,9 @@ class Scheduler:
                 continue
             left[a] -= 1
             open_left -= 1
+            if drainer is not None and not drainer.can_schedule(st):
+                st.skipped += 1  # per request (its length), so the adapter is not refused
+                continue
             if self.kv_used + kv_planned + self.kv_need(st) > cfg.kv_cache_tokens:
                 break  # SGLang stops adding when memory runs out
             if not admit(st, batch_adapters):

@@ -25,6 +25,7 @@ class ServingKnobs:
     copy_mode: Literal["flat", "per_module"]
     host_mode: Literal["auto", "pinned", "pageable", "pin_per_load"]
     eviction: Literal["lru", "fifo"]
+    lora_drain_wait_threshold: float = 0.0  # SGLang's LoRADrainer; 0 = off (its default)
 
     @classmethod
     def of(cls, serving: Any) -> ServingKnobs:

@@ -68,7 +68,8 @@ class SlotPool:
         if self.victim_key is not None:
             vk = self.victim_key
             return sorted(cands, key=lambda a: (vk(a), rank.get(a, 0)))
-        return sorted(cands, key=lambda a: rank.get(a, 0))
+        # SGLang's mem_pool evicts the base model's slot (None) only when no adapter can go
+        return sorted(cands, key=lambda a: (a is None, rank.get(a, 0)))
 
     def can_place(self, protected: Iterable[Key]) -> bool:
         return bool(self._free) or bool(self.victims(protected))

@@ -107,6 +107,10 @@ class Policy:
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
         pass
 
+    def on_decode(self, now: float) -> None:
+        """A decode run of every running request starts (blocking SGLang marks its adapters
+        used here: see BlockingLRU)."""
+
     def on_evict(self, adapter: Key) -> None:
         pass
 

@@ -87,6 +87,7 @@ LEAVES: dict[str, list] = {
     "serving.copy_mode": ["zero_copy", 1],
     "serving.host_mode": ["mmap", 0],
     "serving.eviction": ["random", 0],
+    "serving.lora_drain_wait_threshold": [-0.5, "soon", math.inf, [1]],
     "policies": [["bogus"], [], "lru", [1]],
 }
 MAPPINGS = ["", "model", "hardware", "adapters", "workload", "workload.arrival",

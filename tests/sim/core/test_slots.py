@@ -52,3 +52,12 @@ def test_host_tier_is_lru_and_reports_disk_reads():
     assert host.access("c") == (True, "b")
     assert host.disk_reads == 1
     assert host.access("b") == (True, "a")
+
+
+def test_base_model_slot_is_evicted_only_when_no_adapter_can_go():
+    pool = SlotPool(3, "lru")
+    pool.place(None, set(), "ready")  # least recently used, but SGLang keeps it
+    pool.place("a", set(), "ready")
+    pool.place("b", set(), "ready")
+    assert pool.victims(set()) == ["a", "b", None]
+    assert pool.victims({"a", "b"}) == [None]
