@@ -143,10 +143,55 @@ def rank(
     typer.echo(text)
 
 
+def compare(
+    result_file: Annotated[Path, typer.Argument(
+        help="The engine's benchmark output: SGLang `bench_serving --output-file` (JSONL) or vLLM "
+             "`vllm bench serve --save-result` (JSON).", metavar="RESULT_FILE")],
+    scenario: Annotated[Path, typer.Option(help="Scenario YAML the engine's workload came from.",
+                                           metavar="S.yaml")],
+    policy: Annotated[str, typer.Option("--policy", "-p", help=(
+        "Policy the simulator runs; lru is SGLang's and vLLM's default blocking load, overlap is "
+        "SGLang's --enable-lora-overlap-loading."))] = "lru",
+    run: Annotated[int | None, typer.Option(help="Which run of a file holding several (1 = first; "
+                                                 "default: the last, as both tools append).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write OUT.csv, OUT.md and OUT.png.")] = None,
+) -> None:
+    """Set an engine's measured bench_serving metrics next to the simulator's on the same scenario.
+
+    Prints mean/median/P99 TTFT, TPOT, ITL, E2E latency, request and output throughput for
+    both, with the simulator's relative error (sim - engine) / engine, and checks that the
+    engine ran the scenario's requests (count and lengths when the file has them; export the
+    workload with `lorasim trace SCENARIO --format sglang|mooncake|vllm`).
+
+    Example: lorasim compare sglang.jsonl --scenario configs/scenarios/uniform.yaml -p overlap --out out/cmp
+    """
+    import math
+
+    from experiments.compare import run_compare
+
+    try:
+        c, paths = run_compare(result_file, scenario, policy, run, out)
+    except LorasimError as e:
+        raise _fail(e) from None
+    e = c.engine
+    typer.echo(f"{e.engine} run {e.run} of {e.runs} ({e.source}) vs lorasim {c.policy} on {scenario}")
+    typer.echo(f"{'metric':24s} {'engine':>12s} {'simulator':>12s} {'rel. error':>11s}")
+    for r in c.table.itertuples(index=False):
+        rel = "-" if math.isnan(r.rel_error) else f"{r.rel_error:+.1%}"
+        sim = "-" if math.isnan(r.simulator) else f"{r.simulator:.2f}"
+        typer.echo(f"{r.metric:24s} {r.engine:12.2f} {sim:>12s} {rel:>11s}")
+    typer.echo(f"lengths: {c.lengths}")
+    for w in c.warnings:
+        typer.echo(f"warning: {w}", err=True)
+    if paths:
+        typer.echo("-> " + ", ".join(str(p) for p in paths.values()))
+
+
 def register(app: typer.Typer) -> None:
-    """Add the sweep, plot, report and gap commands to `app`."""
+    """Add the sweep, plot, report, gap, rank and compare commands to `app`."""
     app.command("sweep")(sweep)
     app.command("plot")(plot)
     app.command("report")(report)
     app.command("gap")(gap)
     app.command("rank")(rank)
+    app.command("compare")(compare)

@@ -137,17 +137,45 @@ def policies() -> None:
             typer.echo(" " * 11 + "options: " + ", ".join(f"{k}={v}" for k, v in opts.items()))
 
 
-@app.command()
+@app.command(
+    epilog="Example: lorasim trace configs/scenarios/zipf.yaml --format sglang --out zipf.jsonl "
+    "(then see docs/compare.md to replay it and `lorasim compare` the result)"
+)
 def trace(
     config: Annotated[Path, typer.Argument(help="scenario YAML")],
-    out: Annotated[Path, typer.Option(help="trace file to write (.csv or .parquet)")],
+    out: Annotated[Path, typer.Option(help="trace file to write")],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help=(
+                "csv | parquet: lorasim's own (replayed by the simulator and the GPU harness; default: "
+                "from OUT's suffix); sglang: JSONL for SGLang bench_serving --dataset-name openai "
+                "(per-request adapters and lengths); mooncake: Mooncake trace for bench_serving "
+                "--dataset-name mooncake (arrival times); vllm: JSONL for vllm bench serve "
+                "--dataset-name custom. docs/compare.md says what each keeps."
+            ),
+        ),
+    ] = None,
 ) -> None:
-    """Generate a scenario's trace and save it, to replay in the simulator or on the GPU."""
+    """Generate a scenario's trace and save it, to replay in the simulator, on the GPU harness,
+    or with SGLang's / vLLM's benchmark client."""
     from sim.runner import load_scenario
     from sim.workload import generate_trace, save_trace
+    from sim.workload.export import FORMATS, REPLAY, export_trace
 
+    own = ("csv", "parquet")
+    if format is not None and format not in (*own, *FORMATS):
+        raise LorasimError(f"--format: unknown format {format!r}; expected one of {', '.join((*own, *FORMATS))}")
     sc = load_scenario(config)
     t = generate_trace(sc)
+    if format in FORMATS:
+        export_trace(t, out, format)
+        typer.echo(f"wrote {len(t.requests)} requests to {out} ({format})")
+        typer.echo(f"replay: {REPLAY[format].replace(' F ', f' {out} ').replace(' N ', f' {len(t.requests)} ')}")
+        return
+    if format is not None and out.suffix.lower() != f".{format}":
+        raise LorasimError(f"--out: {out}: --format {format} writes a .{format} file; name it *.{format}")
     save_trace(t, out)
     typer.echo(f"wrote {len(t.requests)} requests to {out}")
 
