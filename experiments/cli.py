@@ -143,6 +143,31 @@ def rank(
     typer.echo(text)
 
 
+def rank_across(
+    results: Annotated[Path, typer.Argument(help="Results directory of `lorasim sweep`.", metavar="RESULTS")],
+    axis: Annotated[str, typer.Option(help="The sweep axis to compare orders across (e.g. hardware, serving.max_loras_per_batch).")],
+    oracle: Annotated[str, typer.Option(help="Policy left out of the orders (best by construction).")] = "resident",
+    out: Annotated[Path | None, typer.Option(help="Markdown file to write as well.")] = None,
+) -> None:
+    """Does a sweep's policy ranking hold across one of its axes?
+
+    Prints, per workload and metric (P50/P99 TTFT, mean E2E), the policy order at each value of
+    the axis (means over repeats) and whether it is the same at all of them.
+
+    Example: lorasim rank-across results/fairness_profiles --axis hardware
+    """
+    from experiments.ranking import orders_across
+    from experiments.store import atomic_write_text
+
+    try:
+        text = orders_across(results, axis, oracle)
+    except LorasimError as e:
+        raise _fail(e) from None
+    if out:
+        atomic_write_text(out, text)
+    typer.echo(text)
+
+
 def compare(
     result_file: Annotated[Path, typer.Argument(
         help="The engine's benchmark output: SGLang `bench_serving --output-file` (JSONL) or vLLM "
@@ -188,10 +213,14 @@ def compare(
 
 
 def register(app: typer.Typer) -> None:
-    """Add the sweep, plot, report, gap, rank and compare commands to `app`."""
+    """Add the sweep, plot, report, gap, rank, rank-across and compare commands to `app`."""
     app.command("sweep")(sweep)
     app.command("plot")(plot)
     app.command("report")(report)
     app.command("gap")(gap)
     app.command("rank")(rank)
+    app.command("rank-across")(rank_across)
     app.command("compare")(compare)
+    from experiments.reproduce_cmd import reproduce
+
+    app.command("reproduce")(reproduce)

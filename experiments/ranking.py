@@ -8,6 +8,7 @@ policies by trace removes most trace-to-trace variance, as the sweeps pair by se
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -92,6 +93,66 @@ def orders(df: pd.DataFrame, oracle: str = "resident") -> str:
             lines.append(f"| {w} | {label} | {' < '.join(g)} | {' < '.join(s)} | {'yes' if g == s else 'no'} |")
     lines += ["", f"Same best policy: {best}/{n}; same worst: {worst}/{n}; same whole order: {full}/{n} "
               f"(means over traces; `{oracle}` left out)."]
+    return "\n".join(lines) + "\n"
+
+
+def _axis_label(v: object) -> str:
+    """A compact label of an axis value: a path by its file name (profiles share prefixes)."""
+    if isinstance(v, str):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return Path(v).name if "/" in v else v
+    if isinstance(v, dict):
+        return " ".join(_axis_label(x) for x in v.values())
+    return Path(str(v)).name if "/" in str(v) else str(v)
+
+
+def orders_across(results: str | Path, axis: str, oracle: str = "resident") -> str:
+    """Per workload and metric of a sweep, the policy order (mean over repeats) at each value of
+    `axis`, and whether the order holds across them: how a ranking shifts with the hardware
+    model, the slot count or the load. The oracle is left out: it is best by construction."""
+    from experiments.results import load_results, metric_col
+
+    res = load_results(results)
+    ok = res.ok
+    if axis not in res.axes:
+        raise LorasimError(f"{results}: no axis {axis!r}; the sweep's axes are {', '.join(res.axes) or 'none'}")
+    ok = ok[ok.policy != oracle]
+    others = [k for k in res.manifest.get("label_keys", []) if k != axis]
+    from experiments.sweep import group_label
+
+    ok = ok.assign(_w=ok.apply(lambda r: group_label({k: r.get(k) for k in others}, others), axis=1),
+                   _v=ok[axis].map(_axis_label))
+    values = list(dict.fromkeys(ok._v))
+    lines = ["| workload | metric | " + " | ".join(values) + " | same order? |",
+             "|---|---|" + "---|" * len(values) + "---|"]
+    n = same = best = 0
+    seen: list[dict[str, list[str]]] = []  # per row: axis value -> order
+    for w, x in ok.groupby("_w", sort=False):
+        for m, label in METRICS.items():
+            name, stat = m.split("_")[0], m.split("_")[1]
+            col = metric_col(x, name, stat)
+            if col is None:
+                continue
+            order = {v: list(g.groupby("policy")[col].mean().sort_values().index) for v, g in x.groupby("_v", sort=False)}
+            cells = [" < ".join(order.get(v, [])) or "-" for v in values]
+            seqs = [o for o in order.values() if o]
+            seen.append(order)
+            n += 1
+            same += all(o == seqs[0] for o in seqs)
+            best += all(o[0] == seqs[0][0] for o in seqs)
+            lines.append(f"| {w} | {label} | " + " | ".join(cells) + f" | {'yes' if all(o == seqs[0] for o in seqs) else 'no'} |")
+    lines += ["", f"Same best policy at every `{axis}` value: {best}/{n}; same whole order: {same}/{n} "
+              f"(means over repeats; `{oracle}` left out; lower is better).", "",
+              "Two values at a time (rows where both ran):", "",
+              "| value | value | same best | same order |", "|---|---|---|---|"]
+    for i, a in enumerate(values):
+        for b in values[i + 1:]:
+            both = [(o[a], o[b]) for o in seen if o.get(a) and o.get(b)]
+            sb = sum(x[0] == y[0] for x, y in both)
+            so = sum(x == y for x, y in both)
+            lines.append(f"| {a} | {b} | {sb}/{len(both)} | {so}/{len(both)} |")
     return "\n".join(lines) + "\n"
 
 

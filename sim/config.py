@@ -129,6 +129,15 @@ class HardwareCfg(_Strict):
         description="fraction of pin-per-load pins that are slow by the profile's pin_tail_ms "
         "(default: the profile's measured value; 0 turns the slow-pin tail off)",
     )
+    hbm_eff: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="analytic model only: attained fraction of the preset's HBM bandwidth in "
+        "weight-read-bound forwards (decode). The presets' 0.45 is torch-eager GEMMs (DESIGN §6); "
+        "~0.9 (4.3 TB/s on an H200) is what a production engine's CUDA-graphed decode reads "
+        "(DESIGN §11). A measured profile's tables replace it, so it is refused with a profile",
+    )
 
 
 def _check_targets(v):

@@ -65,6 +65,7 @@ def _spec(cfg: HardwareCfg) -> GpuSpec:
         pageable_gbps=cfg.pageable_gbps,
         copy_overhead_us=cfg.copy_overhead_us,
         disk_gbps=cfg.disk_gbps,
+        hbm_eff=cfg.hbm_eff,
     )
 
 
@@ -102,6 +103,9 @@ def _assemble(
 
 def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     path = Path(cfg.profile)
+    if cfg.hbm_eff is not None:
+        raise ConfigError(str(path), "hardware.hbm_eff", "applies to the analytic model only; a measured "
+                                                         "profile's compute tables replace it (drop one of them)")
     if not path.is_file():
         raise ConfigError(str(path), "hardware.profile", "file not found; expected a profile YAML written by `lorasim calibrate`")
     try:

@@ -64,3 +64,33 @@ def test_rank_command_and_bad_input(tmp_path):
     bad.write_text("x,y\n1,2\n")
     r = CliRunner().invoke(app, ["rank", str(bad)])
     assert r.exit_code == 2 and "columns scenario" in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def _flip_at_high_rate(sc, policy):
+    """fake_run, except that at rate 20 overlap becomes slower than lru on every metric."""
+    from _exp_fakes import fake_run
+
+    r = fake_run(sc, policy)
+    if sc.workload.arrival.rate == 20 and policy == "overlap":
+        r.summary.update({k: v * 10 for k, v in r.summary.items() if k.endswith("_ms")})
+    return r
+
+
+def test_orders_across_an_axis_tell_where_the_ranking_moves(tmp_path):
+    from experiments.ranking import orders_across
+    from experiments.runner import run_sweep
+    from experiments.sweep import build_sweep
+
+    sw = build_sweep({"name": "ra", "base": {"adapters": {"count": 4}, "workload": {"num_requests": 20}},
+                      "policies": ["lru", "overlap", "resident"],
+                      "axes": {"workload.arrival.rate": [1, 20]}}, source="ra.yaml")
+    run_sweep(sw, tmp_path, run_fn=_flip_at_high_rate, workers=1, progress=False)
+    text = orders_across(tmp_path, "workload.arrival.rate")
+    rows = [line for line in text.splitlines() if line.startswith("| all |")]
+    assert len(rows) == 3  # P50, P99 TTFT, mean E2E
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2:] == ["overlap < lru", "lru < overlap", "no"]  # resident left out
+    assert "same whole order: 0/3" in text
+    with pytest.raises(LorasimError, match="no axis 'hardware'"):
+        orders_across(tmp_path, "hardware")

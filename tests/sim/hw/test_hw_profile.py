@@ -109,6 +109,22 @@ def test_analytic_preset_with_overrides():
     assert load_hardware(HardwareCfg(pin_cache="cold"), SHAPE).copy.pin_gbps == 1.0
 
 
+def test_hbm_eff_speeds_weight_bound_decode_and_leaves_compute_bound_prefill():
+    base, fast = load_hardware(HardwareCfg(), SHAPE), load_hardware(HardwareCfg(hbm_eff=0.9), SHAPE)
+    d = Batch("decode", tuple(BatchItem(k, None, -1, 0, 1, 128) for k in range(8)))
+    # weight-read bound: twice the attained bandwidth halves the step, less the fixed overhead
+    over = base.compute.overhead
+    assert fast.compute.forward_time(d) - over == pytest.approx((base.compute.forward_time(d) - over) / 2, rel=1e-6)
+    p = Batch("prefill", (BatchItem(0, None, -1, 0, 4096, 0),))
+    assert fast.compute.forward_time(p) == pytest.approx(base.compute.forward_time(p), rel=0.02)
+
+
+def test_hbm_eff_with_a_measured_profile_is_refused():
+    with pytest.raises(ConfigError) as e:
+        load_hardware(HardwareCfg(profile=str(SHIPPED), hbm_eff=0.9), SHAPE)
+    assert e.value.key == "hardware.hbm_eff" and "analytic" in str(e.value)
+
+
 def test_profile_reproduces_roofline_at_table_points():
     hw = load_hardware(HardwareCfg(profile=str(SHIPPED)), SHAPE)
     roof = load_hardware(HardwareCfg(), SHAPE)
