@@ -35,6 +35,7 @@ from gpu.staging import to_device
 from gpu.streams import Clock, Marker
 from sim.core.effects import (
     Batch,
+    Evict,
     Forward,
     ForwardResult,
     Idle,
@@ -49,6 +50,19 @@ from sim.core.effects import (
 )
 from sim.core.model import ModelShape, Trace
 from sim.errors import DeadlockError
+
+# The harness's LoRA memory is fixed slots (gpu.lora.LoraSlots): unified memory's paged
+# adapters and its Evict effect are not implemented here yet (docs/unified_memory.md).
+UNIFIED_REFUSED = ValueError(
+    "serving.adapter_memory: unified (and policy idle_cache) is not supported by the CUDA driver yet: "
+    "its adapters live in fixed slots; run it in the simulator (lorasim run / sweep)"
+)
+
+
+def refuse_unified(engine: Any) -> None:
+    """One clear error, rather than running a unified-memory engine on fixed slots."""
+    if getattr(engine, "unified", False):
+        raise UNIFIED_REFUSED
 
 Row = tuple[str, float, float, str, str]
 
@@ -205,6 +219,7 @@ class CudaDriver:
         at the start are frozen out of it): a full collection over the model's and the
         engine's objects is a pause of tens of ms at a random step, noise the simulator does
         not model (servers do the same: SGLang freezes and tunes its GC)."""
+        refuse_unified(engine)
         gen = engine.run()
         result: Any = None
         gc.collect()
@@ -274,6 +289,8 @@ class CudaDriver:
             return res
         if isinstance(eff, Idle):
             return self._idle(eff.until)
+        if isinstance(eff, Evict):
+            raise UNIFIED_REFUSED
         raise TypeError(f"unknown effect {eff!r}")
 
     # ---- loads ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from gpu.distributions import Distributions, read_records
 from gpu.run_health import DEGRADED_ABOVE, HealthLog
 from sim.config import Scenario
 from sim.core.model import Trace
-from sim.errors import LorasimError
+from sim.errors import LorasimError, ScenarioError
 from sim.hw.profile import atomic_write_text
 from sim.runner import RunResult, load_scenario
 
@@ -118,6 +118,10 @@ def run_gpu(
     shape = sc.model.shape()
     check_feasible(sc, trace)
     pol = registry.create(policy, **sc.policy_options.get(policy, {}))
+    if pol.memory_model(sc.serving.knobs()) == "unified":
+        from gpu.driver import UNIFIED_REFUSED
+
+        raise ScenarioError(f"{sc.source}: policy {policy!r}: {UNIFIED_REFUSED}")
     # the engine gets the same cost model as in `simulate`: policies that predict (lookahead)
     # decide from it, so both drivers must hand them the same estimator
     hardware = load_hardware(sc.hardware, shape)

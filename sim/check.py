@@ -3,7 +3,8 @@
 Each workload is a random scenario (adapter population with mixed ranks and targets, slot
 and prefetch-slot counts, arrivals poisson/gamma/burst, every adapter-choice distribution
 including phased and base_fraction, lengths, chunking and token budgets, copy/host modes,
-eviction order, hardware knobs, policy options). It is simulated under EVERY registered
+eviction order, slots or unified adapter memory, hardware knobs, policy options; `idle_cache`
+runs on unified memory in every workload, every policy but slora in 30 % of them). It is simulated under EVERY registered
 policy with the invariant checker on (`simulate(..., check=True)`), then the results are
 checked: every request finished exactly once, arrival <= first token <= finish, ITL count =
 sum(output - 1), the PCIe and compute lanes never overlap themselves, loads and bytes moved
@@ -116,6 +117,8 @@ def random_scenario(seed: int, index: int) -> dict[str, Any]:
         "eviction": pick(["lru", "fifo"]),
     }
     if chance(0.3):
+        serving["adapter_memory"] = "unified"  # idle_cache runs unified in every workload
+    if chance(0.3):
         serving["max_loaded_loras"] = int(rng.integers(mlpb, max(mlpb, n_adapters) + 3))
 
     hardware: dict[str, Any] = {"preset": pick(HW)}
@@ -136,6 +139,10 @@ def random_scenario(seed: int, index: int) -> dict[str, Any]:
     if chance(0.3):
         options["history"] = {"half_life_s": float(rng.uniform(0.01, 10)),
                               "max_predictions": int(rng.integers(0, 5))}
+    if chance(0.3):
+        options["idle_cache"] = {"lookahead": int(rng.integers(0, 10)),
+                                 "max_inflight": int(rng.integers(1, 4)),
+                                 "half_life_s": float(rng.uniform(0.01, 30))}
     if chance(0.3):
         options["lookahead"] = {"lookahead": int(rng.integers(0, 10)),
                                 "max_inflight": int(rng.integers(1, 4)),
@@ -245,6 +252,8 @@ def check_workload(seed: int, index: int, policies: Iterable[str] | None = None)
 
     d = random_scenario(seed, index)
     pols = list(policies) if policies is not None else registry.names()
+    if d["serving"].get("adapter_memory") == "unified":
+        pols = [p for p in pols if p != "slora"]  # refuses unified memory (it has no prefetch slots)
     out: list[Violation] = []
     try:
         sc = parse_scenario(d, f"<check workload {index}>")

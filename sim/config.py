@@ -286,6 +286,13 @@ class ServingCfg(_Strict):
         "0 turns the drainer off (SGLang's default)",
     )
 
+    adapter_memory: Literal["slots", "unified"] = Field(
+        "slots",
+        description="slots: adapters in (batch + prefetch) max-rank slots beside a KV cache of "
+        "kv_cache_tokens (SGLang); unified: KV pages and adapter weights share one byte budget of "
+        "the same total, adapters cached in idle KV memory (S-LoRA, Chameleon; sim.core.memory)",
+    )
+
     @model_validator(mode="after")
     def _host(self):
         if self.max_loaded_loras is not None and self.max_loaded_loras < self.max_loras_per_batch:
@@ -296,11 +303,11 @@ class ServingCfg(_Strict):
         return self
 
     def knobs(self) -> ServingKnobs:
-        """The plain values the core runs on."""
+        """The plain values the core runs on (unified memory's sizes: `sim.runner.serving_knobs`)."""
         return ServingKnobs(**self.model_dump())
 
 
-POLICY_NAMES = ("lru", "fifo", "slora", "overlap", "history", "resident", "lookahead", "zero_load")
+POLICY_NAMES = ("lru", "fifo", "slora", "overlap", "history", "resident", "lookahead", "zero_load", "idle_cache")
 
 
 class Scenario(_Strict):

@@ -8,7 +8,7 @@ It is also the edge where the config layer meets the policies: `load_scenario` a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ import pandas as pd
 from sim import config
 from sim.config import Scenario
 from sim.core.engine import STALL_ITERATIONS, STALL_S
+from sim.core.memory import slot_bytes
 from sim.core.model import Trace
+from sim.core.serving import ServingKnobs
 from sim.errors import ScenarioError
 from sim.policies import registry
 
@@ -109,6 +111,16 @@ def check_feasible(sc: Scenario, trace: Trace) -> None:
     check_policy_options(sc)
 
 
+def serving_knobs(sc: Scenario, trace: Trace) -> ServingKnobs:
+    """The core's knobs, with what unified memory needs (a policy may choose it whatever
+    serving.adapter_memory says): the model's KV bytes per token and the slots
+    configuration's slot size (the largest rank over the targets' union)."""
+    knobs = sc.serving.knobs()
+    shape = sc.model.shape()
+    return replace(knobs, kv_bytes_per_token=shape.kv_bytes_per_token,
+                   slot_bytes=slot_bytes(shape, trace.adapters))
+
+
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     """`sim.config.parse_scenario` with the policy names checked against the registry."""
     return config.parse_scenario(data, source, check_policy=registry.check_name)
@@ -163,16 +175,16 @@ def simulate(
         pol = registry.create(policy, **sc.policy_options.get(policy, {}))
     except (TypeError, ValueError) as e:
         raise ScenarioError(f"{sc.source}: policy_options.{policy}: {e}") from None
-    engine = Engine(
-        trace, sc.serving.knobs(), pol, estimator=hardware, stall_s=stall_s, stall_iterations=stall_iterations
-    )
+    try:
+        engine = Engine(trace, serving_knobs(sc, trace), pol, estimator=hardware, stall_s=stall_s,
+                        stall_iterations=stall_iterations)
+    except ValueError as e:
+        raise ScenarioError(f"{sc.source}: serving.adapter_memory: {e}") from None
     if check:
         from sim.core.invariants import InvariantChecker
 
         engine.check = InvariantChecker()
     if noise_seed is not None and getattr(hardware, "noise", None) is not None:
-        from dataclasses import replace
-
         hardware = replace(hardware, noise=replace(hardware.noise, seed=noise_seed))
         if getattr(hardware, "pin_tail", None) is not None:
             # which pins are slow is part of the run's draw too (seed 0 stays the plain run's)

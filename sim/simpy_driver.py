@@ -31,6 +31,7 @@ import numpy as np
 import simpy
 
 from sim.core.effects import (
+    Evict,
     Forward,
     ForwardResult,
     Idle,
@@ -177,6 +178,8 @@ class SimPyDriver:
             if eff.ticket in self.fwd_unpolled:
                 self.fwd_unpolled.remove(eff.ticket)
             return self.fwd_result.pop(eff.ticket)
+        if isinstance(eff, Evict):
+            return None  # freeing pages takes no modelled time
         if isinstance(eff, Idle):
             yield from self._release_done()
             if self.unpolled or self.fwd_unpolled:

@@ -160,7 +160,17 @@ class Idle:
     until: float | None = None
 
 
-Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | PollForwards | Idle
+@dataclass(frozen=True)
+class Evict:
+    """-> None, at once. Unified adapter memory only (sim.core.memory): free these adapters'
+    pages, whose bytes go to the KV cache or to the copies that follow. Issued before the
+    StartLoad or Forward that reuses them; never an adapter in use, in flight or loaded for
+    the batch. (With slots, a copy's `LoadJob.evicted` says which adapter its slot held.)"""
+
+    adapters: tuple[str, ...]
+
+
+Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | PollForwards | Idle | Evict
 
 
 @dataclass

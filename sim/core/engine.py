@@ -24,6 +24,7 @@ from sim.core.effects import (
     Batch,
     BatchItem,
     Effect,
+    Evict,
     Forward,
     Idle,
     LoadJob,
@@ -35,6 +36,7 @@ from sim.core.effects import (
     WaitLoad,
 )
 from sim.core.host import HostTier
+from sim.core.memory import UnifiedPool, unified_budget
 from sim.core.model import RequestState, Trace
 from sim.core.scheduler import PrefillPlan, Scheduler
 from sim.core.serving import ServingKnobs
@@ -80,9 +82,19 @@ class Engine:
         # the model's layer count, as the adapters' tensors give it (0: no adapter to tell)
         a0 = next((a for a in trace.adapters if a.targets), None)
         self.model_layers = a0.n_tensors // (2 * len(a0.targets)) if a0 is not None else 0
-        self.sched = Scheduler(trace.requests, serving, slot_limited=not getattr(policy, "unbounded", False))
-        capacity = policy.slot_capacity(serving)
-        self.pool = SlotPool(capacity, order=getattr(policy, "eviction", serving.eviction))
+        self.memory = policy.memory_model(serving)  # "slots" | "unified"
+        self.unified = self.memory == "unified"
+        order = getattr(policy, "eviction", serving.eviction)
+        self.pool: SlotPool | UnifiedPool
+        if self.unified:
+            self.pool = self._unified_pool(trace, serving, policy, order)
+        else:
+            self.pool = SlotPool(policy.slot_capacity(serving), order=order)
+        self.sched = Scheduler(
+            trace.requests, serving, slot_limited=not (getattr(policy, "unbounded", False) or self.unified),
+            memory=self.pool if self.unified else None,
+        )
+        self.pending_evicts: list[str] = []  # unified: evicted since the last Evict effect
         self.last_job: LoadJob | None = None
         self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras)
         self.host_mode = policy.host_mode(serving)
@@ -114,13 +126,30 @@ class Engine:
         self._was_waiting = False
         policy.bind(self)
 
+    def _unified_pool(self, trace: Trace, serving: ServingKnobs, policy: Any, order: str) -> UnifiedPool:
+        """One byte budget for KV and adapters, the slots configuration's total."""
+        if serving.kv_bytes_per_token < 1 or serving.slot_bytes < 1:
+            raise ValueError("serving.adapter_memory: unified needs the model's KV bytes per token and "
+                             "slot bytes; build the knobs with sim.runner.serving_knobs")
+        slots = serving.max_loras_per_batch + serving.max_loras_prefetch
+        budget = unified_budget(serving.kv_cache_tokens, serving.kv_bytes_per_token, slots, serving.slot_bytes)
+        pool = UnifiedPool(budget, serving.kv_bytes_per_token, {a.name: a.nbytes for a in trace.adapters},
+                           order=order)  # type: ignore[arg-type]
+        pool.kv_tokens = lambda: self.sched.kv_used + self.sched.kv_scan
+        pool.protect = lambda: (self.sched.adapters_in_use() | pool._loading | self.blocking_in_batch
+                                | self.sched.scan_batch)
+        return pool
+
     @property
     def states(self) -> list[RequestState]:
         return self.sched.states
 
     # -- services for policies -------------------------------------------------------------
     def protected(self, batch_adapters: set[Key]) -> set[Key]:
-        """Adapters that may not be evicted now: used by running requests or this batch."""
+        """Adapters that may not be evicted now: used by running requests or this batch (with
+        unified memory also those of the requests the scan passed over: `Scheduler.scan_passed`)."""
+        if self.unified:
+            return self.sched.adapters_in_use() | batch_adapters | self.sched.scan_passed
         return self.sched.adapters_in_use() | batch_adapters
 
     def new_load(self, adapter: Key, batch_adapters: set[Key], stream: str, kind: str) -> bool:
@@ -129,11 +158,14 @@ class Engine:
         The base model (None) needs a slot but no copy. Returns False if no slot can be had.
         """
         prot = self.protected(batch_adapters) | self.pool.loading()
-        if not self.pool.can_place(prot):
+        if not self.pool.can_place(prot, adapter):
             return False
         state = "ready" if adapter is None or stream == "compute" else "loading"
         slot, evicted, did_evict = self.pool.place(adapter, prot, state)
-        if did_evict:
+        if self.unified:  # maybe several: issued as one Evict effect before the copy
+            self._drain_evictions()
+            evicted, did_evict = None, False
+        elif did_evict:
             self.counters["evictions"] += 1
             self.policy.on_evict(evicted)
         if adapter is None:
@@ -166,6 +198,14 @@ class Engine:
         else:
             self.blocking_in_batch.add(adapter)
         return True
+
+    def _drain_evictions(self) -> None:
+        """Unified memory: count and report the pool's evictions (placements and KV)."""
+        for a in self.pool.evicted:
+            self.counters["evictions"] += 1
+            self.policy.on_evict(a)
+            self.pending_evicts.append(a)  # type: ignore[arg-type]
+        self.pool.evicted.clear()
 
     def lid_of(self, adapter: Key) -> int | None:
         for lid, a in self.inflight.items():
@@ -318,7 +358,13 @@ class Engine:
         return arrived
 
     def _start_pending_loads(self) -> Generator[Effect, Any, None]:
-        """Issue the copies the policy asked for since the last call."""
+        """Issue the copies the policy asked for since the last call; with unified memory,
+        first free the pages of the adapters evicted since (for these copies or for KV)."""
+        if self.unified:
+            self._drain_evictions()
+            if self.pending_evicts:
+                gone, self.pending_evicts = tuple(self.pending_evicts), []
+                yield Evict(gone)
         jobs, self.pending_jobs = self.pending_jobs, []
         for job in jobs:
             yield StartLoad(job)

@@ -13,6 +13,11 @@ Three hooks:
 - an eviction guard installed on the engine's slot pool the first time the checker runs:
   an adapter used by a running or prefilling request, in flight, loaded for the batch being
   formed, or pinned is never evicted.
+
+With unified adapter memory (sim.core.memory) the slot counts give way to bytes: KV bytes
+(the scan's tentative reservations included) + adapter bytes <= the budget after every
+placement, KV reservation and iteration and before every forward; the pool's byte count is
+the sum of its adapters' sizes; no per-batch adapter limit applies.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class InvariantChecker:
     def _install(self, engine) -> None:
         """Check every eviction against the engine's own record of what is in use."""
         self._installed = True
+        if engine.unified:
+            self._install_unified(engine)
+            return
         pool = engine.pool
         place = pool.place
 
@@ -77,6 +85,45 @@ class InvariantChecker:
 
         pool.place = guarded_place  # instance attributes shadow the methods
         pool.evict = guarded_evict
+
+    def _install_unified(self, engine) -> None:
+        """Unified memory: guard every eviction (placements and KV admission both go through
+        `_evict_one`) and check the byte budget after every placement and KV reservation."""
+        pool = engine.pool
+        evict_one, place, reserve = pool._evict_one, pool.place, pool.kv_reserve
+
+        def guarded_evict_one(a):
+            why = []
+            if a in engine.sched.adapters_in_use():
+                why.append("used by a running/prefilling request")
+            if a in engine.inflight.values() or pool.is_loading(a):
+                why.append("in flight")
+            if a in engine.blocking_in_batch or a in engine.sched.scan_batch:
+                why.append("in the batch being formed")
+            if a in pool.pinned:
+                why.append("pinned")
+            if why:
+                self._fail(engine, f"evicting {a!r} but it is {', '.join(why)}")
+            return evict_one(a)
+
+        def guarded_place(a, protected, state):
+            out = place(a, protected, state)
+            self._budget(engine, f"after placing {a!r}")
+            return out
+
+        def guarded_reserve(batch):
+            reserve(batch)
+            self._budget(engine, "after a KV reservation")
+
+        pool._evict_one = guarded_evict_one
+        pool.place = guarded_place
+        pool.kv_reserve = guarded_reserve
+
+    def _budget(self, engine, when: str) -> None:
+        pool = engine.pool
+        kv = pool.kv_bytes()
+        if kv + pool.adapter_bytes > pool.budget:
+            self._fail(engine, f"{when}: KV {kv} + adapter {pool.adapter_bytes} bytes > budget {pool.budget}")
 
     # -- per iteration ---------------------------------------------------------------------
     def __call__(self, engine) -> None:
@@ -142,23 +189,25 @@ class InvariantChecker:
         kv = sum(sched.kv_need(st) for st in live)
         if kv != sched.kv_used:
             fail(f"KV tokens used {sched.kv_used} != {kv} reserved by admitted requests")
-        if sched.kv_used > cfg.kv_cache_tokens or sched.kv_used < 0:
+        if engine.unified:
+            self._unified(engine)
+        elif sched.kv_used > cfg.kv_cache_tokens or sched.kv_used < 0:
             fail(f"KV tokens used {sched.kv_used} outside [0, {cfg.kv_cache_tokens}]")
         if len(live) > cfg.max_running_requests:
             fail(f"{len(live)} admitted requests > max_running_requests {cfg.max_running_requests}")
 
         # slots and prefetch slots
         uses_slots = getattr(policy, "uses_slots", True)
-        if uses_slots:
+        if uses_slots and not engine.unified:
             expect = cfg.max_loras_per_batch + (
                 cfg.max_loras_prefetch if getattr(policy, "uses_prefetch_slots", False) else 0
             )
             if pool.capacity != expect:
                 fail(f"slot pool has {pool.capacity} slots, expected {expect} "
                      f"(batch + prefetch slots of policy {policy.name!r})")
-        if pool.used > pool.capacity:
+        if not engine.unified and pool.used > pool.capacity:
             fail(f"{pool.used} adapters in {pool.capacity} slots")
-        if pool.used + pool.free != pool.capacity:
+        if not engine.unified and pool.used + pool.free != pool.capacity:
             fail(f"{pool.used} used + {pool.free} free slots != capacity {pool.capacity}")
         if len(set(pool.slot_of.values())) != len(pool.slot_of):
             fail("two adapters share a slot")
@@ -170,7 +219,7 @@ class InvariantChecker:
             fail(f"{len(unused)} prefetched, unused adapters > max_loras_prefetch {cfg.max_loras_prefetch}")
         in_use = sched.adapters_in_use()
         limit = cfg.max_loras_per_batch
-        if not getattr(policy, "unbounded", False) and len(in_use) > limit:
+        if not (getattr(policy, "unbounded", False) or engine.unified) and len(in_use) > limit:
             fail(f"{len(in_use)} distinct adapters in use > max_loras_per_batch {limit}")
         truth = {st.adapter for st in live}
         if truth != in_use:
@@ -189,6 +238,9 @@ class InvariantChecker:
         if not uses_slots and engine.load_log:
             fail(f"policy {policy.name!r} keeps every adapter resident but loaded {len(engine.load_log)}")
 
+        if engine.unified and engine.sched.kv_scan:
+            fail(f"{engine.sched.kv_scan} KV tokens reserved by a scan that was never committed")
+
         # bytes copied = sizes of adapters loaded
         for lid, a, _kind, b in engine.load_log:
             if a is None or b != engine.adapters[a].nbytes:
@@ -200,6 +252,16 @@ class InvariantChecker:
         if len(engine.load_log) != engine.counters["loads"]:
             fail(f"loads counter {engine.counters['loads']} != {len(engine.load_log)} loads logged")
 
+    def _unified(self, engine) -> None:
+        """Unified memory's byte accounting."""
+        pool, sched = engine.pool, engine.sched
+        if sched.kv_used < 0:
+            self._fail(engine, f"KV tokens used {sched.kv_used} < 0")
+        self._budget(engine, "at an iteration")
+        held = sum(pool.nbytes(a) for a in pool.slot_of)
+        if held != pool.adapter_bytes:
+            self._fail(engine, f"pool counts {pool.adapter_bytes} adapter bytes, its adapters have {held}")
+
     # -- per forward -----------------------------------------------------------------------
     def on_forward(self, engine, batch, wait_lids) -> None:
         """Just before `batch` is issued (waits for `wait_lids` still to come)."""
@@ -207,7 +269,9 @@ class InvariantChecker:
         policy, pool = engine.policy, engine.pool
         adapters = {it.adapter for it in batch.items}
         limit = engine.cfg.max_loras_per_batch
-        if not getattr(policy, "unbounded", False) and len(adapters) > limit:
+        if engine.unified:
+            self._budget(engine, f"before a {batch.kind} forward")
+        elif not getattr(policy, "unbounded", False) and len(adapters) > limit:
             self._fail(engine, f"{batch.kind} batch with {len(adapters)} distinct adapters > "
                                f"max_loras_per_batch {limit}")
         if not batch.items:

@@ -55,6 +55,11 @@ class ModelShape:
         per_layer = sum(rank * (a + b) for a, b in (self.proj_dims(t) for t in targets))
         return per_layer * self.layers * self.dtype_bytes
 
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """KV cache bytes of one token: K and V per layer per KV head."""
+        return 2 * self.layers * self.kv_heads * self.head_dim * self.dtype_bytes
+
     def params(self) -> int:
         """Base-model parameters in the decoder layers plus embeddings and LM head."""
         per_layer = sum(a * b for a, b in (self.proj_dims(t) for t in ALL_TARGETS))

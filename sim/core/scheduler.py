@@ -10,6 +10,12 @@ runs, else one decode step of every running request.
 KV cache: a request reserves input+output tokens when first scheduled and frees them when it
 finishes (no retraction), so the KV budget only changes at finishes.
 
+With unified adapter memory (sim.core.memory) the KV budget is bytes shared with adapter
+weights: a request fits if its KV (and its adapter, if not resident) fit once cached adapters
+are evicted, and admitting it evicts them (`memory.kv_fits`, `memory.kv_reserve`); one whose
+KV fits but whose adapter does not is skipped, as one without a free slot is. The
+tokens this scan has reserved so far (`kv_scan`) count as used while the policy places copies.
+
 With `lora_drain_wait_threshold` > 0, SGLang's LoRADrainer (sim.core.drainer) is updated at
 the start of each scan and asked first for every request, before its adapter (SGLang's
 `_can_schedule_lora_req`): a refusal skips the request like a missing slot does.
@@ -20,6 +26,7 @@ from __future__ import annotations
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sim.core.drainer import LoRADrainer
 from sim.core.model import Request, RequestState
@@ -49,9 +56,11 @@ AdmitFn = Callable[[RequestState, set], bool]
 
 
 class Scheduler:
-    def __init__(self, requests: Sequence[Request], serving: ServingKnobs, *, slot_limited: bool = True):
+    def __init__(self, requests: Sequence[Request], serving: ServingKnobs, *, slot_limited: bool = True,
+                 memory: Any = None):
         """`slot_limited`: the policy obeys max_loras_per_batch (False for the `resident`
-        oracle, which the drainer would only slow down: it has no slots to free)."""
+        oracle, which the drainer would only slow down: it has no slots to free).
+        `memory`: the unified pool whose bytes KV shares (None: KV of kv_cache_tokens tokens)."""
         self.cfg = serving = ServingKnobs.of(serving)
         self.states = [RequestState(r) for r in sorted(requests, key=lambda r: (r.arrival, r.rid))]
         self.pending: deque[RequestState] = deque(self.states)
@@ -60,6 +69,13 @@ class Scheduler:
         self.chunked: RequestState | None = None  # partially prefilled, goes first next time
         self.prefilling: set[int] = set()  # admitted, prompt not finished (incl. launched ahead)
         self.kv_used = 0
+        self.kv_scan = 0  # tokens the scan in progress reserves (unified memory counts them)
+        # adapters of requests the last scan passed over: with unified memory a later request's
+        # KV or copy may not evict them (FCFS; else the head's adapter can be evicted and
+        # reloaded for ever while the policy waits for it)
+        self.scan_passed: set[Key] = set()
+        self.scan_batch: set[Key] = set()
+        self.memory = memory
         self.finished = 0
         # adapters referenced by running/chunked requests: these may not be evicted
         self.in_use: Counter[Key] = Counter()
@@ -129,6 +145,8 @@ class Scheduler:
         # finish mid-scan), so later requests for a refused adapter skip the policy call.
         # Once every adapter left in the unvisited tail is refused, the scan can stop.
         refused: set[Key] = set()
+        passed = self.scan_passed = set()
+        self.scan_batch = batch_adapters  # live while the scan runs: never evicted for its KV
         left = self.waiting_per_adapter.copy()
         open_left = len(self.waiting)
         kv_planned = 0
@@ -144,10 +162,24 @@ class Scheduler:
             open_left -= 1
             if drainer is not None and not drainer.can_schedule(st):
                 st.skipped += 1  # per request (its length), so the adapter is not refused
+                passed.add(a)
                 continue
-            if self.kv_used + kv_planned + self.kv_need(st) > cfg.kv_cache_tokens:
+            need = self.kv_need(st)
+            if not self._kv_fits(kv_planned + need, a, batch_adapters | passed):
+                mem = self.memory
+                if mem is not None and mem.kv_fits(self.kv_used + kv_planned + need, a, batch_adapters | passed,
+                                                   with_adapter=False):
+                    # its KV fits, its adapter does not: skipped as SGLang skips a request
+                    # whose adapter has no slot; the scan goes on
+                    refused.add(a)
+                    open_left -= left[a]
+                    st.skipped += 1
+                    continue
                 break  # SGLang stops adding when memory runs out
+            self.kv_scan = kv_planned + need  # a copy placed for it must leave room for its KV
             if not admit(st, batch_adapters):
+                self.kv_scan = kv_planned
+                passed.add(a)
                 refused.add(a)
                 open_left -= left[a]
                 st.skipped += 1
@@ -155,8 +187,10 @@ class Scheduler:
             n = min(st.prefill_remaining, cfg.chunked_prefill_size, budget)
             items.append((st, n))
             n_new += 1
-            kv_planned += self.kv_need(st)
+            kv_planned += need
             batch_adapters.add(st.adapter)
+            if self.memory is not None:
+                self.memory.kv_reserve(batch_adapters | passed)
             budget -= n
             if n < st.prefill_remaining:
                 break  # this one becomes the chunked request
@@ -164,11 +198,19 @@ class Scheduler:
             return None
         return PrefillPlan(items)
 
+    def _kv_fits(self, tokens: int, a: Key, batch: set[Key]) -> bool:
+        """Do `tokens` more KV tokens (this scan's, the candidate's included) fit?"""
+        if self.memory is None:
+            return self.kv_used + tokens <= self.cfg.kv_cache_tokens
+        return self.memory.kv_fits(self.kv_used + tokens, a, batch)
+
     def start_prefill(self, plan: PrefillPlan, now: float) -> None:
         """Commit a formed batch: reserve KV, move requests out of the waiting queue.
 
         Prompt tokens count as scheduled here (not when the forward ends) so that a prefill
         launched ahead is never scheduled twice."""
+        self.kv_scan = 0  # now in kv_used
+        self.scan_batch = set()
         plan.final = frozenset(st.rid for st, n in plan.items if n == st.prefill_remaining)
         newly = {id(st) for st, _ in plan.items if st is not self.chunked}
         if newly:

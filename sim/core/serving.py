@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+# knobs the runner derives from the model and the adapters, not set in a scenario file
+DERIVED = ("kv_bytes_per_token", "slot_bytes")
+
 
 @dataclass(frozen=True)
 class ServingKnobs:
@@ -26,10 +29,14 @@ class ServingKnobs:
     host_mode: Literal["auto", "pinned", "pageable", "pin_per_load"]
     eviction: Literal["lru", "fifo"]
     lora_drain_wait_threshold: float = 0.0  # SGLang's LoRADrainer; 0 = off (its default)
+    adapter_memory: Literal["slots", "unified"] = "slots"  # sim.core.memory
+    # unified only, filled from the model and the adapters by the runner (`sim.runner.serving_knobs`)
+    kv_bytes_per_token: int = 0
+    slot_bytes: int = 0
 
     @classmethod
     def of(cls, serving: Any) -> ServingKnobs:
         """These knobs, read by name from any object that has them (a validated config)."""
         if isinstance(serving, cls):
             return serving
-        return cls(**{f.name: getattr(serving, f.name) for f in fields(cls)})
+        return cls(**{f.name: getattr(serving, f.name, f.default) for f in fields(cls)})

@@ -71,7 +71,8 @@ class SlotPool:
         # SGLang's mem_pool evicts the base model's slot (None) only when no adapter can go
         return sorted(cands, key=lambda a: (a is None, rank.get(a, 0)))
 
-    def can_place(self, protected: Iterable[Key]) -> bool:
+    def can_place(self, protected: Iterable[Key], a: Key = None) -> bool:
+        """Could an adapter (any: every slot fits the largest) get a slot now?"""
         return bool(self._free) or bool(self.victims(protected))
 
     def place(

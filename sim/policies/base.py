@@ -72,6 +72,10 @@ class Policy:
             serving.max_loras_prefetch if self.uses_prefetch_slots else 0
         )
 
+    def memory_model(self, serving: ServingKnobs) -> str:
+        """Where adapters live: serving.adapter_memory ("slots" or "unified", sim.core.memory)."""
+        return serving.adapter_memory
+
     def host_mode(self, serving: ServingKnobs) -> str:
         """SGLang pins weights afresh for each blocking load; `auto` follows that."""
         return "pin_per_load" if serving.host_mode == "auto" else serving.host_mode
@@ -85,7 +89,9 @@ class Policy:
 
     def fits_batch(self, adapter: Key, batch_adapters: set[Key], extra: set[Key] = frozenset()) -> bool:
         """SGLang's validate_lora_batch: distinct adapters of running + batch (+ extra)
-        must not exceed max_loras_per_batch."""
+        must not exceed max_loras_per_batch. Unified memory has no such limit (only bytes)."""
+        if self.e.unified:
+            return True
         s = self.e.sched.adapters_in_use() | batch_adapters | extra | {adapter}
         return len(s) <= self.e.cfg.max_loras_per_batch
 

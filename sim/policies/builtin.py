@@ -6,6 +6,7 @@ so the policies' imports stay one-way.
 
 from sim.policies.base import Policy
 from sim.policies.history import HistoryPrefetch
+from sim.policies.idle_cache import IdleCache
 from sim.policies.lookahead import LookaheadOverlap
 from sim.policies.lru import BlockingFIFO, BlockingLRU
 from sim.policies.overlap import OverlapLoading
@@ -21,4 +22,5 @@ BUILTINS: tuple[type[Policy], ...] = (
     ResidentOracle,
     LookaheadOverlap,
     ZeroLoadOracle,
+    IdleCache,
 )

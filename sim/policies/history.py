@@ -40,6 +40,8 @@ class HistoryPrefetch(BlockingLRU):
         e = self.e
         if e.pool.free == 0:
             return
+        if e.unified and not (e.sched.pending or e.sched.waiting):
+            return  # idle memory is plentiful there: no copy that no request is left to use
         cands = [a for a in self.score if a is not None and not e.pool.is_resident(a)]
         cands.sort(key=lambda a: -self._score(a, now))
         for a in cands[: min(self.max_predictions, e.pool.free)]:

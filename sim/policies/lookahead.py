@@ -221,6 +221,10 @@ class LookaheadOverlap(TracksPrefetch, Policy):
         batch = self._batch_so_far()
         if est is None or not (copying or e.ready_seen.get(st.adapter, -math.inf) >= e.now):
             return True
+        if e.unified and not (e.sched.running or e.sched.prefilling or e.inflight):
+            # unified memory: the ready requests behind may not fit beside the KV in use, and
+            # then, with nothing to wake the scheduler, the queue would wait for ever
+            return True
         item = self._item(st)
         before = est.compute.forward_time(Batch("prefill", tuple(batch))) if batch else 0.0
         after = est.compute.forward_time(Batch("prefill", (*batch, item)))

@@ -23,6 +23,9 @@ class ResidentOracle(Policy):
     def slot_capacity(self, serving) -> int:
         return 1  # unused: nothing is ever placed
 
+    def memory_model(self, serving) -> str:
+        return "slots"  # adapters take no memory at all: serving.adapter_memory is moot
+
     def is_hit(self, adapter: Key) -> bool:
         return True
 

@@ -24,6 +24,12 @@ class SLoRAPrefetch(TracksPrefetch, BlockingLRU):
         self.lookahead = int_option(self.name, "lookahead", lookahead, 0)
         self.unused: set[Key] = set()  # prefetched, not yet used by a batch
 
+    def memory_model(self, serving) -> str:
+        if serving.adapter_memory != "slots":
+            raise ValueError(f"policy {self.name!r} prefetches into reserved slots, which unified memory "
+                             "does not have; expected serving.adapter_memory: slots")
+        return "slots"
+
     def after_schedule(self, plan: PrefillPlan | None, now: float) -> None:
         e = self.e
         budget = e.cfg.max_loras_prefetch - len(self.unused)
