@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from experiments.reproduction_spec import SIDES, Reproduction, StatedCosts, load_reproductions
 from experiments.store import atomic_write, atomic_write_text
+from sim.hw.pcie import LoadCost
 
 # Issue #27's pass criteria, per metric: ("rel", x) = |sim - pub| / pub <= x on both sides;
 # ("factor", x) = max(sim / pub, pub / sim) <= x on both sides. Every metric must also change
@@ -42,24 +43,11 @@ COLUMNS = ["reproduction", "model", "variant", "side", "policy", "metric", "publ
 
 
 @dataclass(frozen=True)
-class _Cost:
-    pin_s: float
-    disk_s: float
-    dma_s: float
-    issue_s: float = 0.0
-    release_s: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return self.pin_s + self.disk_s + self.dma_s
-
-
-@dataclass(frozen=True)
 class _StatedCopy:
     load_s: float
 
-    def load_time(self, job) -> _Cost:
-        return _Cost(0.0, 0.0, self.load_s)
+    def load_time(self, job) -> LoadCost:
+        return LoadCost(0.0, 0.0, self.load_s)
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 from sim.core.model import ALL_TARGETS, AdapterSpec, ModelShape
-
-Key = str | None
-SlotState = Literal["loading", "ready"]
+from sim.core.slots import AdapterStates, Key, SlotState
 
 
 def slot_bytes(shape: ModelShape, adapters: Sequence[AdapterSpec]) -> int:
@@ -40,7 +38,7 @@ def unified_budget(kv_cache_tokens: int, kv_bytes_per_token: int, slots: int, sl
     return kv_cache_tokens * kv_bytes_per_token + slots * slot_size
 
 
-class UnifiedPool:
+class UnifiedPool(AdapterStates):
     def __init__(self, budget: int, kv_bytes_per_token: int, sizes: dict[str, int],
                  order: Literal["lru", "fifo"] = "lru"):
         if budget < 1 or kv_bytes_per_token < 1:
@@ -71,22 +69,6 @@ class UnifiedPool:
     # -- queries ---------------------------------------------------------------------------
     def nbytes(self, a: Key) -> int:
         return 0 if a is None else self.sizes[a]
-
-    def is_ready(self, a: Key) -> bool:
-        return self.state.get(a) == "ready"
-
-    def is_loading(self, a: Key) -> bool:
-        return self.state.get(a) == "loading"
-
-    def is_resident(self, a: Key) -> bool:
-        return a in self.slot_of
-
-    def loading(self) -> set[Key]:
-        return set(self._loading)
-
-    @property
-    def used(self) -> int:
-        return len(self.slot_of)
 
     def kv_bytes(self) -> int:
         return self.kv_tokens() * self.kv_bpt

@@ -15,7 +15,32 @@ Key = str | None
 SlotState = Literal["loading", "ready"]
 
 
-class SlotPool:
+class AdapterStates:
+    """What both pools answer the same way: an adapter's state (`slot_of`, `state`, `_loading`
+    are the pool's own), so the engine and the policies ask either pool alike."""
+
+    slot_of: dict[Key, int]
+    state: dict[Key, SlotState]
+    _loading: set[Key]
+
+    def is_ready(self, a: Key) -> bool:
+        return self.state.get(a) == "ready"
+
+    def is_loading(self, a: Key) -> bool:
+        return self.state.get(a) == "loading"
+
+    def is_resident(self, a: Key) -> bool:
+        return a in self.slot_of
+
+    def loading(self) -> set[Key]:
+        return set(self._loading)
+
+    @property
+    def used(self) -> int:
+        return len(self.slot_of)
+
+
+class SlotPool(AdapterStates):
     def __init__(self, capacity: int, order: Literal["lru", "fifo"] = "lru"):
         if capacity < 1:
             raise ValueError("slot pool needs at least one slot")
@@ -33,22 +58,6 @@ class SlotPool:
         self.victim_key: Callable[[Key], Any] | None = None
 
     # -- queries ---------------------------------------------------------------------------
-    def is_ready(self, a: Key) -> bool:
-        return self.state.get(a) == "ready"
-
-    def is_loading(self, a: Key) -> bool:
-        return self.state.get(a) == "loading"
-
-    def is_resident(self, a: Key) -> bool:
-        return a in self.slot_of
-
-    def loading(self) -> set[Key]:
-        return set(self._loading)
-
-    @property
-    def used(self) -> int:
-        return len(self.slot_of)
-
     @property
     def free(self) -> int:
         return len(self._free)

@@ -10,19 +10,7 @@ import pytest
 
 from sim.config import AdaptersCfg, Scenario, ServingCfg
 from sim.core.model import AdapterSpec, Request, Trace
-
-
-@dataclass
-class Cost:
-    pin_s: float
-    disk_s: float
-    dma_s: float
-    issue_s: float = 0.0
-    release_s: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return self.pin_s + self.disk_s + self.dma_s
+from sim.hw.pcie import LoadCost as Cost  # what a copy model returns
 
 
 class FixedCopy:
