@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from experiments.reproduction_spec import SIDES, Reproduction, StatedCosts, load_reproductions
 from experiments.store import atomic_write, atomic_write_text
+from sim.hw import Hardware
 from sim.hw.pcie import LoadCost
 
 # Issue #27's pass criteria, per metric: ("rel", x) = |sim - pub| / pub <= x on both sides;
@@ -62,23 +63,11 @@ class _StatedCompute:
         return np.full(max(steps, 0), self.decode_s)
 
 
-@dataclass(frozen=True)
-class StatedHardware:
+def stated_hardware(c: StatedCosts) -> Hardware:
     """A GPU whose every load and forward costs what the source states (e.g. the SGLang
     docs' 2 ms load, 20 ms prefill), with no host-side delays: the source's own arithmetic."""
-
-    copy: _StatedCopy
-    compute: _StatedCompute
-    contention: float = 0.0
-    host_work: str = "scheduler"
-    wake_s: float = 0.0
-    launch_fraction: float = 0.0
-    forward_overhead_s: float = 0.0
-    pin_tail: Any = None
-
-    @classmethod
-    def of(cls, c: StatedCosts) -> StatedHardware:
-        return cls(_StatedCopy(c.load_ms * 1e-3), _StatedCompute(c.prefill_ms * 1e-3, c.decode_ms * 1e-3))
+    return Hardware(_StatedCopy(c.load_ms * 1e-3), _StatedCompute(c.prefill_ms * 1e-3, c.decode_ms * 1e-3),
+                    wake_s=0.0)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -159,7 +148,7 @@ def run_job(job: RunJob, out: Path | None = None) -> dict[str, float]:
     from sim.runner import parse_scenario, simulate
 
     sc = parse_scenario(job.scenario, f"{job.rep.path}: {job.model.key} {job.variant or 'published setup'}")
-    hw = StatedHardware.of(job.rep.spec.stated_costs) if job.model is STATED else None
+    hw = stated_hardware(job.rep.spec.stated_costs) if job.model is STATED else None
     res = simulate(sc, job.policy, hardware=hw)
     if out is not None:
         d = out / "runs" / job.rep.name / job.model.key.replace(":", "_") / (_slug(job.variant) or "published")
