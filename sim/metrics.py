@@ -78,23 +78,96 @@ def build_records(states: list[RequestState], step_ends: Sequence[float], policy
     return df
 
 
-def itl_array(states: list[RequestState], step_ends: Sequence[float]) -> np.ndarray:
-    """All inter-token gaps, request by request. Token 1 is at first_token_at, token j+2 at
-    step_ends[first_decode_step + j] for j < decode_steps."""
-    ends = np.asarray(step_ends, dtype=float)
+def _itl_columns(states: Sequence[RequestState], step_ends) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(first decode step, decode steps, first-token time) of every request with a gap, and
+    the step end times as an array (a zero-copy view of a StepLog)."""
+    buf = step_ends.buffer() if hasattr(step_ends, "buffer") else step_ends
+    ends = np.frombuffer(buf, dtype=float) if not isinstance(buf, (list, tuple, np.ndarray)) else np.asarray(
+        buf, dtype=float)
     live = [s for s in states if s.first_token_at is not None and s.decode_steps > 0]
-    if not live:
-        return np.zeros(0)
-    first_step = np.array([s.first_decode_step for s in live], dtype=np.int64)
-    n = np.array([s.decode_steps for s in live], dtype=np.int64)
-    t1 = np.array([s.first_token_at for s in live], dtype=float)
-    if first_step.min() < 0 or (first_step + n).max() > len(ends):
+    first_step = np.fromiter((s.first_decode_step for s in live), dtype=np.int64, count=len(live))
+    n = np.fromiter((s.decode_steps for s in live), dtype=np.int64, count=len(live))
+    t1 = np.fromiter((s.first_token_at for s in live), dtype=float, count=len(live))
+    if len(live) and (first_step.min() < 0 or (first_step + n).max() > len(ends)):
         raise ValueError("a request's decode steps fall outside step_ends")
-    starts = np.cumsum(n) - n  # position of each request's first gap in the output
-    offset = np.arange(int(n.sum())) - np.repeat(starts, n)  # j within its request
-    idx = np.repeat(first_step, n) + offset
-    prev = np.where(offset == 0, np.repeat(t1, n), ends[np.maximum(idx - 1, 0)])
-    return ends[idx] - prev
+    return first_step, n, t1, ends
+
+
+def itl_array(states: Sequence[RequestState], step_ends) -> np.ndarray:
+    """All inter-token gaps, request by request. Token 1 is at first_token_at, token j+2 at
+    step_ends[first_decode_step + j] for j < decode_steps. Memory: one float per output
+    token; summaries use `Itl.stats`, which does not build this."""
+    return Itl(*_itl_columns(states, step_ends)).array()
+
+
+class Itl:
+    """A run's inter-token gaps, held as its decode steps rather than one float per token.
+
+    Every request decodes in every step while it runs, so all gaps but each request's first
+    are step-to-step gaps shared by the whole batch: the gap into step s appears once for
+    every request that decoded in steps s-1 and s. `stats` takes the exact mean, median and
+    P99 from those (value, count) pairs, so a million-request run's ITL summary costs memory
+    per step, not per token. `numpy.asarray(itl)` builds the per-token array (validation, plots)."""
+
+    def __init__(self, first_step: np.ndarray, n: np.ndarray, t1: np.ndarray, ends: np.ndarray):
+        self.first_step, self.n, self.t1, self.ends = first_step, n, t1, ends
+
+    @classmethod
+    def of(cls, states: Sequence[RequestState], step_ends) -> Itl:
+        return cls(*_itl_columns(states, step_ends))
+
+    def __len__(self) -> int:
+        return int(self.n.sum())
+
+    def array(self) -> np.ndarray:
+        first_step, n, t1, ends = self.first_step, self.n, self.t1, self.ends
+        if len(n) == 0:
+            return np.zeros(0)
+        starts = np.cumsum(n) - n  # position of each request's first gap in the output
+        offset = np.arange(int(n.sum())) - np.repeat(starts, n)  # j within its request
+        idx = np.repeat(first_step, n) + offset
+        prev = np.where(offset == 0, np.repeat(t1, n), ends[np.maximum(idx - 1, 0)])
+        return ends[idx] - prev
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.array()
+        return a if dtype is None else a.astype(dtype)
+
+    def weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gap values, how many times each occurs): each request's first gap once, then the
+        step-to-step gaps with their multiplicity."""
+        first_step, n, t1, ends = self.first_step, self.n, self.t1, self.ends
+        first = ends[first_step] - t1
+        steps = len(ends)
+        # request r covers the gaps into steps first+1 .. first+n-1
+        delta = np.bincount(first_step + 1, minlength=steps + 1) - np.bincount(first_step + n, minlength=steps + 1)
+        mult = np.cumsum(delta[:steps])
+        keep = np.flatnonzero(mult > 0)
+        gaps = ends[keep] - ends[keep - 1]
+        return np.concatenate([first, gaps]), np.concatenate([np.ones(len(first), np.int64), mult[keep]])
+
+    def stats(self) -> dict[str, float]:
+        """ttft-style mean / median / P99 (ms) as `_stats` gives them over `array()`: the
+        order statistics are exact; the mean is a weighted sum (equal to the last digits)."""
+        if len(self.n) == 0:
+            return _stats("itl", np.zeros(0))
+        v, w = self.weighted()
+        order = np.argsort(v, kind="stable")
+        v, cum = v[order], np.cumsum(w[order])
+        total = int(cum[-1])
+
+        def kth(k: int) -> float:  # k-th smallest (0-based) of the expanded multiset
+            return float(v[np.searchsorted(cum, k, side="right")])
+
+        half = total // 2
+        median = kth(half) if total % 2 else (kth(half - 1) + kth(half)) / 2
+        h = (total - 1) * 0.99  # numpy's "linear" percentile
+        lo = int(np.floor(h))
+        a, g = kth(lo), h - lo
+        b = kth(min(lo + 1, total - 1))
+        p99 = a + (b - a) * g if g < 0.5 else b - (b - a) * (1 - g)
+        mean = float(np.dot(v, w[order].astype(float)) / total)
+        return {"itl_mean_ms": mean * 1e3, "itl_median_ms": median * 1e3, "itl_p99_ms": p99 * 1e3}
 
 
 def _union_length(starts: np.ndarray, ends: np.ndarray) -> float:
@@ -215,7 +288,7 @@ def _stats(prefix: str, values: np.ndarray, median_key: str = "median") -> dict[
 
 def summarize(
     records: pd.DataFrame,
-    itl: np.ndarray | None,
+    itl: Itl | np.ndarray | None,
     counters: dict | None = None,
     timeline: pd.DataFrame | None = None,
 ) -> dict[str, float]:
@@ -238,7 +311,10 @@ def summarize(
     out |= _stats("ttft", done["ttft"].to_numpy())
     out |= _stats("e2e", done["e2e"].to_numpy())
     out |= _stats("tpot", done["tpot"].to_numpy())
-    out |= _stats("itl", np.zeros(0) if itl is None else np.asarray(itl))
+    if isinstance(itl, Itl):
+        out |= itl.stats()
+    else:
+        out |= _stats("itl", np.zeros(0) if itl is None else np.asarray(itl))
     hits = records["adapter_hit"].dropna()
     out["hit_rate"] = float(hits.astype(bool).mean()) if len(hits) else np.nan
     out["loads"] = int(counters.get("loads", 0))

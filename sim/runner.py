@@ -12,7 +12,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from sim import config
@@ -36,7 +35,8 @@ class RunResult:
     summary:  flat dict of scalars (metrics.summarize): ttft_mean_ms, ttft_p50_ms, ...
     timeline: one row per interval on a lane: lane ("pcie"|"compute"|"host"|"disk"), start,
               end, kind ("prefill"|"decode"|"blocking"|"prefetch"|"overlap"|"pin"), label.
-    itl:      all inter-token latencies in seconds (numpy array), for ITL summaries/plots.
+    itl:      all inter-token latencies in seconds: metrics.Itl (numpy.asarray(itl) builds the
+              per-token array) or, from older callers, the array itself.
     """
 
     policy: str
@@ -52,11 +52,14 @@ def finish_run(engine, timeline_rows: list, counters: dict, policy: str, meta: d
     from sim import metrics
 
     records = metrics.build_records(engine.states, engine.step_ends, policy)
-    itl = metrics.itl_array(engine.states, engine.step_ends)
-    timeline = pd.DataFrame(timeline_rows, columns=TIMELINE_COLUMNS)
+    itl = metrics.Itl.of(engine.states, engine.step_ends)
+    if hasattr(timeline_rows, "frame"):  # a TimelineLog
+        timeline = timeline_rows.frame()
+    else:
+        timeline = pd.DataFrame(timeline_rows, columns=TIMELINE_COLUMNS)
     summary = metrics.summarize(records, itl, counters, timeline)
     summary["policy"] = policy
-    return RunResult(policy, records, summary, timeline, np.asarray(itl), dict(meta or {}))
+    return RunResult(policy, records, summary, timeline, itl, dict(meta or {}))
 
 
 def merge_counters(engine, driver) -> dict:

@@ -44,6 +44,7 @@ from sim.core.effects import (
     WaitLoad,
 )
 from sim.errors import DeadlockError
+from sim.timeline_log import TimelineLog
 
 # timeline row: lane, start, end, kind, label
 Row = tuple[str, float, float, str, str]
@@ -56,7 +57,11 @@ class SimPyDriver:
         self.pcie = simpy.Resource(self.env, capacity=1)
         self.compute = simpy.Resource(self.env, capacity=1)
         self.load_stream = simpy.Resource(self.env, capacity=1)
+        # per load until the engine has polled it (then only its end time is kept: a day-long
+        # run issues hundreds of thousands of loads)
         self.load_done: dict[int, simpy.Event] = {}
+        self._load_end: dict[int, float] = {}
+        self._loads_pending: dict[int, simpy.Event] = {}
         # per load: its DMA's (start, duration, layers), for forwards that wait layer by layer
         self.dma_started: dict[int, simpy.Event] = {}
         self.unpolled: list[int] = []
@@ -76,7 +81,7 @@ class SimPyDriver:
         self._fwd_overhead = float(getattr(hardware, "forward_overhead_s", 0.0))
         self._noise = getattr(hardware, "noise", None)
         self._speed = self._noise.speed() if self._noise is not None else 1.0
-        self.timeline: list[Row] = []
+        self.timeline = TimelineLog()
         self.counters: dict[str, float] = {"stall_s": 0.0, "pin_s": 0.0, "disk_s": 0.0, "layer_wait_s": 0.0}
         self.error: BaseException | None = None
 
@@ -113,6 +118,9 @@ class SimPyDriver:
         if isinstance(eff, PollLoads):
             yield from self._release_done()
             out, self.unpolled = tuple(self.unpolled), []
+            for lid in out:  # finished and seen: nothing waits on its events any more
+                self.load_done.pop(lid, None)
+                self.dma_started.pop(lid, None)
             return out
         if isinstance(eff, PollForwards):
             out, self.fwd_unpolled = tuple(self.fwd_unpolled), []
@@ -120,7 +128,7 @@ class SimPyDriver:
         if isinstance(eff, StartLoad):
             job = eff.job
             ev = env.event()
-            self.load_done[job.lid] = ev
+            self.load_done[job.lid] = self._loads_pending[job.lid] = ev
             self.dma_started[job.lid] = env.event()
             cost = self.hw.copy.load_time(job)
             tail = getattr(self.hw, "pin_tail", None)
@@ -142,11 +150,11 @@ class SimPyDriver:
             yield from self._release_done()
             return None
         if isinstance(eff, WaitLoad):
-            ev = self.load_done[eff.lid]
-            if not ev.processed:
+            ev = self.load_done.get(eff.lid)
+            if ev is not None and not ev.processed:
                 yield ev
             yield from self._release_done()
-            return ev.value
+            return self._load_end[eff.lid]
         if isinstance(eff, Forward):
             if self._fwd_overhead > 0:
                 yield env.timeout(self._fwd_overhead)
@@ -162,6 +170,7 @@ class SimPyDriver:
                 return t
             yield ev
             self.fwd_unpolled.remove(t)
+            del self.fwd_done[t]
             return self.fwd_result.pop(t)
         if isinstance(eff, WaitForward):
             ev = self.fwd_done[eff.ticket]
@@ -177,6 +186,7 @@ class SimPyDriver:
                 yield ev
             if eff.ticket in self.fwd_unpolled:
                 self.fwd_unpolled.remove(eff.ticket)
+            del self.fwd_done[eff.ticket]
             return self.fwd_result.pop(eff.ticket)
         if isinstance(eff, Evict):
             return None  # freeing pages takes no modelled time
@@ -205,16 +215,14 @@ class SimPyDriver:
         idling, after issuing a load): torch records a CUDA event per freed tensor, ~1.6 ms
         for a per-module load's 448 (round 13: the harness's next forward after a blocking
         load's prefill started that much later, and the simulator's did not)."""
-        done = [lid for lid in self._to_release if self.load_done[lid].triggered]
+        done = [lid for lid in self._to_release if lid in self._load_end]
         for lid in done:
             secs, name = self._to_release.pop(lid)
             yield self.env.timeout(secs)
             self.timeline.append(("host", self.env.now - secs, self.env.now, "release", name))
 
     def _pending_work(self) -> bool:
-        return any(not e.triggered for e in self.load_done.values()) or any(
-            not e.triggered for e in self.fwd_done.values()
-        )
+        return bool(self._loads_pending) or any(not e.triggered for e in self.fwd_done.values())
 
     def _host_work(self, job: LoadJob, cost) -> Generator:
         """Disk read (host-tier miss), then pinning a temporary copy (pin_per_load)."""
@@ -256,6 +264,8 @@ class SimPyDriver:
                 self.timeline.append(("compute", t_stream, env.now, "blocking", str(job.adapter.name)))
                 self._compute_free_at = env.now
         self.unpolled.append(job.lid)
+        self._load_end[job.lid] = env.now
+        del self._loads_pending[job.lid]
         done.succeed(env.now)
         self._kick()
 
@@ -291,7 +301,7 @@ class SimPyDriver:
                     # this driver ran all 12 steps and a light-load TTFT went 61 -> 237 ms)
                     k = 1
                 if eff.stop_on_load and k > 1:
-                    pending = [e for e in self.load_done.values() if not e.triggered]
+                    pending = list(self._loads_pending.values())
                     if pending:
                         deadline = env.timeout(float(ends[k - 1] - start))
                         yield env.any_of([deadline, *pending])
@@ -301,11 +311,11 @@ class SimPyDriver:
                         remaining = float(ends[k - 1]) - env.now
                         if remaining > 0:
                             yield env.timeout(remaining)
-                        steps = tuple(float(x) for x in ends[:k])
+                        steps = tuple(ends[:k].tolist())
                         self._finish_fwd(batch.kind, start, steps, ticket, done)
                         return
                 yield env.timeout(float(ends[k - 1]) - start)
-                steps = tuple(float(x) for x in ends[:k])
+                steps = tuple(ends[:k].tolist())
             self._finish_fwd(batch.kind, start, steps, ticket, done)
 
     def _layer_ready(self, lid: int, t: float) -> Generator:
@@ -314,7 +324,9 @@ class SimPyDriver:
         start if it has not). With layer j of L ready at c0 + (j+1)d/L and each layer taking
         t/L, the forward ends at max over j of (ready_j + (L-j)t/L): an end point, j = 0 or
         L-1."""
-        ev = self.dma_started[lid]
+        ev = self.dma_started.get(lid)
+        if ev is None:  # finished and polled before this forward began: it cannot hold it up
+            return -np.inf
         if not ev.triggered:
             yield ev
         c0, d, layers = ev.value

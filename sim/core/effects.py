@@ -9,7 +9,7 @@ both drivers run exactly the same decisions.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from sim.core.model import AdapterSpec
 
@@ -48,9 +48,10 @@ class LoadJob:
         return self.adapter.n_tensors if self.copy_mode == "per_module" else 1
 
 
-@dataclass(frozen=True)
-class BatchItem:
-    """One request's share of a forward: `new_tokens` on top of `context` cached tokens."""
+class BatchItem(NamedTuple):
+    """One request's share of a forward: `new_tokens` on top of `context` cached tokens.
+    A named tuple: the engine builds one per running request per decode forward, and a
+    frozen dataclass costs several times as much to make."""
 
     rid: int
     adapter: str | None

@@ -41,6 +41,7 @@ from sim.core.model import RequestState, Trace
 from sim.core.scheduler import PrefillPlan, Scheduler
 from sim.core.serving import ServingKnobs
 from sim.core.slots import SlotPool
+from sim.core.steps import StepLog
 from sim.errors import DeadlockError
 
 Key = str | None
@@ -79,6 +80,7 @@ class Engine:
         self.cfg = serving = ServingKnobs.of(serving)
         self.policy = policy
         self.adapters = trace.adapter_map()
+        self._ranks: dict[Key, int] = {a.name: a.rank for a in trace.adapters} | {None: 0}
         # the model's layer count, as the adapters' tensors give it (0: no adapter to tell)
         a0 = next((a for a in trace.adapters if a.targets), None)
         self.model_layers = a0.n_tensors // (2 * len(a0.targets)) if a0 is not None else 0
@@ -102,7 +104,7 @@ class Engine:
         self.inflight: dict[int, Key] = {}  # async load id -> adapter
         self.blocking_in_batch: set[Key] = set()  # loaded on the compute stream for this batch
         self.wait_lids: set[int] = set()  # async loads the next forward must wait for
-        self.step_ends: list[float] = []
+        self.step_ends = StepLog()
         self.counters: dict[str, float] = {
             "loads": 0,
             "bytes_moved": 0,
@@ -423,7 +425,7 @@ class Engine:
         return self.pool.slot_of.get(a, -1) if a is not None else self.pool.slot_of.get(None, -1)
 
     def _rank(self, a: Key) -> int:
-        return self.adapters[a].rank if a is not None else 0
+        return self._ranks[a]
 
     def _batch(self, plan: PrefillPlan) -> Batch:
         return Batch(
@@ -435,20 +437,13 @@ class Engine:
         )
 
     def _decode_batch(self) -> Batch:
-        return Batch(
-            "decode",
-            tuple(
-                BatchItem(
-                    st.rid,
-                    st.adapter,
-                    self._slot(st.adapter),
-                    self._rank(st.adapter),
-                    1,
-                    st.req.input_len + st.decoded - 1,
-                )
-                for st in self.sched.running
-            ),
-        )
+        slot_of, ranks = self.pool.slot_of, self._ranks
+        items = []
+        for st in self.sched.running:  # one item per running request per decode forward: hot
+            req = st.req
+            a = req.adapter
+            items.append(BatchItem(req.rid, a, slot_of.get(a, -1), ranks[a], 1, req.input_len + st.decoded - 1))
+        return Batch("decode", tuple(items))
 
     def _note_adapter_wait(self, plan: PrefillPlan, start: float) -> None:
         """When each newly scheduled request's adapter became usable for it (metrics)."""

@@ -88,7 +88,7 @@ class AdapterSpec:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """One request of a trace. `adapter` None means the base model (it still takes a slot)."""
 
@@ -99,7 +99,7 @@ class Request:
     output_len: int
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestState:
     """Mutable progress of a request inside the scheduler; becomes a metrics record."""
 

@@ -91,32 +91,48 @@ class RooflineCompute:
         d = self.shape.dtype_bytes
         return float(self._roof(2 * tokens * self.layer_params, self.layer_params * d))
 
+    def _roof1(self, flops: float, nbytes: float) -> float:
+        """`_roof` of one value in plain floats (numpy's per-call cost dominates a scalar)."""
+        return max(float(flops) / self.F, float(nbytes) / self.B)
+
     def _fixed_time(self, batch: Batch) -> float:
         """Everything except attention: independent of context, so constant across steps."""
         d = self.shape.dtype_bytes
-        t = self.linear_time(batch.tokens) + self.overhead
-        n_out = len(batch.items)  # logits for the last token of each item
-        t += float(self._roof(2 * n_out * self.lm_params, self.lm_params * d))
+        items = batch.items
+        tokens = sum(i.new_tokens for i in items)
+        t = self._roof1(2 * tokens * self.layer_params, self.layer_params * d) + self.overhead
+        n_out = len(items)  # logits for the last token of each item
+        t += self._roof1(2 * n_out * self.lm_params, self.lm_params * d)
         ranks = _lora_ranks(batch)
         if ranks:
-            flops = sum(2 * i.new_tokens * i.rank * self.lora_io for i in batch.items if i.adapter in ranks)
+            flops = sum(2 * i.new_tokens * i.rank * self.lora_io for i in items if i.adapter in ranks)
             nbytes = sum(r * self.lora_io * d for r in ranks.values())
-            t += float(self._roof(flops, nbytes)) + self.lora_launch
+            t += self._roof1(flops, nbytes) + self.lora_launch
         return t
+
+    def _attention_sums(self, batch: Batch) -> tuple[float, float, float, int]:
+        """(keys attended, KV tokens read, new tokens, items) of the batch as it stands: each new
+        token sees the context plus the new tokens before it."""
+        keys = kv = n_sum = 0.0
+        for i in batch.items:
+            n, c = float(i.new_tokens), float(i.context)
+            keys += n * c + n * (n + 1) / 2
+            kv += c + n
+            n_sum += n
+        return keys, kv, n_sum, len(batch.items)
 
     def _attention_time(self, batch: Batch, grow: np.ndarray) -> np.ndarray:
         """Attention with every item's context grown by `grow` tokens (vector)."""
-        n = np.array([i.new_tokens for i in batch.items], dtype=float)
-        c = np.array([i.context for i in batch.items], dtype=float)
-        # keys attended: each new token sees the context plus the new tokens before it
-        keys = float(np.sum(n * c + n * (n + 1) / 2)) + grow * float(n.sum())
-        kv_tokens = float(np.sum(c + n)) + grow * len(n)
+        keys0, kv0, n_sum, items = self._attention_sums(batch)
+        keys = keys0 + grow * n_sum
+        kv_tokens = kv0 + grow * items
         return self._roof(self.attn_flops_per_key * keys, self.kv_bytes_per_token * kv_tokens)
 
     def forward_time(self, batch: Batch) -> float:
         if not batch.items:
             return 0.0
-        return self._fixed_time(batch) + float(self._attention_time(batch, np.zeros(1))[0])
+        keys, kv, _, _ = self._attention_sums(batch)
+        return self._fixed_time(batch) + self._roof1(self.attn_flops_per_key * keys, self.kv_bytes_per_token * kv)
 
     def decode_times(self, batch: Batch, steps: int) -> np.ndarray:
         if not batch.items or steps <= 0:

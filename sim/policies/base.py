@@ -90,10 +90,13 @@ class Policy:
     def fits_batch(self, adapter: Key, batch_adapters: set[Key], extra: set[Key] = frozenset()) -> bool:
         """SGLang's validate_lora_batch: distinct adapters of running + batch (+ extra)
         must not exceed max_loras_per_batch. Unified memory has no such limit (only bytes)."""
-        if self.e.unified:
+        e = self.e
+        if e.unified:
             return True
-        s = self.e.sched.adapters_in_use() | batch_adapters | extra | {adapter}
-        return len(s) <= self.e.cfg.max_loras_per_batch
+        s = e.sched.adapters_in_use() | batch_adapters
+        if extra:
+            s |= extra
+        return len(s) <= e.cfg.max_loras_per_batch - (adapter not in s)
 
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
         raise NotImplementedError

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 
 from sim.core.model import Request, RequestState
+from sim.core.steps import StepLog
 from sim.metrics import (
     RECORD_COLUMNS,
+    Itl,
+    _stats,
     build_records,
     hidden_load_fraction,
     host_gaps,
@@ -90,6 +93,36 @@ def test_itl_rejects_steps_outside_the_list():
     bad.decode_steps = 3  # steps 3, 4, 5: there is no step 5
     with pytest.raises(ValueError):
         itl_array([bad], STEPS)
+
+
+def test_itl_from_a_step_log_equals_the_list_form():
+    log = StepLog()
+    log.extend(STEPS[:2])
+    log.extend(np.asarray(STEPS[2:]))
+    assert len(log) == len(STEPS) and list(log) == STEPS
+    np.testing.assert_array_equal(np.asarray(Itl.of(STATES, log)), itl_array(STATES, STEPS))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_itl_stats_without_the_per_token_array_equal_numpys(seed):
+    """Mean, median and P99 from (step gap, count) pairs are numpy's over the whole array:
+    random overlapping requests, odd and even totals, ties, single-step requests."""
+    rng = np.random.default_rng(seed)
+    steps = np.cumsum(rng.choice([0.01, 0.02, 0.013], size=400))  # repeated gap values
+    states = []
+    for i in range(int(rng.integers(1, 60))):
+        first = int(rng.integers(0, 390))
+        n = int(rng.integers(1, 400 - first))
+        s = RequestState(Request(i, 0.0, "a", 1, n + 1))
+        s.first_token_at = steps[first] - rng.uniform(0.001, 0.05)
+        s.first_decode_step, s.decode_steps = first, n
+        states.append(s)
+    itl = Itl.of(states, steps)
+    want = _stats("itl", np.asarray(itl))
+    got = itl.stats()
+    assert got["itl_median_ms"] == want["itl_median_ms"] and got["itl_p99_ms"] == want["itl_p99_ms"]
+    assert got["itl_mean_ms"] == pytest.approx(want["itl_mean_ms"], rel=1e-14)
+    assert len(itl) == sum(s.decode_steps for s in states)
 
 
 def test_summary_percentiles_use_numpy_linear_definition():

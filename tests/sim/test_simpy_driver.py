@@ -296,3 +296,28 @@ def test_a_prefill_waiting_for_a_copy_layer_by_layer_ends_one_layer_after_it(
     _run(hw, effects)
     assert out["end"] == pytest.approx(end)
     assert out["load"] == pytest.approx(dma_start + load_s)
+
+
+@pytest.mark.parametrize("policy", ["lru", "overlap", "lookahead"])
+def test_finished_forwards_and_polled_loads_leave_no_events_behind(policy):
+    """A day-long run issues millions of forwards and many loads: once the engine has their
+    results, the driver keeps no SimPy event for them (only each load's end time)."""
+    from pathlib import Path
+
+    from sim.core.engine import Engine
+    from sim.hw import load_hardware
+    from sim.policies import registry
+    from sim.runner import load_scenario, serving_knobs
+    from sim.simpy_driver import SimPyDriver
+    from sim.workload import generate_trace
+
+    sc = load_scenario(Path(__file__).resolve().parents[2] / "configs/scenarios/zipf.yaml")
+    trace = generate_trace(sc)
+    hw = load_hardware(sc.hardware, sc.model.shape())
+    engine = Engine(trace, serving_knobs(sc, trace), registry.create(policy), estimator=hw)
+    driver = SimPyDriver(hw)
+    driver.run(engine)
+    assert engine.sched.all_done() and engine.counters["loads"] > 10
+    assert not driver.fwd_done and not driver.fwd_result
+    assert len(driver.load_done) <= 1 and len(driver.dma_started) <= 1  # at most the last, unpolled
+    assert len(driver._load_end) == engine.counters["loads"] and not driver._loads_pending

@@ -236,7 +236,7 @@ def test_graphed_forwards_pay_lora_at_the_padded_adapter_count():
     plain, pad = ProfileCompute(flat), ProfileCompute(padded)
 
     def extra(pc, batch):  # the LoRA part: minus the same batch on the base model
-        base = Batch(batch.kind, tuple(replace(it, adapter=None, slot=-1, rank=0) for it in batch.items))
+        base = Batch(batch.kind, tuple(it._replace(adapter=None, slot=-1, rank=0) for it in batch.items))
         return pc.forward_time(batch) - pc.forward_time(base)
 
     assert extra(plain, dec(3)) == pytest.approx(0.03)  # interpolated between 2 and 4
