@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -196,18 +196,42 @@ class AdaptersCfg(_Strict):
         return [AdapterGroup(count=self.count, rank=self.rank, targets=self.targets)]
 
 
+TraceFormat = Literal["lorasim", "azure", "burstgpt"]
+TRACE_FORMATS: tuple[str, ...] = get_args(TraceFormat)
+
+
 class ArrivalCfg(_Strict):
-    """poisson(rate) | gamma(rate, cv) | burst (all at t=0) | trace(path)."""
+    """poisson(rate) | gamma(rate, cv) | burst (all at t=0) | trace(path, format, time_scale)."""
 
     process: Literal["poisson", "gamma", "burst", "trace"] = "poisson"
     rate: float = Field(1.0, gt=0, description="requests per second (inf allowed = burst)")
     cv: float = Field(1.0, gt=0, description="coefficient of variation of gamma inter-arrivals")
     path: str | None = None
+    format: TraceFormat = Field(
+        "lorasim",
+        description="trace file layout: lorasim (timestamp,adapter,input_len,output_len; CSV or "
+        "parquet), azure (Azure LLM inference trace CSV: TIMESTAMP,ContextTokens,GeneratedTokens), "
+        "burstgpt (BurstGPT CSV: Timestamp,...,Request tokens,Response tokens,...); azure and "
+        "burstgpt name no adapters: workload.adapter_choice draws them",
+    )
+    time_scale: float = Field(
+        1.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="trace arrival times (seconds from the trace's first request) are multiplied "
+        "by this: 0.5 replays the trace in half the time, at twice the request rate; 2 at half",
+    )
 
     @model_validator(mode="after")
     def _trace_path(self):
         if self.process == "trace" and not self.path:
-            raise ValueError("process 'trace' needs `path` to a CSV or parquet trace")
+            raise ValueError(
+                f"process 'trace' needs `path` to a trace file (format: one of {', '.join(TRACE_FORMATS)})"
+            )
+        if self.process != "trace" and (self.format != "lorasim" or self.time_scale != 1.0):
+            raise ValueError(
+                f"`format` and `time_scale` apply to process 'trace' only, not {self.process!r}"
+            )
         return self
 
 
@@ -251,7 +275,12 @@ class LengthCfg(_Strict):
 
 
 class WorkloadCfg(_Strict):
-    num_requests: int = Field(100, gt=0)
+    num_requests: int = Field(
+        100,
+        gt=0,
+        description="requests to generate; an azure or burstgpt trace replays its first "
+        "num_requests usable rows when this is set, else the whole file",
+    )
     arrival: ArrivalCfg = ArrivalCfg()
     adapter_choice: ChoiceCfg = ChoiceCfg()
     input_len: LengthCfg = LengthCfg()

@@ -3,7 +3,9 @@
 File format (CSV or parquet, chosen by suffix): one row per request with columns
 `timestamp` (seconds, float), `adapter` (name; empty / null = base model), `input_len`,
 `output_len`. The population is not stored: it comes from the scenario, and a replayed
-trace may only name adapters that exist in it.
+trace may only name adapters that exist in it. Public traces without adapters (Azure LLM
+inference, BurstGPT; `sim.workload.trace_formats`) replay with adapters drawn from the
+scenario's `adapter_choice`, from the same seeded stream a generated workload uses.
 
 Determinism: one `numpy.random.SeedSequence(seed)` is split into independent streams for
 arrivals, adapter choice, input and output lengths, so changing one knob (say the output
@@ -27,25 +29,39 @@ from sim.config import Scenario, WorkloadCfg
 from sim.core.model import AdapterSpec, Request, Trace
 from sim.errors import TraceError
 from sim.workload.arrivals import arrival_times, make_process
-from sim.workload.choice import choose_adapters
+from sim.workload.choice import check_choice, choose_adapters
 from sim.workload.lengths import sample_lengths
 from sim.workload.population import build_population
+from sim.workload.trace_formats import read_rows
 
 COLUMNS = ("timestamp", "adapter", "input_len", "output_len")
 SUFFIXES = (".csv", ".parquet")
+_TRACE_ONLY = {"path", "format", "time_scale"}  # ArrivalCfg keys a generated trace leaves at default
 
 
 # ---------------------------------------------------------------- generation
 
 
 def generate_trace(sc: Scenario) -> Trace:
-    """The scenario's workload over its adapter population; replays `arrival.path` when
-    `arrival.process` is `trace` (then the whole file is replayed, num_requests ignored)."""
+    """The scenario's workload over its adapter population. `arrival.process: trace` replays
+    `arrival.path` instead: a lorasim file whole (num_requests ignored); an azure or burstgpt
+    file (see `replay_public_trace`). Trace arrivals are multiplied by `arrival.time_scale`."""
     adapters = build_population(sc.adapters, sc.model.shape())
     wl = sc.workload
-    if wl.arrival.process == "trace":
-        tr = load_trace(wl.arrival.path or "", adapters)
-        return Trace(tr.adapters, tr.requests, {**tr.meta, "seed": sc.seed, "scenario": sc.name})
+    arr = wl.arrival
+    if arr.process == "trace" and arr.format != "lorasim":
+        return replay_public_trace(sc, adapters)
+    if arr.process == "trace":
+        tr = load_trace(arr.path or "", adapters)
+        reqs = tr.requests
+        scaled = {}
+        if arr.time_scale != 1.0:
+            s = arr.time_scale
+            reqs = tuple(
+                Request(r.rid, r.arrival * s, r.adapter, r.input_len, r.output_len) for r in reqs
+            )
+            scaled = {"time_scale": arr.time_scale, "duration_s": reqs[-1].arrival}
+        return Trace(tr.adapters, reqs, {**tr.meta, **scaled, "seed": sc.seed, "scenario": sc.name})
     requests = generate_requests(wl, adapters, sc.seed, source=sc.source)
     return Trace(adapters, requests, _summary(sc, adapters, requests))
 
@@ -55,15 +71,62 @@ def generate_requests(
 ) -> tuple[Request, ...]:
     """n requests sorted by arrival with rid 0..n-1 (the seam for callers without a Scenario)."""
     n = wl.num_requests
-    arr_rng, choice_rng, in_rng, out_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)
-    )
+    arr_rng, choice_rng, in_rng, out_rng = _streams(seed)
     times = arrival_times(make_process(wl.arrival), n, arr_rng)
-    idx = choose_adapters(wl.adapter_choice, n, len(adapters), choice_rng, source)
+    names = _adapter_names(wl, adapters, n, choice_rng, source)
     inp = sample_lengths(wl.input_len, n, in_rng)
     out = sample_lengths(wl.output_len, n, out_rng)
+    return _requests(times, names, inp, out)
+
+
+def replay_public_trace(sc: Scenario, adapters: tuple[AdapterSpec, ...]) -> Trace:
+    """An azure or burstgpt trace: its arrivals (seconds from its earliest row, times
+    `time_scale`) and token counts, with adapters drawn by `adapter_choice` in arrival order
+    from the seed's adapter stream, so the same seed and request count give the same
+    adapters as a generated workload. An explicit `num_requests` replays the file's first
+    num_requests usable rows; rows with 0 input or output tokens are skipped and counted
+    in the meta (`skipped_rows`)."""
+    wl = sc.workload
+    arr = wl.arrival
+    limit = wl.num_requests if "num_requests" in wl.model_fields_set else None
+    check_choice(wl.adapter_choice, len(adapters), sc.source)  # before reading a huge file
+    rows = read_rows(arr.path or "", arr.format, limit)
+    order = np.argsort(rows.times, kind="stable")
+    times = rows.arrivals()[order] * arr.time_scale
+    names = _adapter_names(wl, adapters, len(order), _streams(sc.seed)[1], sc.source)
+    reqs = _requests(times, names, rows.inp[order], rows.out[order])
+    meta = {
+        "source": arr.path,
+        "format": arr.format,
+        "scenario": sc.name,
+        "seed": sc.seed,
+        "num_requests": len(reqs),
+        "num_requests_limit": limit,
+        "n_adapters": len(adapters),
+        "rows_read": rows.rows_read,
+        "skipped_rows": rows.skipped,
+        "skipped_zero_input": rows.zero_input,
+        "skipped_zero_output": rows.zero_output,
+        "resorted": bool(np.any(order != np.arange(len(order)))),
+        "time_scale": arr.time_scale,
+        "adapter_choice": wl.adapter_choice.model_dump(exclude_none=True),
+        "base_requests": sum(r.adapter is None for r in reqs),
+        "duration_s": reqs[-1].arrival,
+    }
+    return Trace(tuple(adapters), reqs, meta)
+
+
+def _streams(seed: int) -> list[np.random.Generator]:
+    """Independent streams for arrivals, adapter choice, input and output lengths."""
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(4)]
+
+
+def _adapter_names(
+    wl: WorkloadCfg, adapters: Sequence[AdapterSpec], n: int, rng: np.random.Generator, source: str
+) -> list[str | None]:
+    idx = choose_adapters(wl.adapter_choice, n, len(adapters), rng, source)
     names = [None] + [a.name for a in adapters]
-    return _requests(times, [names[i] for i in idx], inp, out)
+    return [names[i] for i in idx]
 
 
 def _requests(
@@ -89,7 +152,7 @@ def _summary(sc: Scenario, adapters: Sequence[AdapterSpec], requests: Sequence[R
         "seed": sc.seed,
         "num_requests": len(requests),
         "n_adapters": len(adapters),
-        "arrival": wl.arrival.model_dump(exclude={"path"}),
+        "arrival": wl.arrival.model_dump(exclude=_TRACE_ONLY),
         "adapter_choice": wl.adapter_choice.model_dump(exclude_none=True),
         "input_len": wl.input_len.model_dump(),
         "output_len": wl.output_len.model_dump(),
