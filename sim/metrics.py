@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sim.core.model import RequestState
+from sim.core.records import RecordColumns
 
 RECORD_COLUMNS: tuple[str, ...] = (
     "rid",
@@ -37,53 +38,79 @@ RECORD_COLUMNS: tuple[str, ...] = (
 )
 
 
-def _t(x: float | None) -> float:
-    return np.nan if x is None else float(x)
+def _columns_of(states: Sequence[RequestState]) -> RecordColumns:
+    cols = RecordColumns()
+    for i, st in enumerate(states):
+        cols.add(st, i)
+    return cols
 
 
-def build_records(states: list[RequestState], step_ends: Sequence[float], policy: str) -> pd.DataFrame:
+def _array(a, dtype) -> np.ndarray:
+    return np.frombuffer(a, dtype=dtype) if len(a) else np.zeros(0, dtype=dtype)
+
+
+def _ordered(cols: RecordColumns) -> dict[str, np.ndarray]:
+    """The columns as arrays, rows in arrival order."""
+    types = {"q": np.int64, "d": float, "b": np.int8}
+    raw = {k: _array(v, types[v.typecode]) for k, v in cols.cols.items()}
+    order = np.argsort(raw["seq"], kind="stable")
+    return {k: v[order] for k, v in raw.items()}
+
+
+def build_records(states: Sequence[RequestState], step_ends: Sequence[float], policy: str) -> pd.DataFrame:
     """One row per request (seconds). Unfinished requests keep NaN finish/e2e/tpot.
 
     `step_ends` is accepted for symmetry with itl_array; token times come from it there."""
     del step_ends  # finish times are already on the states
-    arrival = np.array([s.req.arrival for s in states], dtype=float)
-    first = np.array([_t(s.first_token_at) for s in states], dtype=float)
-    finish = np.array([_t(s.finished_at) for s in states], dtype=float)
-    out_len = np.array([s.req.output_len for s in states], dtype=np.int64)
+    return records_frame(_columns_of(states), policy)
+
+
+def records_frame(cols: RecordColumns, policy: str) -> pd.DataFrame:
+    """The records of a run from its RecordColumns (sim.core.records), in arrival order."""
+    c = _ordered(cols)
+    arrival, first, finish = c["arrival"], c["first_token"], c["finish"]
+    out_len = c["output_len"]
     ttft = first - arrival
     e2e = finish - arrival
     with np.errstate(divide="ignore", invalid="ignore"):
         tpot = np.where(out_len > 1, (e2e - ttft) / (out_len - 1), np.nan)
-    df = pd.DataFrame(
+    hit = c["adapter_hit"]
+    names = np.array(cols.adapters + [None], dtype=object)[:-1]
+    n = len(arrival)
+    return pd.DataFrame(
         {
-            "rid": np.array([s.rid for s in states], dtype=np.int64),
-            "policy": pd.Series([policy] * len(states)),
+            "rid": c["rid"],
+            "policy": pd.Series([policy] * n),
             # inferred string dtype: the base model (None) is a missing value
-            "adapter": pd.Series([s.adapter for s in states]),
+            "adapter": pd.Series(list(names[c["adapter"]])),
             "arrival": arrival,
-            "admitted": np.array([_t(s.admitted_at) for s in states], dtype=float),
+            "admitted": c["admitted"],
             "first_token": first,
             "finish": finish,
-            "input_len": np.array([s.req.input_len for s in states], dtype=np.int64),
+            "input_len": c["input_len"],
             "output_len": out_len,
             "ttft": ttft,
             "e2e": e2e,
             "tpot": tpot,
-            "adapter_hit": pd.array([s.adapter_hit for s in states], dtype="boolean"),
-            "adapter_wait": np.array([s.waited_on_adapter for s in states], dtype=float),
-            "skipped": np.array([s.skipped for s in states], dtype=np.int64),
+            "adapter_hit": pd.arrays.BooleanArray(hit == 1, hit == -1),
+            "adapter_wait": c["adapter_wait"],
+            "skipped": c["skipped"],
         },
         columns=list(RECORD_COLUMNS),
     )
-    return df
+
+
+def _ends_array(step_ends) -> np.ndarray:
+    """Step end times as float64: a StepLog without a copy, else any sequence."""
+    if hasattr(step_ends, "buffer"):
+        return _array(step_ends.buffer(), float)
+    return np.asarray(step_ends, dtype=float)
 
 
 def _itl_columns(states: Sequence[RequestState], step_ends) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(first decode step, decode steps, first-token time) of every request with a gap, and
     the step end times as an array (a zero-copy view of a StepLog)."""
-    buf = step_ends.buffer() if hasattr(step_ends, "buffer") else step_ends
-    ends = np.frombuffer(buf, dtype=float) if not isinstance(buf, (list, tuple, np.ndarray)) else np.asarray(
-        buf, dtype=float)
+    ends = _ends_array(step_ends)
     live = [s for s in states if s.first_token_at is not None and s.decode_steps > 0]
     first_step = np.fromiter((s.first_decode_step for s in live), dtype=np.int64, count=len(live))
     n = np.fromiter((s.decode_steps for s in live), dtype=np.int64, count=len(live))
@@ -115,6 +142,17 @@ class Itl:
     @classmethod
     def of(cls, states: Sequence[RequestState], step_ends) -> Itl:
         return cls(*_itl_columns(states, step_ends))
+
+    @classmethod
+    def of_columns(cls, cols: RecordColumns, step_ends) -> Itl:
+        """From a run's RecordColumns, requests in arrival order (as `of` over the states)."""
+        c = _ordered(cols)
+        live = ~np.isnan(c["first_token"]) & (c["decode_steps"] > 0)
+        first_step, n, t1 = c["first_decode_step"][live], c["decode_steps"][live], c["first_token"][live]
+        ends = _ends_array(step_ends)
+        if len(n) and (first_step.min() < 0 or (first_step + n).max() > len(ends)):
+            raise ValueError("a request's decode steps fall outside step_ends")
+        return cls(first_step, n, t1, ends)
 
     def __len__(self) -> int:
         return int(self.n.sum())

@@ -51,8 +51,9 @@ def finish_run(engine, timeline_rows: list, counters: dict, policy: str, meta: d
     """Metrics from a finished engine; shared by the SimPy and the CUDA driver."""
     from sim import metrics
 
-    records = metrics.build_records(engine.states, engine.step_ends, policy)
-    itl = metrics.Itl.of(engine.states, engine.step_ends)
+    cols = engine.final_records()
+    records = metrics.records_frame(cols, policy)
+    itl = metrics.Itl.of_columns(cols, engine.step_ends)
     if hasattr(timeline_rows, "frame"):  # a TimelineLog
         timeline = timeline_rows.frame()
     else:
@@ -180,7 +181,7 @@ def simulate(
         raise ScenarioError(f"{sc.source}: policy_options.{policy}: {e}") from None
     try:
         engine = Engine(trace, serving_knobs(sc, trace), pol, estimator=hardware, stall_s=stall_s,
-                        stall_iterations=stall_iterations)
+                        stall_iterations=stall_iterations, keep_states=check)
     except ValueError as e:
         raise ScenarioError(f"{sc.source}: serving.adapter_memory: {e}") from None
     if check:

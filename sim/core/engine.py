@@ -38,6 +38,7 @@ from sim.core.effects import (
 from sim.core.host import HostTier
 from sim.core.memory import UnifiedPool, unified_budget
 from sim.core.model import RequestState, Trace
+from sim.core.records import RecordColumns
 from sim.core.scheduler import PrefillPlan, Scheduler
 from sim.core.serving import ServingKnobs
 from sim.core.slots import SlotPool
@@ -63,6 +64,7 @@ class Engine:
         *,
         stall_s: float | None = STALL_S,
         stall_iterations: int | None = STALL_ITERATIONS,
+        keep_states: bool = True,
     ):
         """`estimator`: optional cost model (copy.load_time, compute.forward_time) that
         cost-aware policies may use to *predict* durations, as a server would from its
@@ -74,7 +76,11 @@ class Engine:
         seconds, or for `stall_iterations` iterations in a row that also see no arrival.
 
         `serving`: the server's knobs; anything carrying them by name (a validated
-        `ServingCfg`) is read into a `ServingKnobs` (`ServingKnobs.of`)."""
+        `ServingCfg`) is read into a `ServingKnobs` (`ServingKnobs.of`).
+
+        `keep_states`: keep every RequestState (`states`) for checkers and tests; either way
+        each finished request's outcome goes to `records` (sim.core.records), which is what
+        metrics are built from."""
         self.trace = trace
         self.estimator = estimator
         self.cfg = serving = ServingKnobs.of(serving)
@@ -94,8 +100,10 @@ class Engine:
             self.pool = SlotPool(policy.slot_capacity(serving), order=order)
         self.sched = Scheduler(
             trace.requests, serving, slot_limited=not (getattr(policy, "unbounded", False) or self.unified),
-            memory=self.pool if self.unified else None,
+            memory=self.pool if self.unified else None, keep_states=keep_states,
         )
+        self.records = RecordColumns()
+        self.sched.on_finish = self.records.add
         self.pending_evicts: list[str] = []  # unified: evicted since the last Evict effect
         self.last_job: LoadJob | None = None
         self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras)
@@ -143,8 +151,15 @@ class Engine:
         return pool
 
     @property
-    def states(self) -> list[RequestState]:
+    def states(self) -> list[RequestState] | None:
+        """Every request's state, when kept (`keep_states`); else None."""
         return self.sched.states
+
+    def final_records(self) -> RecordColumns:
+        """`records` with the unfinished requests added (call once, when the run has stopped)."""
+        for st, seq in self.sched.unfinished():
+            self.records.add(st, seq)
+        return self.records
 
     # -- services for policies -------------------------------------------------------------
     def protected(self, batch_adapters: set[Key]) -> set[Key]:

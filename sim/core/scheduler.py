@@ -57,13 +57,25 @@ AdmitFn = Callable[[RequestState, set], bool]
 
 class Scheduler:
     def __init__(self, requests: Sequence[Request], serving: ServingKnobs, *, slot_limited: bool = True,
-                 memory: Any = None):
+                 memory: Any = None, keep_states: bool = True):
         """`slot_limited`: the policy obeys max_loras_per_batch (False for the `resident`
         oracle, which the drainer would only slow down: it has no slots to free).
-        `memory`: the unified pool whose bytes KV shares (None: KV of kv_cache_tokens tokens)."""
+        `memory`: the unified pool whose bytes KV shares (None: KV of kv_cache_tokens tokens).
+        `keep_states`: make every request's state up front and keep it in `states` (the
+        invariant checker and tests read them); otherwise a state is made when its request
+        arrives and, once finished, only handed to `on_finish` (a day-long trace's objects
+        would not fit in memory)."""
         self.cfg = serving = ServingKnobs.of(serving)
-        self.states = [RequestState(r) for r in sorted(requests, key=lambda r: (r.arrival, r.rid))]
-        self.pending: deque[RequestState] = deque(self.states)
+        reqs = sorted(requests, key=lambda r: (r.arrival, r.rid))
+        self.n_requests = len(reqs)
+        self.pending: deque[Request] = deque(reqs)
+        self.states: list[RequestState] | None = [RequestState(r) for r in reqs] if keep_states else None
+        self._made = {st.rid: st for st in self.states} if self.states is not None else None
+        self._live: dict[int, RequestState] = {}  # arrived, not finished
+        self._seq: dict[int, int] = {}  # rid -> position in arrival order, while live
+        self._arrived = 0
+        # called with (state, position in arrival order) as each request finishes
+        self.on_finish: Callable[[RequestState, int], None] | None = None
         self.waiting: list[RequestState] = []
         self.running: list[RequestState] = []  # decoding, plus prefills launched ahead
         self.chunked: RequestState | None = None  # partially prefilled, goes first next time
@@ -81,7 +93,6 @@ class Scheduler:
         self.in_use: Counter[Key] = Counter()
         self._in_use_set: set[Key] | None = None
         self.waiting_per_adapter: Counter[Key] = Counter()
-        self._by_rid = {st.rid: st for st in self.states}
         threshold = serving.lora_drain_wait_threshold
         self.drainer = (
             LoRADrainer(serving.max_loras_per_batch, threshold) if threshold > 0 and slot_limited else None
@@ -90,18 +101,27 @@ class Scheduler:
     # -- queue -----------------------------------------------------------------------------
     def admit_arrivals(self, now: float) -> list[RequestState]:
         new = []
-        while self.pending and self.pending[0].req.arrival <= now:
-            st = self.pending.popleft()
+        pending, made = self.pending, self._made
+        while pending and pending[0].arrival <= now:
+            req = pending.popleft()
+            st = made.pop(req.rid, None) if made is not None else None
+            if st is None:
+                st = RequestState(req)
+                if self.states is not None:
+                    self.states.append(st)
+            self._live[req.rid] = st
+            self._seq[req.rid] = self._arrived
+            self._arrived += 1
             self.waiting.append(st)
             self.waiting_per_adapter[st.adapter] += 1
             new.append(st)
         return new
 
     def next_arrival(self) -> float | None:
-        return self.pending[0].req.arrival if self.pending else None
+        return self.pending[0].arrival if self.pending else None
 
     def all_done(self) -> bool:
-        return self.finished == len(self.states)
+        return self.finished == self.n_requests
 
     def adapters_in_use(self) -> set[Key]:
         """Distinct adapters of running/prefilling requests (cached: the scan asks often)."""
@@ -116,7 +136,7 @@ class Scheduler:
         """SGLang's running batch: decoding requests and prefills already launched, not the
         chunked request (it sits in the batch being formed)."""
         chunked = self.chunked.rid if self.chunked is not None else None
-        ahead = [self._by_rid[r] for r in sorted(self.prefilling) if r != chunked]
+        ahead = [self._live[r] for r in sorted(self.prefilling) if r != chunked]
         return self.running + ahead
 
     # -- batch formation -------------------------------------------------------------------
@@ -277,3 +297,16 @@ class Scheduler:
             del self.in_use[st.adapter]
             self._in_use_set = None
         self.finished += 1
+        del self._live[st.rid]
+        seq = self._seq.pop(st.rid)
+        if self.on_finish is not None:
+            self.on_finish(st, seq)
+
+    def unfinished(self) -> list[tuple[RequestState, int]]:
+        """(state, position in arrival order) of every request not finished, arrived or not
+        (a pending one gets a fresh state): the records of a run that stopped early."""
+        out = [(st, self._seq[rid]) for rid, st in self._live.items()]
+        made = self._made or {}
+        for i, req in enumerate(self.pending):
+            out.append((made.get(req.rid) or RequestState(req), self._arrived + i))
+        return out

@@ -92,7 +92,7 @@ def test_scheduler_skips_what_the_drainer_refuses_before_asking_the_policy():
     plan = s.form_prefill(lambda st, b: True, lambda w: w, now=0.0)
     s.start_prefill(plan, 0.0)
     s.finish_prefill(plan, 0.1, 0)  # a and b decode: both slots taken
-    s.pending.extend(RequestState(Request(i, t, a, 10, out)) for i, t, a, out in
+    s.pending.extend(Request(i, t, a, 10, out) for i, t, a, out in
                      [(2, 0.2, "c", 10), (3, 1.0, "a", 500), (4, 1.0, "a", 50)])
     s.admit_arrivals(1.0)
     asked = []
