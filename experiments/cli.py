@@ -212,9 +212,45 @@ def compare(
         typer.echo("-> " + ", ".join(str(p) for p in paths.values()))
 
 
+def bench_scale(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for scaling.csv and scaling.png (reused to resume).")]
+    = Path("results/bench_scale"),
+    sizes: Annotated[str, typer.Option(help="Comma-separated request counts for the scaling curve.")]
+    = "10000,30000,100000,300000,1000000",
+    policies: Annotated[str, typer.Option(help="Comma-separated policies: the first at every size, "
+                                          "the rest at the largest.")] = "lru,overlap,slora,lookahead",
+) -> None:
+    """Simulator time and peak memory against trace length (10k to 1M requests; issue #29).
+
+    Each point runs in a fresh process and prints its seconds and peak RSS; points already in
+    OUT/scaling.csv are skipped, so an interrupted run resumes. The 1M points take minutes each."""
+    from experiments.bench_scale import plot as plot_scaling
+    from experiments.bench_scale import run_scaling, verdicts
+    from sim.policies import registry
+
+    try:
+        ns = [int(x) for x in sizes.split(",") if x.strip()]
+        if not ns or min(ns) < 1:
+            raise ValueError
+    except ValueError:
+        raise _fail(LorasimError(f"--sizes: expected comma-separated positive integers, got {sizes!r}")) from None
+    pols = [p.strip() for p in policies.split(",") if p.strip()]
+    for p in pols:
+        try:
+            registry.check_name(p)
+        except ValueError as e:
+            raise _fail(LorasimError(f"--policies: {e}")) from None
+    df = run_scaling(out, ns, pols, echo=typer.echo)
+    png = plot_scaling(df, out / "scaling.png")
+    for line in verdicts(df):
+        typer.echo(line)
+    typer.echo(f"wrote {out / 'scaling.csv'} and {png}")
+
+
 def register(app: typer.Typer) -> None:
     """Add the sweep, plot, report, gap, rank, rank-across and compare commands to `app`."""
     app.command("sweep")(sweep)
+    app.command("bench-scale")(bench_scale)
     app.command("plot")(plot)
     app.command("report")(report)
     app.command("gap")(gap)
