@@ -27,7 +27,9 @@ from gpu.kernels.lora_meta import LoraMeta
 MAX_SLICES = 3
 
 
-@triton.jit(do_not_specialize=["a_off0", "a_off1", "a_off2"])
+# a_off* are specialized on purpose (see lora_expand_op: without the divisible-by-16 flag the
+# A rows are read 2 bytes at a time)
+@triton.jit
 def _shrink_kernel(
     x_ptr,
     pool_ptr,
