@@ -101,6 +101,9 @@ def run(
     from sim.runner import check_feasible
 
     check_feasible(sc, trace)  # before the progress bar: a refusal is one clean line
+    if trace.meta.get("skipped_rows"):
+        typer.echo(f"{sc.workload.arrival.path}: skipped {trace.meta['skipped_rows']} of "
+                   f"{trace.meta.get('rows_read', '?')} rows with 0 input or 0 output tokens")
     hw = load_hardware(sc.hardware, sc.model.shape())
     results = []
     for p in tqdm(policies, desc=sc.name, unit="policy", disable=len(policies) < 2):

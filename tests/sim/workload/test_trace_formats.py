@@ -378,6 +378,7 @@ def test_lorasim_run_on_each_excerpt(tmp_path, path, fmt, n):
     r = lorasim("run", cfg, "-p", "lru", "-p", "overlap", "--out", tmp_path / "out")
     assert r.returncode == 0, r.stderr
     assert f"tiny: {n} requests, 6 adapters" in r.stdout
+    assert ("skipped 4 of 50 rows" in r.stdout) == (fmt == "burstgpt")  # said, not silent
     summ = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert [s["policy"] for s in summ] == ["lru", "overlap"]
     saved = file_rows(tmp_path / "out" / "trace.csv")  # lorasim's own format, adapters filled in
