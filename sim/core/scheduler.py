@@ -225,12 +225,6 @@ class Scheduler:
             return None
         return PrefillPlan(items)
 
-    def _kv_fits(self, tokens: int, a: Key, batch: set[Key]) -> bool:
-        """Do `tokens` more KV tokens (this scan's, the candidate's included) fit?"""
-        if self.memory is None:
-            return self.kv_used + tokens <= self.cfg.kv_cache_tokens
-        return self.memory.kv_fits(self.kv_used + tokens, a, batch)
-
     def start_prefill(self, plan: PrefillPlan, now: float) -> None:
         """Commit a formed batch: reserve KV, move requests out of the waiting queue.
 
