@@ -83,10 +83,6 @@ class UnifiedPool(AdapterStates):
         return max(0, self.free_bytes()) // self.largest
 
     # -- updates ---------------------------------------------------------------------------
-    def touch(self, a: Key) -> None:
-        self._clock += 1
-        self._last_used[a] = self._clock
-
     def victims(self, protected: Iterable[Key]) -> list[Key]:
         """Evictable adapters, next victim first (the policy's key if it set one)."""
         prot = set(protected) | self.pinned | self.protect()
@@ -142,12 +138,6 @@ class UnifiedPool(AdapterStates):
         self._loaded_seq[a] = self._clock
         self._last_used[a] = self._clock
         return self.slot_of[a], (gone[0] if gone else None), bool(gone)
-
-    def mark_ready(self, a: Key) -> None:
-        if self.state.get(a) != "loading":
-            raise RuntimeError(f"adapter {a!r} is not loading")
-        self.state[a] = "ready"
-        self._loading.discard(a)
 
     def evict(self, a: Key) -> int:
         slot = self.slot_of[a]

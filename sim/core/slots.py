@@ -22,6 +22,8 @@ class AdapterStates:
     slot_of: dict[Key, int]
     state: dict[Key, SlotState]
     _loading: set[Key]
+    _last_used: dict[Key, int]
+    _clock: int
 
     def is_ready(self, a: Key) -> bool:
         return self.state.get(a) == "ready"
@@ -38,6 +40,17 @@ class AdapterStates:
     @property
     def used(self) -> int:
         return len(self.slot_of)
+
+    def touch(self, a: Key) -> None:
+        """Record a use, for LRU."""
+        self._clock += 1
+        self._last_used[a] = self._clock
+
+    def mark_ready(self, a: Key) -> None:
+        if self.state.get(a) != "loading":
+            raise RuntimeError(f"adapter {a!r} is not loading")
+        self.state[a] = "ready"
+        self._loading.discard(a)
 
 
 class SlotPool(AdapterStates):
@@ -63,11 +76,6 @@ class SlotPool(AdapterStates):
         return len(self._free)
 
     # -- updates ---------------------------------------------------------------------------
-    def touch(self, a: Key) -> None:
-        """Record a use, for LRU."""
-        self._clock += 1
-        self._last_used[a] = self._clock
-
     def victims(self, protected: Iterable[Key]) -> list[Key]:
         """Evictable adapters, next victim first; never protected, pinned or loading ones.
         (A list, because the base model's key is None.)"""
@@ -114,12 +122,6 @@ class SlotPool(AdapterStates):
         self._loaded_seq[a] = self._clock
         self._last_used[a] = self._clock
         return slot, evicted, did_evict
-
-    def mark_ready(self, a: Key) -> None:
-        if self.state.get(a) != "loading":
-            raise RuntimeError(f"adapter {a!r} is not loading")
-        self.state[a] = "ready"
-        self._loading.discard(a)
 
     def evict(self, a: Key) -> int:
         slot = self.slot_of.pop(a)
