@@ -8,8 +8,6 @@ records, so a saved parquet reproduces them exactly.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pandas as pd
 
 from sim.core.model import RequestState
 from sim.core.records import RecordColumns
+from sim.files import atomic_write
 
 RECORD_COLUMNS: tuple[str, ...] = (
     "rid",
@@ -378,16 +377,7 @@ def summarize(
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     """Atomic: readers see the old file or the new one, never a partial write."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        df.to_parquet(tmp, index=False)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def read_parquet(path: str | Path) -> pd.DataFrame:

@@ -8,8 +8,6 @@ shape. The format is documented in docs/hardware_profile.md.
 from __future__ import annotations
 
 import bisect
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -17,6 +15,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from sim.errors import ConfigError
+from sim.files import atomic_write_text  # noqa: F401  (gpu/ writes its files with it from here)
 
 
 @dataclass(frozen=True)
@@ -408,19 +407,6 @@ class HardwareProfile:
                 matmul_tflops=r.number(comp.get("matmul_tflops", 0.0), "compute.matmul_tflops"),
             ),
         )
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Readers never see a half-written file: write a temp file beside it, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _ints(xs) -> list[int]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pandas as pd
 
 from sim.core.model import Request, Trace
 from sim.errors import TraceError
+from sim.files import atomic_write
 
 PROMPT_WORD = "hi"
 # SGLang's mooncake replay writes 128 filler words per hash id
@@ -111,18 +110,13 @@ def export_trace(trace: Trace, path: str | Path, fmt: str) -> Path:
         rows = _mooncake_rows(reqs)
     else:
         rows = (_vllm_row(r) for r in reqs)
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
                 f.write(json.dumps(row) + "\n")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+
+    return atomic_write(path, write)
 
 
 def _words(text: object) -> int:

@@ -15,8 +15,6 @@ length) never reshuffles the others.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +26,7 @@ import pyarrow.parquet as pq
 from sim.config import Scenario, WorkloadCfg
 from sim.core.model import AdapterSpec, Request, Trace
 from sim.errors import TraceError
+from sim.files import atomic_write
 from sim.workload.arrivals import arrival_times, make_process
 from sim.workload.choice import check_choice, choose_adapters
 from sim.workload.lengths import sample_lengths
@@ -177,10 +176,8 @@ def save_trace(trace: Trace, path: str | Path) -> Path:
             "output_len": pa.array([r.output_len for r in reqs], pa.int64()),
         }
     )
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         if suffix == ".parquet":
             pq.write_table(table, tmp)
         else:
@@ -189,11 +186,8 @@ def save_trace(trace: Trace, path: str | Path) -> Path:
                 w = csv.writer(f, lineterminator="\n")
                 w.writerow(COLUMNS)
                 w.writerows((r.arrival, r.adapter or "", r.input_len, r.output_len) for r in reqs)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+
+    return atomic_write(p, write)
 
 
 def _suffix(p: Path) -> str:
