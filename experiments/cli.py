@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,19 @@ from sim.errors import LorasimError
 def _fail(e: LorasimError) -> typer.Exit:
     typer.echo(f"error: {e}", err=True)
     return typer.Exit(2)
+
+
+def _echo_report(make: Callable[[], str], out: Path | None) -> None:
+    """Print a markdown report (a LorasimError is one line, exit 2) and write it to `out` too."""
+    from experiments.store import atomic_write_text
+
+    try:
+        text = make()
+    except LorasimError as e:
+        raise _fail(e) from None
+    if out:
+        atomic_write_text(out, text)
+    typer.echo(text)
 
 
 def sweep(
@@ -132,15 +146,8 @@ def rank(
     Example: lorasim rank results/validation/h200/saturated/errors.csv --policy lookahead --against overlap
     """
     from experiments.ranking import ranking_report
-    from experiments.store import atomic_write_text
 
-    try:
-        text = ranking_report(errors, policy, _names(against))
-    except LorasimError as e:
-        raise _fail(e) from None
-    if out:
-        atomic_write_text(out, text)
-    typer.echo(text)
+    _echo_report(lambda: ranking_report(errors, policy, _names(against)), out)
 
 
 def rank_across(
@@ -157,15 +164,8 @@ def rank_across(
     Example: lorasim rank-across results/fairness_profiles --axis hardware
     """
     from experiments.ranking import orders_across
-    from experiments.store import atomic_write_text
 
-    try:
-        text = orders_across(results, axis, oracle)
-    except LorasimError as e:
-        raise _fail(e) from None
-    if out:
-        atomic_write_text(out, text)
-    typer.echo(text)
+    _echo_report(lambda: orders_across(results, axis, oracle), out)
 
 
 def compare(
