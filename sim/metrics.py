@@ -106,24 +106,11 @@ def _ends_array(step_ends) -> np.ndarray:
     return np.asarray(step_ends, dtype=float)
 
 
-def _itl_columns(states: Sequence[RequestState], step_ends) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(first decode step, decode steps, first-token time) of every request with a gap, and
-    the step end times as an array (a zero-copy view of a StepLog)."""
-    ends = _ends_array(step_ends)
-    live = [s for s in states if s.first_token_at is not None and s.decode_steps > 0]
-    first_step = np.fromiter((s.first_decode_step for s in live), dtype=np.int64, count=len(live))
-    n = np.fromiter((s.decode_steps for s in live), dtype=np.int64, count=len(live))
-    t1 = np.fromiter((s.first_token_at for s in live), dtype=float, count=len(live))
-    if len(live) and (first_step.min() < 0 or (first_step + n).max() > len(ends)):
-        raise ValueError("a request's decode steps fall outside step_ends")
-    return first_step, n, t1, ends
-
-
 def itl_array(states: Sequence[RequestState], step_ends) -> np.ndarray:
     """All inter-token gaps, request by request. Token 1 is at first_token_at, token j+2 at
     step_ends[first_decode_step + j] for j < decode_steps. Memory: one float per output
     token; summaries use `Itl.stats`, which does not build this."""
-    return Itl(*_itl_columns(states, step_ends)).array()
+    return Itl.of(states, step_ends).array()
 
 
 class Itl:
@@ -140,7 +127,8 @@ class Itl:
 
     @classmethod
     def of(cls, states: Sequence[RequestState], step_ends) -> Itl:
-        return cls(*_itl_columns(states, step_ends))
+        """Requests in the order given."""
+        return cls.of_columns(_columns_of(states), step_ends)
 
     @classmethod
     def of_columns(cls, cols: RecordColumns, step_ends) -> Itl:
