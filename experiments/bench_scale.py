@@ -11,6 +11,7 @@ largest size: a point on it means time grows linearly).
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -51,7 +52,14 @@ def measure(policy: str, requests: int) -> dict:
     q = ctx.Queue()
     p = ctx.Process(target=_point, args=(policy, requests, q))
     p.start()
-    dt, rss, done = q.get()
+    while True:  # a child that dies (out of memory, killed) puts nothing: don't wait for ever
+        try:
+            dt, rss, done = q.get(timeout=5)
+            break
+        except queue.Empty:
+            if not p.is_alive():
+                raise RuntimeError(f"{policy} at {requests:,d} requests: the run's process exited "
+                                   f"with code {p.exitcode} before reporting") from None
     p.join()
     return {"policy": policy, "requests": requests, "seconds": dt, "requests_per_s": requests / dt,
             "peak_rss_mb": rss, "completed": done}

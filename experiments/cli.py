@@ -240,7 +240,10 @@ def bench_scale(
             registry.check_name(p)
         except ValueError as e:
             raise _fail(LorasimError(f"--policies: {e}")) from None
-    df = run_scaling(out, ns, pols, echo=typer.echo)
+    try:
+        df = run_scaling(out, ns, pols, echo=typer.echo)
+    except RuntimeError as e:  # a point's process died: the points before it are saved
+        raise _fail(LorasimError(str(e))) from None
     png = plot_scaling(df, out / "scaling.png")
     for line in verdicts(df):
         typer.echo(line)

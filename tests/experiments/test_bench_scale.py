@@ -61,3 +61,14 @@ def test_bad_options_are_one_line_errors(tmp_path):
 def test_one_real_point_in_a_fresh_process():
     row = bs.measure("lru", 200)
     assert row["completed"] == 200 and row["seconds"] > 0 and row["peak_rss_mb"] > 10
+
+
+def test_a_point_whose_process_dies_is_a_one_line_error(tmp_path, monkeypatch):
+    def dead(policy, n):
+        raise RuntimeError(f"{policy} at {n:,d} requests: the run's process exited with code -9 before reporting")
+
+    monkeypatch.setattr(bs, "measure", dead)
+    app = typer.Typer()
+    register(app)
+    r = CliRunner().invoke(app, ["bench-scale", "--out", str(tmp_path), "--sizes", "100"])
+    assert r.exit_code == 2 and "exited with code -9" in r.output and "Traceback" not in r.output
