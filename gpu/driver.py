@@ -50,6 +50,7 @@ from sim.core.effects import (
 )
 from sim.core.model import ModelShape, Trace
 from sim.errors import DeadlockError
+from sim.timeline_log import Row
 
 # The harness's LoRA memory is fixed slots (gpu.lora.LoraSlots): unified memory's paged
 # adapters and its Evict effect are not implemented here yet (docs/unified_memory.md).
@@ -64,7 +65,6 @@ def refuse_unified(engine: Any) -> None:
     if getattr(engine, "unified", False):
         raise UNIFIED_REFUSED
 
-Row = tuple[str, float, float, str, str]
 
 
 @dataclass

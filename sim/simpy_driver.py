@@ -46,9 +46,6 @@ from sim.core.effects import (
 from sim.errors import DeadlockError
 from sim.timeline_log import TimelineLog
 
-# timeline row: lane, start, end, kind, label
-Row = tuple[str, float, float, str, str]
-
 
 class SimPyDriver:
     def __init__(self, hardware: Any):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ["lane", "start", "end", "kind", "label"]
+Row = tuple[str, float, float, str, str]  # one interval of a lane, as both drivers record it
 
 
 class _Codes:
@@ -45,7 +46,7 @@ class TimelineLog:
         self._start, self._end = array("d"), array("d")
         self._lane, self._kind, self._label = _Codes(), _Codes(), _Codes()
 
-    def append(self, row: tuple[str, float, float, str, str]) -> None:
+    def append(self, row: Row) -> None:
         lane, start, end, kind, label = row
         self._lane.add(lane)
         self._start.append(start)
@@ -62,7 +63,7 @@ class TimelineLog:
             yield (lanes[self._lane.codes[i]], self._start[i], self._end[i], kinds[self._kind.codes[i]],
                    labels[self._label.codes[i]])
 
-    def __getitem__(self, i: int) -> tuple[str, float, float, str, str]:
+    def __getitem__(self, i: int) -> Row:
         i = range(len(self))[i]
         return (self._lane.values[self._lane.codes[i]], self._start[i], self._end[i],
                 self._kind.values[self._kind.codes[i]], self._label.values[self._label.codes[i]])
