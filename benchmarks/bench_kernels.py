@@ -179,12 +179,13 @@ def profile_sgmv(rank: int, layers: int = 32) -> None:
 
 
 SHRINK_GRID = [
-    {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": bk, "SPLIT_K": sk, "num_warps": w, "num_stages": st}
-    for bk in (128, 256) for sk in (4, 8, 16, 32) for w in (4, 8) for st in (3,)
+    {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": bk, "SPLIT_K": sk, "PROGRAMS_PER_SM": p,
+     "num_warps": 4, "num_stages": 3}
+    for bk in (128, 256) for sk in (8, 16, 32) for p in (1, 2, 4)
 ]
 EXPAND_GRID = [
-    {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": 64, "num_warps": w, "num_stages": st}
-    for bn in (64, 128, 256) for w in (4, 8) for st in (1, 2)
+    {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": 64, "PROGRAMS_PER_SM": p, "num_warps": w, "num_stages": 2}
+    for bn in (128, 256) for p in (2, 4, 8) for w in (4, 8)
 ]
 
 

@@ -11,6 +11,9 @@ place from its slot, over the batch's per-adapter token segments (`meta`, built 
 batch), for a whole fused projection (q|k|v, gate|up) in one launch each: no padding to the
 longest segment, no gathered weights, no loop over adapters (S-LoRA / Punica, SGLang's
 Triton LoRA backend). Ranks below the slots' max rank only read their own rows.
+`project` runs a projection's base matmul and its LoRA; on a GPU the shrink (which only
+needs x) runs on a side stream concurrently with the base matmul, so of the two launches
+only the expand is on the step's critical path (a fork/join that CUDA-graph capture keeps).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from gpu.adapters import Segment, flat_layout, ordered_targets
-from gpu.kernels import FUSED, LoraMeta, LoraSlices, lora_apply
+from gpu.kernels import FUSED, LoraMeta, LoraSlices, lora_apply, lora_expand, lora_shrink
 from sim.core.model import ALL_TARGETS, ModelShape
 
 
@@ -51,6 +54,8 @@ class LoraSlots:
             {f: sl for f in FUSED if (sl := LoraSlices.of(self, layer, f)) is not None}
             for layer in range(shape.layers)
         ]
+        # the stream `project` runs shrinks on (None: in line); set to None to turn it off
+        self.shrink_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     @classmethod
     def random(
@@ -123,6 +128,25 @@ class LoraSlots:
             tok_slots, self.ranks, self.scaling, self.device,
             max_tokens=max_tokens, max_segments=max_segments, max_len=max_len,
         )  # fmt: skip
+
+    def project(
+        self, x: torch.Tensor, w: torch.Tensor, layer: int, fused: str, meta: LoraMeta
+    ) -> torch.Tensor:
+        """x @ w.t() plus this fused projection's LoRA (`apply`), with the shrink on
+        `shrink_stream` while the base matmul runs. h is allocated on the side stream and
+        freed after the expand on this one: the side stream's next shrink is queued behind
+        a wait on this stream, so its reuse of h's memory cannot overtake the expand."""
+        sl = self._slices[layer].get(fused)
+        side = self.shrink_stream
+        if sl is None or side is None or not x.is_cuda:
+            return self.apply(x @ w.t(), x, layer, fused, meta)
+        main = torch.cuda.current_stream(x.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            h = lora_shrink(x, self.pool, sl.a_offsets, self.max_rank, meta)
+        y = x @ w.t()
+        main.wait_stream(side)
+        return lora_expand(h, self.pool, sl.bt_offsets, sl.widths, y, meta, self.max_rank, sl.out_offsets)
 
     def apply(
         self, y: torch.Tensor, x: torch.Tensor, layer: int, fused: str, meta: LoraMeta

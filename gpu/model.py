@@ -142,10 +142,10 @@ class LlamaModel:
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
     def _proj(self, x: torch.Tensor, li: int, name: str, lora: LoraMeta | None) -> torch.Tensor:
-        y = x @ self.layers[li][name].t()
+        w = self.layers[li][name]
         if lora is not None and self.lora is not None:
-            self.lora.apply(y, x, li, name, lora)
-        return y
+            return self.lora.project(x, w, li, name, lora)
+        return x @ w.t()
 
     # ---- metadata ---------------------------------------------------------------------------
 

@@ -9,13 +9,15 @@ entry; the wrappers pick by a host-side quantity that is fixed for a CUDA-graph 
 
 Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
 - SGMV shrink reads A [r, in] once per (segment, rank tile); with few segments and tokens
-  the grid is too small to fill 132 SMs, and split-K over `in` (4096/14336) supplies the
-  parallelism (each split writes its own fp32 partial of h, which the expand sums as it
-  reads it); SPLIT_K is a cap.
+  there are too few such units to fill 132 SMs, and split-K over `in` (4096/14336)
+  supplies the parallelism (each split writes its own fp32 partial of h, which the expand
+  sums as it reads it); SPLIT_K is a cap. The "*_decode" entries are the segment-loop
+  schedule of decode-sized batches (segments of at most 256 tokens): PROGRAMS_PER_SM sizes
+  its fixed grid, and the shrink's split is chosen on the device from the real segment
+  count. `benchmarks/bench_kernels.py --tune-sgmv` sweeps them over a whole decode step.
 - SGMV expand reads B^T [r, out]: r is at most 64 so one K step suffices; wide N tiles
-  keep B^T reads coalesced. The SGMV entries are the best of small sweeps on an H100 (QKV,
-  rank 64, 32 layers of distinct weights): e.g. shrink split-K beyond ~2 programs per SM
-  or a SPLIT_K cap above 4 for prefill (atomics on a large h) only slowed it down.
+  keep B^T reads coalesced. For prefill a shrink SPLIT_K cap above 4 only slowed it down
+  on an H100.
 - Paged decode attention is a pure KV stream: one program per (sequence, KV head, split)
   reads each K/V row once for the group's query heads. Measured on an H100 at batch 64 x
   context 2048 (bench_kernels.py --tune): BLOCK_N=64 with 8 warps and 2 splits reads KV at
@@ -43,12 +45,13 @@ from typing import Any
 Config = dict[str, Any]
 
 _HOPPER: dict[str, Config] = {
-    # SPLIT_K is an upper bound on a GPU: lora_shrink lowers it to ~2 programs per SM
-    "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 16, "BLOCK_K": 128, "SPLIT_K": 16,
-                      "num_warps": 4, "num_stages": 3},
+    # *_decode: the segment-loop schedule (lora_shrink_op); SPLIT_K caps the split the
+    # device picks for PROGRAMS_PER_SM programs per SM
+    "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 16,
+                      "PROGRAMS_PER_SM": 2, "num_warps": 4, "num_stages": 3},
     "shrink_prefill": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 4,
                        "num_warps": 8, "num_stages": 3},
-    "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 256, "BLOCK_K": 64,
+    "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 256, "BLOCK_K": 64, "PROGRAMS_PER_SM": 4,
                       "num_warps": 4, "num_stages": 2},
     "expand_prefill": {"BLOCK_M": 64, "BLOCK_N": 256, "BLOCK_K": 64,
                        "num_warps": 8, "num_stages": 2},
@@ -68,10 +71,10 @@ CONFIGS: dict[str, dict[str, Config]] = {
     "NVIDIA H100": _HOPPER,
     "default": {
         "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 2,
-                          "num_warps": 4, "num_stages": 1},
+                          "PROGRAMS_PER_SM": 2, "num_warps": 4, "num_stages": 1},
         "shrink_prefill": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 1,
                            "num_warps": 4, "num_stages": 1},
-        "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 16,
+        "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 16, "PROGRAMS_PER_SM": 2,
                           "num_warps": 4, "num_stages": 1},
         "expand_prefill": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 16,
                            "num_warps": 4, "num_stages": 1},
@@ -84,10 +87,6 @@ CONFIGS: dict[str, dict[str, Config]] = {
         "silu_mul": {"BLOCK": 256, "num_warps": 4},
     },
 }
-
-# a segment/sequence bound at or below this uses the "decode" configs of the SGMV ops
-DECODE_MAX_LEN = 16
-
 
 # a JSON file {op: {param: value}} whose entries replace the table's for every device: how
 # `benchmarks/bench_kernels.py --tune-sgmv --write F` hands a tuned config to other runs

@@ -1,11 +1,15 @@
 """SGMV expand: y[:, cols_j] += scale * h_j @ B^T_j per segment, up to 3 fused slices in ONE
 launch (QKV writes q | k | v column ranges of one y).
 
-Grid (token tiles x output tiles, slices, segments). The K loop runs over the segment's own
-rank only (padded rows of B^T are never read); B^T [max_rank, width] is read in place from
-`pool[slot] + bt_offsets[j]`. h holds the shrink's split-K partials, summed here as they are
-read (a few KiB per tile, from L2). Rows of a segment are distinct tokens, so y is updated
-with a plain read-add-store (no atomics). Modelled on vLLM's `lora_expand_op.py`.
+The tile body (`_expand_tile`) runs the K loop over the segment's own rank only (padded rows
+of B^T are never read), reads B^T [max_rank, width] in place from `pool[slot] +
+bt_offsets[j]`, sums the shrink's split-K partials as it reads h (a few KiB per tile, from
+L2), and updates y with a plain read-add-store (rows of a segment are distinct tokens: no
+atomics). Its two schedules follow the shrink's (lora_shrink_op): a fixed grid looping over
+the real segments' (slice, output tile) units for decode-sized batches, which sums exactly
+the partials the shrink defined (`sgmv_splits` of the same device count), and a grid of
+(token tiles x output tiles, slices, segments) for prefill. Modelled on vLLM's
+`lora_expand_op.py`.
 """
 
 from __future__ import annotations
@@ -17,80 +21,37 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts, upcast_dots
-from gpu.kernels.configs import DECODE_MAX_LEN
 from gpu.kernels.lora_meta import LoraMeta
+from gpu.kernels.lora_shrink_op import segment_loop, sgmv_splits, shrink_plan, sm_count
 
 MAX_SLICES = 3
 
 
-# Offsets and widths are specialized (Triton's divisible-by-16 flag on integer arguments):
-# without it Triton cannot prove B^T rows and y columns 16-byte aligned and falls back to
-# 2-byte loads, which made the H100 decode expand run at ~150 GB/s. Llama's widths and the
-# pool's offsets are all multiples of 16, so every layer and slice shares one compile.
 @triton.jit
-def _expand_kernel(
-    h_ptr,
-    pool_ptr,
-    y_ptr,
-    token_order,
-    seg_start,
-    seg_len,
-    seg_slot,
-    seg_rank,
-    seg_scale,
-    bt_off0,
-    bt_off1,
-    bt_off2,
-    w0,
-    w1,
-    w2,
-    o0,
-    o1,
-    o2,
-    stride_hs,
-    stride_hm,
-    stride_slot,
-    stride_ym,
-    MAX_RANK: tl.constexpr,
-    SPLITS: tl.constexpr,
-    N_TILES: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    UPCAST: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    sid = tl.program_id(1)
-    seg = tl.program_id(2)
-    slot = tl.load(seg_slot + seg)
-    length = tl.load(seg_len + seg)
-    pid_n = pid % N_TILES
-    pid_m = pid // N_TILES
-    m0 = pid_m * BLOCK_M
-    n0 = pid_n * BLOCK_N
-    width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
-    if (slot < 0) | (m0 >= length) | (n0 >= width):
-        return
-    rank = tl.load(seg_rank + seg)
-    scale = tl.load(seg_scale + seg)
-    start = tl.load(seg_start + seg)
-    bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
-    col0 = tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2))
+def _expand_tile(
+    h_ptr, bt_base, y_ptr, token_order, start, length, m0, n0, width, rank, scale, splits, col0,
+    stride_hs, stride_hm, stride_ym,
+    SPLIT_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    """y[rows, col0 + n] += scale * (sum of the first `splits` partials of h[rows, :rank]) @
+    B^T[:rank, n] for the segment's token tile at m0 and output tile at n0. The partial
+    loop is unrolled to SPLIT_MAX with masks, so its loads are all in flight at once."""
     offs_m = m0 + tl.arange(0, BLOCK_M)
     m_mask = offs_m < length
     rows = tl.load(token_order + start + offs_m, mask=m_mask, other=0).to(tl.int64)
     offs_n = n0 + tl.arange(0, BLOCK_N)
     n_mask = offs_n < width
-    bt_base = pool_ptr + slot.to(tl.int64) * stride_slot + bt_off
-    h_rows = h_ptr + rows[:, None] * stride_hm + sid * MAX_RANK
+    h_rows = h_ptr + rows[:, None] * stride_hm
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, rank, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < rank
         h_mask = m_mask[:, None] & k_mask[None, :]
         ht = tl.load(h_rows + offs_k[None, :], mask=h_mask, other=0.0)
-        for s in tl.static_range(1, SPLITS):
-            ht += tl.load(h_rows + s * stride_hs + offs_k[None, :], mask=h_mask, other=0.0)
+        for s in tl.static_range(1, SPLIT_MAX):
+            s_mask = h_mask & (tl.zeros_like(offs_k)[None, :] + s < splits)  # full-shape bool
+            ht += tl.load(h_rows + s * stride_hs + offs_k[None, :], mask=s_mask, other=0.0)
         bt = tl.load(
             bt_base + offs_k[:, None].to(tl.int64) * width + offs_n[None, :],
             mask=k_mask[:, None] & n_mask[None, :],
@@ -105,6 +66,75 @@ def _expand_kernel(
     tl.store(y_ptrs, (y + scale * acc).to(y_ptr.dtype.element_ty), mask=mask)
 
 
+# Offsets and widths are specialized (Triton's divisible-by-16 flag on integer arguments):
+# without it Triton cannot prove B^T rows and y columns 16-byte aligned and falls back to
+# 2-byte loads, which made the H100 decode expand run at ~150 GB/s. Llama's widths and the
+# pool's offsets are all multiples of 16, so every layer and slice shares one compile.
+@triton.jit
+def _expand_segments_kernel(
+    h_ptr, pool_ptr, y_ptr,
+    token_order, seg_start, seg_len, seg_slot, seg_rank, seg_scale, seg_count,
+    bt_off0, bt_off1, bt_off2, w0, w1, w2, o0, o1, o2,
+    stride_hs, stride_hm, stride_slot, stride_ym, shrink_per_seg, shrink_target,
+    N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
+    SPLIT_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    progs = tl.num_programs(0)
+    nseg = tl.load(seg_count)
+    splits = sgmv_splits(nseg, shrink_per_seg, shrink_target, SPLIT_MAX)
+    per_seg = N_SLICES * N_TILES
+    for item in range(pid, nseg * per_seg, progs):
+        nt = item % N_TILES
+        sid = (item // N_TILES) % N_SLICES
+        seg = item // per_seg
+        width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
+        if nt * BLOCK_N < width:
+            slot = tl.load(seg_slot + seg)
+            length = tl.load(seg_len + seg)
+            start = tl.load(seg_start + seg)
+            rank = tl.load(seg_rank + seg)
+            scale = tl.load(seg_scale + seg)
+            bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
+            col0 = tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2))
+            bt_base = pool_ptr + slot.to(tl.int64) * stride_slot + bt_off
+            for m0 in range(0, length, BLOCK_M):
+                _expand_tile(
+                    h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, m0,
+                    nt * BLOCK_N, width, rank, scale, splits, col0, stride_hs, stride_hm,
+                    stride_ym, SPLIT_MAX, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+                )  # fmt: skip
+
+
+@triton.jit
+def _expand_tiles_kernel(
+    h_ptr, pool_ptr, y_ptr,
+    token_order, seg_start, seg_len, seg_slot, seg_rank, seg_scale,
+    bt_off0, bt_off1, bt_off2, w0, w1, w2, o0, o1, o2,
+    stride_hs, stride_hm, stride_slot, stride_ym,
+    MAX_RANK: tl.constexpr, SPLITS: tl.constexpr, N_TILES: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    sid = tl.program_id(1)
+    seg = tl.program_id(2)
+    slot = tl.load(seg_slot + seg)
+    length = tl.load(seg_len + seg)
+    m0 = (pid // N_TILES) * BLOCK_M
+    n0 = (pid % N_TILES) * BLOCK_N
+    width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
+    if (slot < 0) | (m0 >= length) | (n0 >= width):
+        return
+    bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
+    _expand_tile(
+        h_ptr + sid * MAX_RANK, pool_ptr + slot.to(tl.int64) * stride_slot + bt_off, y_ptr,
+        token_order, tl.load(seg_start + seg), length, m0, n0, width, tl.load(seg_rank + seg),
+        tl.load(seg_scale + seg), SPLITS, tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2)),
+        stride_hs, stride_hm, stride_ym, SPLITS, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+    )  # fmt: skip
+
+
 def lora_expand(
     h: torch.Tensor,
     pool: torch.Tensor,
@@ -115,8 +145,8 @@ def lora_expand(
     max_rank: int,
     out_offsets: Sequence[int] | None = None,
 ) -> torch.Tensor:
-    """h [S, T, n_slices * max_rank] (lora_shrink's split-K partials; a 2-D h is one
-    partial), pool as in lora_shrink,
+    """h [S, T, n_slices * max_rank] (lora_shrink's split-K partials over the same meta and
+    slices; a 2-D h is one partial), pool as in lora_shrink,
     bt_offsets: element offset of each slice's B^T [max_rank, width_j] within a slot,
     y [T, >= sum(widths)] with unit column stride (row stride free: y may be a column view).
     Slice j adds into y[:, out_offsets[j] : + widths[j]] (default: consecutive columns from
@@ -131,23 +161,30 @@ def lora_expand(
         h = h.unsqueeze(0)
     if meta.max_len == 0 or y.shape[0] == 0:
         return y
-    op = "expand_decode" if meta.max_len <= DECODE_MAX_LEN else "expand_prefill"
-    cfg, opts = launch_opts(config(op, y))
-    bn = max(16, min(cfg["BLOCK_N"], triton.next_power_of_2(max(widths))))
-    n_tiles = triton.cdiv(max(widths), bn)
-    m_tiles = triton.cdiv(meta.max_len, cfg["BLOCK_M"])
     pad = [0] * (MAX_SLICES - n)
     bts, ws, os_ = list(bt_offsets) + pad, list(widths) + pad, outs + pad
-    grid = (m_tiles * n_tiles, n, meta.max_segments)
-    _expand_kernel[grid](
-        h, pool, y,
-        meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot, meta.seg_rank,
-        meta.seg_scale,
-        bts[0], bts[1], bts[2], ws[0], ws[1], ws[2], os_[0], os_[1], os_[2],
+    common = (h, pool, y, meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot,
+              meta.seg_rank, meta.seg_scale)  # fmt: skip
+    loop = segment_loop(meta)
+    cfg, opts = launch_opts(config("expand_decode" if loop else "expand_prefill", y))
+    bn = max(16, min(cfg["BLOCK_N"], triton.next_power_of_2(max(widths))))
+    n_tiles = triton.cdiv(max(widths), bn)
+    bk = min(cfg["BLOCK_K"], max(16, triton.next_power_of_2(max_rank)))
+    if loop:
+        plan = shrink_plan(y, n, max_rank, meta)
+        progs = min(cfg.get("PROGRAMS_PER_SM", 4) * sm_count(y), meta.max_segments * n * n_tiles)
+        _expand_segments_kernel[(max(1, progs),)](
+            *common, meta.seg_count, bts[0], bts[1], bts[2], ws[0], ws[1], ws[2],
+            os_[0], os_[1], os_[2],
+            h.stride(0), h.stride(1), pool.stride(0), y.stride(0), plan["per_seg"], plan["target"],
+            N_SLICES=n, MAX_RANK=max_rank, N_TILES=n_tiles, SPLIT_MAX=h.shape[0],
+            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), **opts,
+        )  # fmt: skip
+        return y
+    _expand_tiles_kernel[(triton.cdiv(meta.max_len, cfg["BLOCK_M"]) * n_tiles, n, meta.max_segments)](
+        *common, bts[0], bts[1], bts[2], ws[0], ws[1], ws[2], os_[0], os_[1], os_[2],
         h.stride(0), h.stride(1), pool.stride(0), y.stride(0),
         MAX_RANK=max_rank, SPLITS=h.shape[0], N_TILES=n_tiles,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=min(cfg["BLOCK_K"], max(16, triton.next_power_of_2(max_rank))),
-        UPCAST=upcast_dots(y),
-        **opts,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), **opts,
     )  # fmt: skip
     return y

@@ -15,7 +15,9 @@ the grid depends only on the host-side `max_len` bound: padding segments have le
 slot -1 and their programs return at once. `copy_from` refreshes a captured meta in place.
 
 Everything lives in ONE int32 device buffer (scales bit-cast), so a batch costs one
-host-to-device copy.
+host-to-device copy. It also holds the real segment count (`seg_count`): the decode-sized
+SGMV kernels loop over the real segments only, so a table sized for 64 adapters costs
+nothing when a batch uses 8.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ FUSED = {
 }
 
 
+_ROWS = 6  # per-segment tables: start, len, rank, slot, scale, and the count (one entry)
+
+
 def _aligned(n: int) -> int:
     """n rounded up to 4 int32s: every table starts 16-byte aligned, since Triton specializes
     kernels on pointer alignment and a new specialization is a ~1 s compile mid-run."""
@@ -50,13 +55,14 @@ def _aligned(n: int) -> int:
 class LoraMeta:
     """Segment table of one batch (see module docstring). Views into `buf`."""
 
-    buf: torch.Tensor  # int32 [max_tokens + 5 * max_segments], each table 16-byte aligned
+    buf: torch.Tensor  # int32 [max_tokens + 6 * max_segments], each table 16-byte aligned
     token_order: torch.Tensor  # [max_tokens] int32: token rows, grouped by segment
     seg_start: torch.Tensor  # [max_segments] int32: first index into token_order
     seg_len: torch.Tensor  # [max_segments] int32: 0 for padding
     seg_slot: torch.Tensor  # [max_segments] int32: pool row, -1 for padding
     seg_rank: torch.Tensor  # [max_segments] int32: the adapter's rank (<= pool max rank)
     seg_scale: torch.Tensor  # [max_segments] float32: the adapter's scaling (alpha / r)
+    seg_count: torch.Tensor  # [1] int32: real segments (they come first in every table)
     num_tokens: int  # tokens in the batch (rows of x, h, y)
     max_len: int  # host bound on every seg_len: sizes the grid's token tiles
     num_segments: int  # real segments (host copy; kernels never need it)
@@ -104,22 +110,23 @@ class LoraMeta:
         ranks = torch.as_tensor(list(slot_ranks), dtype=torch.int64)
         scales = torch.as_tensor(list(slot_scalings), dtype=torch.float32)
         off, row = _aligned(cap_t), _aligned(cap_s)
-        host = torch.zeros(off + 5 * row, dtype=torch.int32)
+        host = torch.zeros(off + _ROWS * row, dtype=torch.int32)
         host[: order.numel()] = order.to(torch.int32)
-        seg = host[off:].view(5, row)[:, :cap_s]
+        seg = host[off:].view(_ROWS, row)[:, :cap_s]
         seg[3].fill_(-1)  # padding slot: kernels skip it
         seg[0, :n] = start.to(torch.int32)
         seg[1, :n] = length.to(torch.int32)
         seg[2, :n] = ranks[slot].to(torch.int32) if n else seg[2, :0]
         seg[3, :n] = slot.to(torch.int32)
         seg[4, :n] = scales[slot].view(torch.int32) if n else seg[4, :0]
+        seg[5, 0] = n
         return cls.from_buffer(to_device(host, torch.device(device)), cap_t, cap_s, t, bound, n)
 
     @classmethod
     def from_buffer(
         cls, buf: torch.Tensor, cap_t: int, cap_s: int, num_tokens: int, max_len: int, n: int
     ) -> LoraMeta:
-        seg = buf[_aligned(cap_t) :].view(5, _aligned(cap_s))[:, :cap_s]
+        seg = buf[_aligned(cap_t) :].view(_ROWS, _aligned(cap_s))[:, :cap_s]
         return cls(
             buf=buf,
             token_order=buf[:cap_t],
@@ -128,6 +135,7 @@ class LoraMeta:
             seg_rank=seg[2],
             seg_slot=seg[3],
             seg_scale=seg[4].view(torch.float32),
+            seg_count=seg[5, :1],
             num_tokens=num_tokens,
             max_len=max_len,
             num_segments=n,

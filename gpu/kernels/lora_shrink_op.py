@@ -1,15 +1,23 @@
 """SGMV shrink: h = x @ A^T per segment, for up to 3 fused slices in ONE launch.
 
-Grid (SPLIT_K x token tiles x rank tiles, slices, segments): program (., j, s) multiplies
-a tile of segment s's tokens (rows gathered through `token_order`, nothing copied) by a tile
-of slice j's A read in place from the slot pool at `pool[slot] + a_offsets[j]`. Rank tiles
-past the segment's own rank exit at once, so a rank-16 adapter in a max-rank-64 pool reads
-16 rows of A, not 64. The grid depends only on host bounds (meta.max_len, max_segments,
-max_rank), so it is fixed for a CUDA-graph bucket. Decode-sized segments use split-K (few
-tokens, long `in`): split k writes its partial product to h[k], and the expand adds the
-partials as it reads them. So h needs no zero-fill and no atomics: the zero-fill alone was
-one more graph node per projection (128 a decode step), each costing a launch.
-Modelled on vLLM's `lora_shrink_op.py` and Punica's SGMV.
+Two schedules share one tile body (`_shrink_tile`: a tile of one segment's tokens, rows
+gathered through `token_order`, times a tile of slice j's A read in place from the slot pool
+at `pool[slot] + a_offsets[j]`, its rows past the adapter's rank never read):
+
+- *segments* (decode-sized batches, `meta.max_len <= SEGMENT_LOOP_MAX_LEN`): a fixed grid of
+  ~PROGRAMS_PER_SM programs per SM loops over the work units of the REAL segments (count read
+  from the meta on the device), each unit looping over its segment's few token tiles. The
+  split-K factor is chosen on the device from the real segment count (`sgmv_splits`), so one
+  adapter at batch 1 and eight at batch 64 both spread A's bytes over the SMs. A grid over
+  (token tiles of the bucket x table segments) instead launched ~30x more programs than had
+  work and read A with too few: that was most of the H100's 13.8 ms LoRA step.
+- *tiles* (prefill): grid (SPLIT_K x token tiles x rank tiles, slices, segments); token tiles
+  past a segment's length exit at once.
+
+Split k writes its partial product to h[k] and the expand adds the partials as it reads
+them, so h needs no zero-fill (one more graph node a projection) and no atomics. Everything
+the grid or the split depends on is a host bound fixed for a CUDA-graph bucket, or device
+data. Modelled on vLLM's `lora_shrink_op.py` and Punica's SGMV.
 """
 
 from __future__ import annotations
@@ -21,66 +29,51 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts, upcast_dots
-from gpu.kernels.configs import DECODE_MAX_LEN
 from gpu.kernels.lora_meta import LoraMeta
 
 MAX_SLICES = 3
+# a segment-length bound at or below this (every decode bucket) takes the segment-loop
+# schedule and the "*_decode" configs; above it, the tile grid and "*_prefill"
+SEGMENT_LOOP_MAX_LEN = 256
+# the segment-loop shrink keeps its partials under this many bytes (S x T x slices x rank x 4)
+_H_BUDGET = 16 << 20
 
 
-# a_off* are specialized on purpose (see lora_expand_op: without the divisible-by-16 flag the
-# A rows are read 2 bytes at a time)
 @triton.jit
-def _shrink_kernel(
-    x_ptr,
-    pool_ptr,
-    h_ptr,
-    token_order,
-    seg_start,
-    seg_len,
-    seg_slot,
-    seg_rank,
-    a_off0,
-    a_off1,
-    a_off2,
-    K,
-    stride_xm,
-    stride_xk,
-    stride_slot,
-    stride_hs,
-    stride_hm,
-    MAX_RANK: tl.constexpr,
-    N_TILES: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr,
-    UPCAST: tl.constexpr,
-):
-    pid = tl.program_id(0)
-    sid = tl.program_id(1)
-    seg = tl.program_id(2)
-    slot = tl.load(seg_slot + seg)
-    length = tl.load(seg_len + seg)
-    rank = tl.load(seg_rank + seg)
-    pid_k = pid % SPLIT_K
-    pid_n = (pid // SPLIT_K) % N_TILES
-    pid_m = pid // (SPLIT_K * N_TILES)
-    m0 = pid_m * BLOCK_M
-    n0 = pid_n * BLOCK_N
-    if (slot < 0) | (m0 >= length) | (n0 >= rank):
-        return
-    start = tl.load(seg_start + seg)
+def sgmv_splits(nseg, per_seg, target, SPLIT_MAX: tl.constexpr):
+    """Split-K factor of the segment-loop shrink: enough units for `target` programs, at most
+    SPLIT_MAX (the expand recomputes it to know how many partials to sum)."""
+    units = tl.maximum(nseg * per_seg, 1)
+    return tl.minimum(tl.maximum(target // units, 1), SPLIT_MAX)
+
+
+def splits_host(nseg: int, per_seg: int, target: int, split_max: int) -> int:
+    """`sgmv_splits` on the host (tests: how many of h's partials a shrink defined)."""
+    return min(max(target // max(nseg * per_seg, 1), 1), split_max)
+
+
+def sm_count(t: torch.Tensor) -> int:
+    """Streaming multiprocessors of t's GPU; 4 elsewhere (the interpreter's small grids)."""
+    return torch.cuda.get_device_properties(t.device).multi_processor_count if t.is_cuda else 4
+
+
+@triton.jit
+def _shrink_tile(
+    x_ptr, a_base, h_ptr, token_order, start, length, m0, n0, rank, k_lo, k_step, K,
+    stride_xm, stride_xk, stride_hm, h_col0,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    """h[rows, h_col0 + n] = sum over k in k_lo, k_lo + k_step, ... of x[rows, k] A[n, k]
+    for the segment's token tile at m0 and rank tile at n0 (A is [max_rank, K] row-major)."""
     offs_m = m0 + tl.arange(0, BLOCK_M)
     m_mask = offs_m < length
     rows = tl.load(token_order + start + offs_m, mask=m_mask, other=0).to(tl.int64)
     offs_n = n0 + tl.arange(0, BLOCK_N)
     n_mask = offs_n < rank
-    a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
-    a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
     x_rows = x_ptr + rows[:, None] * stride_xm
-    a_rows = a_base + offs_n[None, :].to(tl.int64) * K  # A is [max_rank, K], row-major
+    a_rows = a_base + offs_n[None, :].to(tl.int64) * K
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(pid_k * BLOCK_K, K, BLOCK_K * SPLIT_K):
+    for k0 in range(k_lo, K, k_step):
         offs_k = k0 + tl.arange(0, BLOCK_K)
         k_mask = offs_k < K
         xt = tl.load(x_rows + offs_k[None, :] * stride_xk, mask=m_mask[:, None] & k_mask[None, :], other=0.0)
@@ -89,18 +82,111 @@ def _shrink_kernel(
             xt = xt.to(tl.float32)
             at = at.to(tl.float32)
         acc += tl.dot(xt, at)
-    h_ptrs = h_ptr + pid_k * stride_hs + rows[:, None] * stride_hm + (sid * MAX_RANK + offs_n)[None, :]
+    h_ptrs = h_ptr + rows[:, None] * stride_hm + (h_col0 + offs_n)[None, :]
     tl.store(h_ptrs, acc, mask=m_mask[:, None] & n_mask[None, :])
 
 
-def _split_k(x: torch.Tensor, cfg: dict, programs: int, k: int) -> int:
-    """Split-K factor: on a GPU, enough to give the working programs ~2 per SM (at most the
-    config's SPLIT_K, at least one BLOCK_K step per split); it depends only on bucket-fixed sizes, so a
-    captured graph keeps it. Elsewhere the config's value (the interpreter tests both paths)."""
+# a_off* are specialized on purpose (see lora_expand_op: without the divisible-by-16 flag the
+# A rows are read 2 bytes at a time)
+@triton.jit
+def _shrink_segments_kernel(
+    x_ptr, pool_ptr, h_ptr,
+    token_order, seg_start, seg_len, seg_slot, seg_rank, seg_count,
+    a_off0, a_off1, a_off2, K, stride_xm, stride_xk, stride_slot, stride_hs, stride_hm, target,
+    N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_MAX: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    progs = tl.num_programs(0)
+    nseg = tl.load(seg_count)
+    per_seg = N_SLICES * N_TILES
+    splits = sgmv_splits(nseg, per_seg, target, SPLIT_MAX)
+    for u in range(pid, nseg * per_seg * splits, progs):
+        ks = u % splits
+        item = u // splits
+        nt = item % N_TILES
+        sid = (item // N_TILES) % N_SLICES
+        seg = item // per_seg
+        rank = tl.load(seg_rank + seg)
+        if nt * BLOCK_N < rank:
+            slot = tl.load(seg_slot + seg)
+            length = tl.load(seg_len + seg)
+            start = tl.load(seg_start + seg)
+            a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
+            a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
+            for m0 in range(0, length, BLOCK_M):
+                _shrink_tile(
+                    x_ptr, a_base, h_ptr + ks * stride_hs, token_order, start, length, m0,
+                    nt * BLOCK_N, rank, ks * BLOCK_K, splits * BLOCK_K, K,
+                    stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
+                    BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+                )  # fmt: skip
+
+
+@triton.jit
+def _shrink_tiles_kernel(
+    x_ptr, pool_ptr, h_ptr,
+    token_order, seg_start, seg_len, seg_slot, seg_rank,
+    a_off0, a_off1, a_off2, K, stride_xm, stride_xk, stride_slot, stride_hs, stride_hm,
+    MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid = tl.program_id(0)
+    sid = tl.program_id(1)
+    seg = tl.program_id(2)
+    slot = tl.load(seg_slot + seg)
+    length = tl.load(seg_len + seg)
+    rank = tl.load(seg_rank + seg)
+    pid_k = pid % SPLIT_K
+    pid_n = (pid // SPLIT_K) % N_TILES
+    m0 = (pid // (SPLIT_K * N_TILES)) * BLOCK_M
+    n0 = pid_n * BLOCK_N
+    if (slot < 0) | (m0 >= length) | (n0 >= rank):
+        return
+    start = tl.load(seg_start + seg)
+    a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
+    a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
+    _shrink_tile(
+        x_ptr, a_base, h_ptr + pid_k * stride_hs, token_order, start, length, m0, n0, rank,
+        pid_k * BLOCK_K, SPLIT_K * BLOCK_K, K, stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
+        BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+    )  # fmt: skip
+
+
+def segment_loop(meta: LoraMeta) -> bool:
+    """Whether a launch over `meta` takes the segment-loop schedule (host bound only, so a
+    captured graph keeps its choice)."""
+    return meta.max_len <= SEGMENT_LOOP_MAX_LEN
+
+
+def shrink_plan(x: torch.Tensor, n_slices: int, max_rank: int, meta: LoraMeta) -> dict[str, int]:
+    """Host-side shape of a segment-loop shrink, shared with the expand (which must sum the
+    same number of partials): rank tile, rank tiles, units per segment, program target."""
+    cfg = config("shrink_decode", x)
+    bn = max(16, min(cfg["BLOCK_N"], triton.next_power_of_2(max_rank)))
+    n_tiles = triton.cdiv(max_rank, bn)
+    target = cfg.get("PROGRAMS_PER_SM", 2) * sm_count(x)
+    return {"block_n": bn, "n_tiles": n_tiles, "per_seg": n_slices * n_tiles, "target": target}
+
+
+def partials_defined(h: torch.Tensor, x: torch.Tensor, n_slices: int, max_rank: int, meta: LoraMeta) -> int:
+    """How many of lora_shrink's partials h (of x over `meta`) hold data: all of them on the
+    tile grid, the device's `sgmv_splits` on the segment loop (mirrored here from the host
+    segment count, so for tests and eager use, not for a replayed graph)."""
+    if not segment_loop(meta):
+        return h.shape[0]
+    plan = shrink_plan(x, n_slices, max_rank, meta)
+    return splits_host(meta.num_segments, plan["per_seg"], plan["target"], h.shape[0])
+
+
+def _split_k_tiles(x: torch.Tensor, cfg: dict, programs: int, k: int) -> int:
+    """Split-K factor of the tile grid: ~2 working programs per SM on a GPU (at most the
+    config's SPLIT_K, at least one BLOCK_K step per split); the config's value elsewhere."""
     if not x.is_cuda:
         return cfg["SPLIT_K"]
-    sms = torch.cuda.get_device_properties(x.device).multi_processor_count
-    want = triton.next_power_of_2(triton.cdiv(2 * sms, max(programs, 1)))
+    want = triton.next_power_of_2(triton.cdiv(2 * sm_count(x), max(programs, 1)))
     return max(1, min(cfg["SPLIT_K"], want, triton.cdiv(k, cfg["BLOCK_K"])))
 
 
@@ -113,37 +199,54 @@ def lora_shrink(
 ) -> torch.Tensor:
     """x [T, in] (any row stride), pool [n_slots, slot_numel] (row stride = slot stride,
     unit column stride), a_offsets: element offset of each slice's A [max_rank, in] within a
-    slot (1 to 3 slices). Returns fp32 split-K partials h [S, T, n_slices * max_rank] whose
-    sum over S is x A^T on slice j's columns j*max_rank .. j*max_rank + rank - 1 of every
-    token with an adapter; every other entry is undefined (never read by lora_expand)."""
+    slot (1 to 3 slices). Returns fp32 split-K partials h [S, T, n_slices * max_rank]: the
+    sum of the first `splits` of them (all S on the tile grid; `sgmv_splits` of the real
+    segment count on the segment loop) is x A^T on slice j's columns j*max_rank .. + rank - 1
+    of every token with an adapter; every other entry is undefined (never read by
+    lora_expand)."""
     n = len(a_offsets)
     if not 1 <= n <= MAX_SLICES:
         raise ValueError(f"1..{MAX_SLICES} slices per launch, got {n}")
     if pool.stride(1) != 1:
         raise ValueError("pool rows must be contiguous")
     t, k = x.shape
-    op = "shrink_decode" if meta.max_len <= DECODE_MAX_LEN else "shrink_prefill"
-    cfg, opts = launch_opts(config(op, x))
+    offs = list(a_offsets) + [0] * (MAX_SLICES - n)
+    common = (meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot, meta.seg_rank)
+    if segment_loop(meta):
+        cfg, opts = launch_opts(config("shrink_decode", x))
+        plan = shrink_plan(x, n, max_rank, meta)
+        budget = max(1, _H_BUDGET // max(1, 4 * t * n * max_rank))
+        split_max = max(1, min(cfg["SPLIT_K"], triton.cdiv(k, cfg["BLOCK_K"]), budget))
+        h = torch.empty(split_max, t, n * max_rank, dtype=torch.float32, device=x.device)
+        if meta.max_len == 0 or t == 0:
+            return h
+        units = meta.max_segments * plan["per_seg"] * split_max
+        _shrink_segments_kernel[(max(1, min(plan["target"], units)),)](
+            x, pool, h, *common, meta.seg_count,
+            offs[0], offs[1], offs[2],
+            k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1), plan["target"],
+            N_SLICES=n, MAX_RANK=max_rank, N_TILES=plan["n_tiles"],
+            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=plan["block_n"], BLOCK_K=cfg["BLOCK_K"],
+            SPLIT_MAX=split_max, UPCAST=upcast_dots(x), **opts,
+        )  # fmt: skip
+        return h
+    cfg, opts = launch_opts(config("shrink_prefill", x))
     bn = max(16, min(cfg["BLOCK_N"], triton.next_power_of_2(max_rank)))
     n_tiles = triton.cdiv(max_rank, bn)
     m_tiles = triton.cdiv(max(meta.max_len, 1), cfg["BLOCK_M"])
     # programs that can have work: a segment's tiles past its length exit at once, and all
     # segments together hold at most max_tokens rows
     tiles = min(m_tiles * meta.max_segments, triton.cdiv(meta.max_tokens, cfg["BLOCK_M"]) + meta.max_segments)
-    split_k = _split_k(x, cfg, tiles * n_tiles * n, k)
+    split_k = _split_k_tiles(x, cfg, tiles * n_tiles * n, k)
     h = torch.empty(split_k, t, n * max_rank, dtype=torch.float32, device=x.device)
     if meta.max_len == 0 or t == 0:
         return h
-    offs = list(a_offsets) + [0] * (MAX_SLICES - n)
-    grid = (split_k * m_tiles * n_tiles, n, meta.max_segments)
-    _shrink_kernel[grid](
-        x, pool, h,
-        meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot, meta.seg_rank,
+    _shrink_tiles_kernel[(split_k * m_tiles * n_tiles, n, meta.max_segments)](
+        x, pool, h, *common,
         offs[0], offs[1], offs[2],
         k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1),
         MAX_RANK=max_rank, N_TILES=n_tiles,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=cfg["BLOCK_K"], SPLIT_K=split_k,
-        UPCAST=upcast_dots(x),
-        **opts,
+        UPCAST=upcast_dots(x), **opts,
     )  # fmt: skip
     return h

@@ -67,14 +67,17 @@ def make_paged_kv(
     return k.to(device), v.to(device), table.to(device)
 
 
-def shrink_sum(h: torch.Tensor, meta, max_rank: int) -> torch.Tensor:
-    """lora_shrink's split-K partials [S, T, n*R] summed, with the entries the kernel leaves
-    undefined (tokens without adapter, columns past a segment's rank) set to 0, as the
-    reference has them."""
-    total = h.sum(0)
+def shrink_sum(h: torch.Tensor, x: torch.Tensor, meta, max_rank: int) -> torch.Tensor:
+    """lora_shrink's split-K partials [S, T, n*R] of x summed (only those it defined), with
+    the entries the kernel leaves undefined (tokens without adapter, columns past a
+    segment's rank) set to 0, as the reference has them."""
+    from gpu.kernels.lora_shrink_op import partials_defined
+
+    n = h.shape[2] // max_rank
+    total = h[: partials_defined(h, x, n, max_rank, meta)].sum(0)
     out = torch.zeros_like(total)
     for rows, _, r, _ in meta.segments():
-        for j in range(total.shape[1] // max_rank):
+        for j in range(n):
             cols = slice(j * max_rank, j * max_rank + r)
             out[rows, cols] = total[rows, cols]
     return out

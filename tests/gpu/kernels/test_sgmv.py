@@ -51,7 +51,7 @@ def _run(slots, tok, fused, layer, device, dtype, **kw):
     hk = lora_shrink(x, slots.pool, sl.a_offsets, r, meta)
     yk = lora_expand(hk, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, r, sl.out_offsets)
     hr, yr = _ref(slots, meta, sl, x, y0)
-    return shrink_sum(hk, meta, r), hr[0], yk, yr
+    return shrink_sum(hk, x, meta, r), hr[0], yk, yr
 
 
 def _close(a, b, dtype):
@@ -122,9 +122,30 @@ CASES = {
 }
 
 
+@pytest.fixture(params=["segments", "tiles"])
+def schedule(request, monkeypatch):
+    """Both SGMV schedules on the same cases: the segment loop (decode-sized bounds) and the
+    tile grid (prefill), chosen by the segment-length bound."""
+    import gpu.kernels.lora_shrink_op as ks
+
+    monkeypatch.setattr(ks, "SEGMENT_LOOP_MAX_LEN", 1 << 30 if request.param == "segments" else 0)
+    return request.param
+
+
+@pytest.fixture
+def many_splits(monkeypatch):
+    """A config under which the segment-loop shrink splits K several ways even on the
+    interpreter's 4 'SMs' (its default gives one split to most CPU cases)."""
+    from gpu.kernels import configs
+
+    table = configs.CONFIGS["default"]
+    cfg = {**table["shrink_decode"], "BLOCK_K": 16, "SPLIT_K": 4, "PROGRAMS_PER_SM": 8}
+    monkeypatch.setitem(table, "shrink_decode", cfg)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("fused", ["qkv", "gate_up", "down"])
-def test_sgmv_matches_reference(triton_device, case, fused):
+def test_sgmv_matches_reference(triton_device, case, fused, schedule):
     slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
     tok = tok_slots_of(CASES[case])
     hk, hr, yk, yr = _run(slots, tok, fused, 1, triton_device, torch.float32, max_segments=6)
@@ -146,21 +167,40 @@ def test_sgmv_decode_buckets(triton_device, by_adapter, batch):
     _close(yk, yr, torch.float32)
 
 
-def test_expand_reads_only_the_partials_the_shrink_defines(triton_device):
-    """The shrink leaves h undefined for base-model tokens and past each rank (no zero-fill):
-    NaN there must not reach y. Three partials, as split-K gives them."""
-    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
-    tok = tok_slots_of([(1, 3), (-1, 2), (0, 1), (3, 2)])
-    meta, sl, x, y0 = _inputs(slots, tok, "qkv", 0, triton_device, torch.float32)
-    hr, yr = _ref(slots, meta, sl, x, y0)
-    defined = shrink_sum(torch.ones_like(hr), meta, 64).bool()
-    parts = torch.stack([hr[0] * 0.25, hr[0] * 0.5, hr[0] * 0.25])
-    parts[:, ~defined] = float("nan")
+@pytest.mark.parametrize("segments", [[(1, 3)], [(1, 3), (-1, 2), (0, 1), (3, 2)]])
+def test_expand_reads_only_the_partials_the_shrink_defines(triton_device, schedule, many_splits, segments):
+    """The shrink leaves h undefined for base-model tokens, past each rank and in partials
+    past the split it chose (no zero-fill): NaN there must not reach y, and the partials it
+    defined must all be summed. One segment splits 4 ways, three segments do not split."""
     from gpu.kernels.lora_expand_op import lora_expand
+    from gpu.kernels.lora_shrink_op import partials_defined
 
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    meta, sl, x, y0 = _inputs(slots, tok_slots_of(segments), "qkv", 0, triton_device, torch.float32)
+    hr, yr = _ref(slots, meta, sl, x, y0)
+    defined = shrink_sum(torch.ones_like(hr), x, meta, 64).bool()
+    parts = torch.full((4, *hr.shape[1:]), float("nan"), device=hr.device)
+    s = partials_defined(parts, x, 3, 64, meta)
+    assert s == (4 if schedule == "tiles" or len(segments) == 1 else 1)
+    parts[:s] = hr[0] / s
+    parts[:, ~defined] = float("nan")
     yk = lora_expand(parts, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
     assert torch.isfinite(yk).all()
     _close(yk, yr, torch.float32)
+
+
+def test_shrink_split_follows_the_real_segment_count(triton_device, many_splits):
+    """Segment loop: the same table capacity gives one adapter a 4-way split of K and
+    three adapters none; both sum to the reference."""
+    from gpu.kernels.lora_shrink_op import lora_shrink, partials_defined
+
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    for tok, want in (([2] * 3, 4), ([0, 1, 2], 1)):
+        meta, sl, x, y0 = _inputs(slots, tok, "qkv", 1, triton_device, torch.float32, max_segments=4)
+        hk = lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
+        assert partials_defined(hk, x, 3, 64, meta) == want
+        hr, _ = _ref(slots, meta, sl, x, y0)
+        _close(shrink_sum(hk, x, meta, 64), hr[0], torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
@@ -195,7 +235,7 @@ def test_sgmv_llama8b_bf16(fused, batch):
     y0 = torch.randn(len(tok), sl.out_offsets[-1] + sl.widths[-1], device="cuda", dtype=torch.bfloat16)
     hk = ks.lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
     hr = reference.lora_shrink(x, slots.pool, sl.a_offsets, 64, meta)
-    torch.testing.assert_close(shrink_sum(hk, meta, 64), hr[0], atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(shrink_sum(hk, x, meta, 64), hr[0], atol=2e-2, rtol=2e-2)
     yk = ke.lora_expand(hk, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
     yr = reference.lora_expand(hr, slots.pool, sl.bt_offsets, sl.widths, y0.clone(), meta, 64, sl.out_offsets)
     torch.testing.assert_close(yk.float(), yr.float(), atol=6e-2, rtol=3e-2)
