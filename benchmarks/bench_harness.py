@@ -76,6 +76,8 @@ def main() -> None:
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--prefill", default="16x512", help="ITEMSxTOKENS of the prefill row")
+    ap.add_argument("--blas", default="default,cublaslt", help="BLAS libraries to time the "
+                    "GEMM-only rows with (torch.backends.cuda.preferred_blas_library)")
     a = ap.parse_args()
     dev = default_device()
     cuda = dev.type == "cuda"
@@ -94,8 +96,10 @@ def main() -> None:
     slots = LoraSlots.random(shape, 8, a.rank, dev, dtype)
     model = LlamaModel(shape, device=dev, dtype=dtype, lora=slots)
     steps = a.reps + 8
+    items, tokens = (int(x) for x in a.prefill.split("x"))
     kv = PagedKV(
-        shape, max(batches), max(*contexts, 512) + steps, dev, dtype, pages=_kv_pages(shape, dev, 6.0)
+        shape, max(*batches, items), max(*contexts, tokens) + steps, dev, dtype,
+        pages=_kv_pages(shape, dev, 6.0),
     )
     timer = Timer(dev)
     run = DecodeRunner(model, kv, max_batch=max(batches))
@@ -124,11 +128,16 @@ def main() -> None:
             print(f"{b:>5} {ctx:>5} {t * 1e3:8.2f} {floor * 1e3:8.2f} {t / floor:7.2f}")
     if hbm is not None:
         print(f"decode: worst {worst:.2f}x the HBM floor (target <= 1.3)")
-        print(f"\n{'batch':>5} {'GEMMs ms':>8} {'floor ms':>8} {'x floor':>7}  (weight matmuls only)")
         wfloor = model.weight_bytes / hbm
-        for b in batches:
-            t = gemm_time(model, b, a.reps)
-            print(f"{b:>5} {t * 1e3:8.2f} {wfloor * 1e3:8.2f} {t / wfloor:7.2f}")
+        default_blas = torch.backends.cuda.preferred_blas_library()
+        for lib in a.blas.split(","):
+            torch.backends.cuda.preferred_blas_library(default_blas if lib == "default" else lib)
+            print(f"\n{'batch':>5} {'GEMMs ms':>8} {'floor ms':>8} {'x floor':>7}  (weight matmuls "
+                  f"only, BLAS {torch.backends.cuda.preferred_blas_library()})")
+            for b in batches:
+                t = gemm_time(model, b, a.reps)
+                print(f"{b:>5} {t * 1e3:8.2f} {wfloor * 1e3:8.2f} {t / wfloor:7.2f}")
+        torch.backends.cuda.preferred_blas_library(default_blas)
 
     print(f"\nLoRA rank {a.rank}, all projections (targets: 1 adapter <= 1.0 ms, 8 adapters <= 20 %):")
     side = slots.shrink_stream
@@ -149,7 +158,6 @@ def main() -> None:
                   f"({(lora / base - 1) * 100:.1f} %)")
     slots.shrink_stream = side
 
-    items, tokens = (int(x) for x in a.prefill.split("x"))
     kv.reset()
     pre = PrefillRunner(model, kv, max_tokens=0)
     rows = [kv.row(i, tokens + 1) for i in range(items)]
