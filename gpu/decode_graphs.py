@@ -164,7 +164,8 @@ class DecodeRunner:
             decode=True,
         )
         x = m.embed[kv.last_tok[st.rows]]
+        delta = None
         for li in range(m.shape.layers):
-            x = m.layer(li, x, kv, am, st.lora)
-        kv.last_tok[st.rows] = m.logits(x).argmax(-1)
+            delta = m.layer(li, x, kv, am, st.lora, delta)
+        kv.last_tok[st.rows] = m.logits(x.add_(delta)).argmax(-1)
         st.pos.add_(1)

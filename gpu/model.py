@@ -194,17 +194,26 @@ class LlamaModel:
         `before_layer(li)` is called before layer li's work is issued (layer-by-layer waits)."""
         am = self.attn_meta(inp, kv)
         x = self.embed[inp.tokens]
+        delta = None
         for li in range(self.shape.layers):
             if before_layer is not None:
                 before_layer(li)
-            x = self.layer(li, x, kv, am, inp.lora)
-        return self.logits(x.index_select(0, am.last))
+            delta = self.layer(li, x, kv, am, inp.lora, delta)
+        return self.logits(x.add_(delta).index_select(0, am.last))
 
     def layer(
-        self, li: int, x: torch.Tensor, kv: PagedKV, am: AttnMeta, lora: LoraMeta | None
+        self,
+        li: int,
+        x: torch.Tensor,
+        kv: PagedKV,
+        am: AttnMeta,
+        lora: LoraMeta | None,
+        delta: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Layer li of the residual stream x [T, hidden] (updated in place). -> x."""
-        q = self.pre_attention(li, x, kv, am.pos, am.kv_slot, lora)
+        """Layer li of the residual stream x [T, hidden], updated in place, given the previous
+        layer's pending MLP output `delta` (None for layer 0). -> this layer's pending delta
+        (x is complete only after `x.add_(delta)` of the last layer)."""
+        q = self.pre_attention(li, x, kv, am.pos, am.kv_slot, lora, delta)
         return self.post_attention(li, x, self.attend(li, q, kv, am), lora)
 
     def attend(self, li: int, q: torch.Tensor, kv: PagedKV, am: AttnMeta) -> torch.Tensor:
@@ -226,11 +235,15 @@ class LlamaModel:
         pos: torch.Tensor,
         kv_slot: torch.Tensor,
         lora: LoraMeta | None,
+        delta: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Norm, fused q|k|v with LoRA, RoPE at `pos`; writes k/v at the flat cache slots
-        `kv_slot`. -> q [T, heads, hd]."""
+        """Norm (adding the previous layer's pending `delta` into x in the same kernel),
+        fused q|k|v with LoRA, RoPE at `pos`; writes k/v at the flat cache slots `kv_slot`.
+        -> q [T, heads, hd]."""
         s = self.shape
-        qkv = self._proj(rms_norm(x, self.layers[li]["attn_norm"]), li, "qkv", lora)
+        w = self.layers[li]["attn_norm"]
+        h = rms_norm(x, w) if delta is None else fused_add_rms_norm(delta, x, w)
+        qkv = self._proj(h, li, "qkv", lora)
         # one fused kernel: RoPE on q and k at `pos`, k and v written into the paged cache
         return rope_write_kv(
             qkv, pos, self.cos, self.sin, kv.k[li], kv.v[li], kv_slot, s.heads, s.kv_heads, s.head_dim
@@ -239,10 +252,12 @@ class LlamaModel:
     def post_attention(
         self, li: int, x: torch.Tensor, att: torch.Tensor, lora: LoraMeta | None
     ) -> torch.Tensor:
-        """o_proj and the MLP with LoRA, residuals added to `x` in place. -> x."""
+        """o_proj (added to `x` in place) and the MLP with LoRA. -> the MLP's output, the
+        residual add left pending: the next layer's norm (or the caller, after the last
+        layer) adds it, saving one elementwise launch a layer (as SGLang and vLLM do)."""
         lw = self.layers[li]
         h = fused_add_rms_norm(self._proj(att, li, "o", lora), x, lw["mlp_norm"])  # x += o
-        return x.add_(self._proj(silu_and_mul(self._proj(h, li, "gate_up", lora)), li, "down", lora))
+        return self._proj(silu_and_mul(self._proj(h, li, "gate_up", lora)), li, "down", lora)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.norm) @ self.lm_head.t()

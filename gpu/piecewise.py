@@ -124,14 +124,18 @@ class PiecewiseGraphs:
         )
 
     def _piece(self, st: Static, i: int) -> None:
-        """Piece i: the end of layer i-1 (after attention) and the start of layer i."""
+        """Piece i: the end of layer i-1 (after attention) and the start of layer i, whose
+        norm adds layer i-1's pending MLP output (the last piece adds it to x itself)."""
         m = self.model
+        delta = None
         if i == 0:
             st.x.copy_(m.embed[st.tokens])
         else:
-            m.post_attention(i - 1, st.x, st.att, st.lora)
+            delta = m.post_attention(i - 1, st.x, st.att, st.lora)
         if i < m.shape.layers:
-            st.q.copy_(m.pre_attention(i, st.x, self.kv, st.pos, st.kv_slot, st.lora))
+            st.q.copy_(m.pre_attention(i, st.x, self.kv, st.pos, st.kv_slot, st.lora, delta))
+        else:
+            st.x.add_(delta)
 
     def _get(self, key: tuple[int, bool]) -> Static:
         st = self._keys.get(key)
