@@ -7,13 +7,19 @@ running or in flight). A finished load is seen only when the scheduler polls. Be
 CPU launches a prefill as soon as a load's event fires, each newly loaded adapter tends to
 get its own prefill (the SGLang docs' worst case); `launch_ahead` bounds that queue.
 Host copies are pinned once and kept (no pin-per-load cost).
+
+`pipelined: true` is SGLang's newer loader (`lora_overlap_loader.py` at 13687c61, with
+`lora_pipeline_sync.py`): `try_overlap_load_lora` admits a request once its adapter's load
+has *started*, copies go layer by layer and the forward waits for each layer's copy
+before that layer (the engine's layer waits, as `lookahead` uses them). The default is the
+loader that skips a request until its adapter is loaded (a87a4dff).
 """
 
 from __future__ import annotations
 
 from sim.core.model import RequestState
 from sim.core.serving import ServingKnobs
-from sim.policies.base import Key, Policy, int_option
+from sim.policies.base import Key, Policy, bool_option, int_option
 
 
 class OverlapLoading(Policy):
@@ -22,8 +28,9 @@ class OverlapLoading(Policy):
     load_completion_unblocks = True
     eviction = "lru"
 
-    def __init__(self, launch_ahead: int | None = None, **options):
+    def __init__(self, launch_ahead: int | None = None, pipelined: bool = False, **options):
         super().__init__(**options)
+        self.layer_pipelined = bool_option(self.name, "pipelined", pipelined)
         self._launch_ahead = (
             None if launch_ahead is None else int_option(self.name, "launch_ahead", launch_ahead, 1)
         )
@@ -40,12 +47,13 @@ class OverlapLoading(Policy):
         if e.pool.is_ready(a):
             return self.fits_batch(a, batch_adapters)
         if e.pool.is_loading(a):
-            return False
+            return self.layer_pipelined and self.fits_batch(a, batch_adapters)
         # try_overlap_load_lora: running + in flight + new must fit the batch limit
         if self.fits_batch(a, set(), extra=e.pool.loading()):
             if a is None:  # the base model needs a slot but no copy: usable at once
                 return self.fits_batch(a, batch_adapters) and e.new_load(
                     a, batch_adapters, stream="load", kind="overlap"
                 )
-            e.new_load(a, batch_adapters, stream="load", kind="overlap")
+            started = e.new_load(a, batch_adapters, stream="load", kind="overlap")
+            return started and self.layer_pipelined and self.fits_batch(a, batch_adapters)
         return False

@@ -23,3 +23,17 @@ def test_overlap_gives_each_new_adapter_its_own_prefill():
     assert res.records["finish"].max() == pytest.approx(0.082)
     prefills = res.timeline[(res.timeline.lane == "compute") & (res.timeline.kind == "prefill")]
     assert len(prefills) == 4
+
+
+def test_pipelined_overlap_admits_once_loads_start_and_waits_layer_by_layer():
+    """SGLang's newer loader: all four loads start in the first scan and the four requests
+    share one prefill that waits for each layer's copy, so the docs' case ends with one
+    prefill, sooner than blocking's loads-then-prefill: it waits only for the last copy's
+    first layer (6 ms + 2/32 ms), then runs its 20 ms."""
+    sc, _ = _docs_case()
+    trace = make_trace([(0.0, f"a{i}", 64, 1) for i in range(4)], n_adapters=4, layers=32)
+    sc = sc.model_copy(update={"policy_options": {"overlap": {"pipelined": True}}})
+    res = simulate(sc, "overlap", trace=trace, hardware=fixed_hw(load_s=0.002, prefill_s=0.020))
+    prefills = res.timeline[(res.timeline.lane == "compute") & (res.timeline.kind == "prefill")]
+    assert len(prefills) == 1
+    assert res.records["finish"].max() == pytest.approx(0.006 + 0.002 / 32 + 0.020)
