@@ -47,8 +47,8 @@ Config = dict[str, Any]
 _HOPPER: dict[str, Config] = {
     # *_decode: the segment-loop schedule (lora_shrink_op); SPLIT_K caps the split the
     # device picks for PROGRAMS_PER_SM programs per SM
-    "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 16,
-                      "PROGRAMS_PER_SM": 2, "num_warps": 4, "num_stages": 3},
+    "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 64, "BLOCK_K": 256, "SPLIT_K": 8,
+                      "PROGRAMS_PER_SM": 1, "num_warps": 4, "num_stages": 3},
     "shrink_prefill": {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_K": 64, "SPLIT_K": 4,
                        "num_warps": 8, "num_stages": 3},
     "expand_decode": {"BLOCK_M": 16, "BLOCK_N": 256, "BLOCK_K": 64, "PROGRAMS_PER_SM": 4,
