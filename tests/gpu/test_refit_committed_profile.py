@@ -5,7 +5,6 @@ its tables exactly. Refitting measures nothing, so this runs on CPU."""
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 
 import pytest
