@@ -114,6 +114,7 @@ def _sgmv_setup(rank: int, layers: int = 32):
     fused = [(layer, f, K.LoraSlices.of(slots, layer, f)) for layer in range(layers) for f in K.FUSED]
     cases = {
         "1 adapter, batch 1": [0],
+        "1 adapter, batch 64": [0] * 64,
         "8 adapters, batch 64": [i % 8 for i in range(64)],
         "8 adapters, prefill 8x128": [s for s in range(8) for _ in range(128)],
     }
@@ -233,6 +234,7 @@ def main() -> None:
     ap.add_argument("--tune", action="store_true", help="also sweep decode-attention configs")
     ap.add_argument("--tune-sgmv", action="store_true", help="only sweep the decode SGMV configs")
     ap.add_argument("--profile-sgmv", action="store_true", help="only profile the decode SGMV kernels")
+    ap.add_argument("--sgmv", action="store_true", help="only time a step's SGMV LoRA (no sweep)")
     ap.add_argument("--write", metavar="JSON", help="with --tune-sgmv: save the winner for "
                     "$LORASIM_KERNEL_CONFIGS")
     a = ap.parse_args()
@@ -243,6 +245,9 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     if a.profile_sgmv:
         profile_sgmv(a.rank)
+        return
+    if a.sgmv:
+        bench_sgmv(a.reps, a.rank)
         return
     if a.tune_sgmv:
         bench_sgmv(a.reps, a.rank)
