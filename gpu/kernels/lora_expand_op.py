@@ -6,7 +6,7 @@ of B^T are never read), reads B^T [max_rank, width] in place from `pool[slot] +
 bt_offsets[j]`, sums the shrink's split-K partials as it reads h (a few KiB per tile, from
 L2), and updates y with a plain read-add-store (rows of a segment are distinct tokens: no
 atomics). Its two schedules follow the shrink's (lora_shrink_op): a fixed grid looping over
-the real segments' (slice, output tile) units for decode-sized batches, which sums exactly
+the real segments' (slice, output tile, token tile) units for decode-sized batches, which sums exactly
 the partials the shrink defined (`sgmv_splits` of the same device count), and a grid of
 (token tiles x output tiles, slices, segments) for prefill. Modelled on vLLM's
 `lora_expand_op.py`.
@@ -76,7 +76,7 @@ def _expand_segments_kernel(
     token_order, seg_start, seg_len, seg_slot, seg_rank, seg_scale, seg_count,
     bt_off0, bt_off1, bt_off2, w0, w1, w2, o0, o1, o2,
     stride_hs, stride_hm, stride_slot, stride_ym, shrink_per_seg, shrink_target,
-    N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
+    N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr, M_TILES: tl.constexpr,
     SPLIT_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -85,26 +85,28 @@ def _expand_segments_kernel(
     nseg = tl.load(seg_count)
     splits = sgmv_splits(nseg, shrink_per_seg, shrink_target, SPLIT_MAX)
     per_seg = N_SLICES * N_TILES
-    for item in range(pid, nseg * per_seg, progs):
+    # a unit: (segment, slice, output tile, token tile), as the shrink's
+    for u in range(pid, nseg * per_seg * M_TILES, progs):
+        mt = u % M_TILES
+        item = u // M_TILES
         nt = item % N_TILES
         sid = (item // N_TILES) % N_SLICES
         seg = item // per_seg
         width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
-        if nt * BLOCK_N < width:
+        length = tl.load(seg_len + seg)
+        if (nt * BLOCK_N < width) & (mt * BLOCK_M < length):
             slot = tl.load(seg_slot + seg)
-            length = tl.load(seg_len + seg)
             start = tl.load(seg_start + seg)
             rank = tl.load(seg_rank + seg)
             scale = tl.load(seg_scale + seg)
             bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
             col0 = tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2))
             bt_base = pool_ptr + slot.to(tl.int64) * stride_slot + bt_off
-            for m0 in range(0, length, BLOCK_M):
-                _expand_tile(
-                    h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, m0,
-                    nt * BLOCK_N, width, rank, scale, splits, col0, stride_hs, stride_hm,
-                    stride_ym, SPLIT_MAX, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
-                )  # fmt: skip
+            _expand_tile(
+                h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, mt * BLOCK_M,
+                nt * BLOCK_N, width, rank, scale, splits, col0, stride_hs, stride_hm,
+                stride_ym, SPLIT_MAX, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+            )  # fmt: skip
 
 
 @triton.jit
@@ -172,12 +174,14 @@ def lora_expand(
     bk = min(cfg["BLOCK_K"], max(16, triton.next_power_of_2(max_rank)))
     if loop:
         plan = shrink_plan(y, n, max_rank, meta)
-        progs = min(cfg.get("PROGRAMS_PER_SM", 4) * sm_count(y), meta.max_segments * n * n_tiles)
+        m_tiles = triton.cdiv(meta.max_len, cfg["BLOCK_M"])
+        units = meta.max_segments * n * n_tiles * m_tiles
+        progs = min(cfg.get("PROGRAMS_PER_SM", 4) * sm_count(y), units)
         _expand_segments_kernel[(max(1, progs),)](
             *common, meta.seg_count, bts[0], bts[1], bts[2], ws[0], ws[1], ws[2],
             os_[0], os_[1], os_[2],
             h.stride(0), h.stride(1), pool.stride(0), y.stride(0), plan["per_seg"], plan["target"],
-            N_SLICES=n, MAX_RANK=max_rank, N_TILES=n_tiles, SPLIT_MAX=h.shape[0],
+            N_SLICES=n, MAX_RANK=max_rank, N_TILES=n_tiles, M_TILES=m_tiles, SPLIT_MAX=h.shape[0],
             BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), **opts,
         )  # fmt: skip
         return y

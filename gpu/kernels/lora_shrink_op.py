@@ -6,7 +6,7 @@ at `pool[slot] + a_offsets[j]`, its rows past the adapter's rank never read):
 
 - *segments* (decode-sized batches, `meta.max_len <= SEGMENT_LOOP_MAX_LEN`): a fixed grid of
   ~PROGRAMS_PER_SM programs per SM loops over the work units of the REAL segments (count read
-  from the meta on the device), each unit looping over its segment's few token tiles. The
+  from the meta on the device), a unit being one token tile of one (slice, rank tile). The
   split-K factor is chosen on the device from the real segment count (`sgmv_splits`), so one
   adapter at batch 1 and eight at batch 64 both spread A's bytes over the SMs. A grid over
   (token tiles of the bucket x table segments) instead launched ~30x more programs than had
@@ -93,7 +93,7 @@ def _shrink_segments_kernel(
     x_ptr, pool_ptr, h_ptr,
     token_order, seg_start, seg_len, seg_slot, seg_rank, seg_count,
     a_off0, a_off1, a_off2, K, stride_xm, stride_xk, stride_slot, stride_hs, stride_hm, target,
-    N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
+    N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr, M_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_MAX: tl.constexpr, UPCAST: tl.constexpr,
 ):  # fmt: skip
@@ -102,26 +102,28 @@ def _shrink_segments_kernel(
     nseg = tl.load(seg_count)
     per_seg = N_SLICES * N_TILES
     splits = sgmv_splits(nseg, per_seg, target, SPLIT_MAX)
-    for u in range(pid, nseg * per_seg * splits, progs):
+    # a unit: (segment, slice, rank tile, token tile, split); a segment's token tiles are
+    # units of their own, so one adapter with a whole batch's tokens is not one long loop
+    for u in range(pid, nseg * per_seg * M_TILES * splits, progs):
         ks = u % splits
-        item = u // splits
+        mt = (u // splits) % M_TILES
+        item = u // (splits * M_TILES)
         nt = item % N_TILES
         sid = (item // N_TILES) % N_SLICES
         seg = item // per_seg
         rank = tl.load(seg_rank + seg)
-        if nt * BLOCK_N < rank:
+        length = tl.load(seg_len + seg)
+        if (nt * BLOCK_N < rank) & (mt * BLOCK_M < length):
             slot = tl.load(seg_slot + seg)
-            length = tl.load(seg_len + seg)
             start = tl.load(seg_start + seg)
             a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
             a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
-            for m0 in range(0, length, BLOCK_M):
-                _shrink_tile(
-                    x_ptr, a_base, h_ptr + ks * stride_hs, token_order, start, length, m0,
-                    nt * BLOCK_N, rank, ks * BLOCK_K, splits * BLOCK_K, K,
-                    stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
-                    BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
-                )  # fmt: skip
+            _shrink_tile(
+                x_ptr, a_base, h_ptr + ks * stride_hs, token_order, start, length, mt * BLOCK_M,
+                nt * BLOCK_N, rank, ks * BLOCK_K, splits * BLOCK_K, K,
+                stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
+                BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+            )  # fmt: skip
 
 
 @triton.jit
@@ -220,12 +222,13 @@ def lora_shrink(
         h = torch.empty(split_max, t, n * max_rank, dtype=torch.float32, device=x.device)
         if meta.max_len == 0 or t == 0:
             return h
-        units = meta.max_segments * plan["per_seg"] * split_max
+        m_tiles = triton.cdiv(meta.max_len, cfg["BLOCK_M"])
+        units = meta.max_segments * plan["per_seg"] * m_tiles * split_max
         _shrink_segments_kernel[(max(1, min(plan["target"], units)),)](
             x, pool, h, *common, meta.seg_count,
             offs[0], offs[1], offs[2],
             k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1), plan["target"],
-            N_SLICES=n, MAX_RANK=max_rank, N_TILES=plan["n_tiles"],
+            N_SLICES=n, MAX_RANK=max_rank, N_TILES=plan["n_tiles"], M_TILES=m_tiles,
             BLOCK_M=cfg["BLOCK_M"], BLOCK_N=plan["block_n"], BLOCK_K=cfg["BLOCK_K"],
             SPLIT_MAX=split_max, UPCAST=upcast_dots(x), **opts,
         )  # fmt: skip
