@@ -22,7 +22,7 @@ import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts, upcast_dots
 from gpu.kernels.lora_meta import LoraMeta
-from gpu.kernels.lora_shrink_op import segment_loop, sgmv_splits, shrink_plan, sm_count
+from gpu.kernels.lora_shrink_op import segment_loop, sgmv_splits, sgmv_unit, shrink_plan, sm_count
 
 MAX_SLICES = 3
 
@@ -87,11 +87,7 @@ def _expand_segments_kernel(
     per_seg = N_SLICES * N_TILES
     # a unit: (segment, slice, output tile, token tile), as the shrink's
     for u in range(pid, nseg * per_seg * M_TILES, progs):
-        mt = u % M_TILES
-        item = u // M_TILES
-        nt = item % N_TILES
-        sid = (item // N_TILES) % N_SLICES
-        seg = item // per_seg
+        _, mt, nt, sid, seg = sgmv_unit(u, 1, M_TILES, N_TILES, N_SLICES)
         width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
         length = tl.load(seg_len + seg)
         if (nt * BLOCK_N < width) & (mt * BLOCK_M < length):

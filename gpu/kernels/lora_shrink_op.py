@@ -47,6 +47,17 @@ def sgmv_splits(nseg, per_seg, target, SPLIT_MAX: tl.constexpr):
     return tl.minimum(tl.maximum(target // units, 1), SPLIT_MAX)
 
 
+@triton.jit
+def sgmv_unit(u, splits, M_TILES: tl.constexpr, N_TILES: tl.constexpr, N_SLICES: tl.constexpr):
+    """Work unit u of the segment loop -> (split, token tile, rank/output tile, slice,
+    segment), split fastest: the shrink's and the expand's (splits 1) one numbering."""
+    ks = u % splits
+    rest = u // splits
+    mt = rest % M_TILES
+    item = rest // M_TILES
+    return ks, mt, item % N_TILES, (item // N_TILES) % N_SLICES, item // (N_TILES * N_SLICES)
+
+
 def splits_host(nseg: int, per_seg: int, target: int, split_max: int) -> int:
     """`sgmv_splits` on the host (tests: how many of h's partials a shrink defined)."""
     return min(max(target // max(nseg * per_seg, 1), 1), split_max)
@@ -105,12 +116,7 @@ def _shrink_segments_kernel(
     # a unit: (segment, slice, rank tile, token tile, split); a segment's token tiles are
     # units of their own, so one adapter with a whole batch's tokens is not one long loop
     for u in range(pid, nseg * per_seg * M_TILES * splits, progs):
-        ks = u % splits
-        mt = (u // splits) % M_TILES
-        item = u // (splits * M_TILES)
-        nt = item % N_TILES
-        sid = (item // N_TILES) % N_SLICES
-        seg = item // per_seg
+        ks, mt, nt, sid, seg = sgmv_unit(u, splits, M_TILES, N_TILES, N_SLICES)
         rank = tl.load(seg_rank + seg)
         length = tl.load(seg_len + seg)
         if (nt * BLOCK_N < rank) & (mt * BLOCK_M < length):
