@@ -21,7 +21,13 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from experiments.reproduction_spec import SIDES, Reproduction, StatedCosts, load_reproductions
+from experiments.reproduction_spec import (
+    SIDES,
+    Reproduction,
+    StatedCosts,
+    VariantCfg,
+    load_reproductions,
+)
 from experiments.store import atomic_write, atomic_write_text
 from sim.hw import Hardware
 from sim.hw.pcie import LoadCost
@@ -114,9 +120,14 @@ class RunJob:
     policy: str
 
 
+def variant_models(v: VariantCfg, models: list[GpuModel]) -> list[GpuModel]:
+    """The GPU models a variant runs on: the first (analytic) one, or the measured profiles."""
+    return models[:1] if v.models == "analytic" else [m for m in models if m.profile is not None]
+
+
 def plan(reps: list[Reproduction], models: list[GpuModel]) -> list[RunJob]:
-    """Every run: published setup x GPU models x (baseline, feature, resident oracle), then the
-    variants under the first (analytic) model only."""
+    """Every run: published setup x GPU models x (baseline, feature, resident oracle), then each
+    variant under the models it names (`models`: the first, analytic, model or every measured one)."""
     jobs: list[RunJob] = []
     for rep in reps:
         cols = models + ([STATED] if rep.spec.stated_costs else [])
@@ -127,12 +138,12 @@ def plan(reps: list[Reproduction], models: list[GpuModel]) -> list[RunJob]:
             if m is not STATED:
                 jobs.append(RunJob(rep, m, "", RESIDENT, m.scenario(rep.side_scenario("baseline")), RESIDENT))
         for v in rep.spec.variants:
-            for side in SIDES:
-                cfg = getattr(rep.spec, side)
-                jobs.append(RunJob(rep, models[0], v.name, side, models[0].scenario(rep.side_scenario(side, v.set)),
-                                   cfg.policy))
-            res = models[0].scenario(rep.side_scenario("baseline", v.set))
-            jobs.append(RunJob(rep, models[0], v.name, RESIDENT, res, RESIDENT))
+            for m in variant_models(v, models):
+                for side in SIDES:
+                    cfg = getattr(rep.spec, side)
+                    jobs.append(RunJob(rep, m, v.name, side, m.scenario(rep.side_scenario(side, v.set)), cfg.policy))
+                res = m.scenario(rep.side_scenario("baseline", v.set))
+                jobs.append(RunJob(rep, m, v.name, RESIDENT, res, RESIDENT))
     return jobs
 
 

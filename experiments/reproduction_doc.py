@@ -7,8 +7,17 @@ import math
 
 import pandas as pd
 
-from experiments.reproduce import CRITERIA, RESIDENT, STATED, GpuModel, Verdict, direction, verdicts
-from experiments.reproduction_spec import METRICS, Reproduction
+from experiments.reproduce import (
+    CRITERIA,
+    RESIDENT,
+    STATED,
+    GpuModel,
+    Verdict,
+    direction,
+    variant_models,
+    verdicts,
+)
+from experiments.reproduction_spec import METRICS, Reproduction, VariantCfg
 
 
 def fmt(x: float) -> str:
@@ -84,14 +93,14 @@ def _summary(table: pd.DataFrame, reps: list[Reproduction], models: list[GpuMode
     return lines
 
 
-def _variants(table: pd.DataFrame, rep: Reproduction, model: GpuModel) -> list[str]:
+def _variants(table: pd.DataFrame, rep: Reproduction, model: GpuModel, variants: list[VariantCfg]) -> list[str]:
     metrics = list(rep.spec.published.baseline)
     head = "| variant | " + " | ".join(METRICS[m] for m in metrics) + " | resident " + \
            " / ".join(METRICS[m] for m in metrics) + " |"
     lines = [head, "|---|" + "---:|" * (len(metrics) + 1)]
     pub = rep.spec.published
     lines.append("| *published* | " + " | ".join(_arrow(pub.baseline[m], pub.feature[m]) for m in metrics) + " | |")
-    for name in [""] + [v.name for v in rep.spec.variants]:
+    for name in [""] + [v.name for v in variants]:
         cells = []
         for m in metrics:
             b = _value(table, rep.name, model.key, name, "baseline", m)
@@ -101,7 +110,7 @@ def _variants(table: pd.DataFrame, rep: Reproduction, model: GpuModel) -> list[s
         res = " / ".join(fmt(_value(table, rep.name, model.key, name, RESIDENT, m)) for m in metrics)
         lines.append(f"| {name or 'as published'} | " + " | ".join(cells) + f" | {res} |")
     lines.append("")
-    for v in rep.spec.variants:
+    for v in variants:
         keys = ", ".join(f"`{k}: {val}`" for k, val in v.set.items())
         lines.append(f"- *{v.name}* ({keys}): {v.why}")
     return lines
@@ -130,11 +139,14 @@ def _section(table: pd.DataFrame, rep: Reproduction, models: list[GpuModel]) -> 
         if m is not STATED:
             lines += ["", _load_line(table, rep, m.key)]
         lines.append("")
-    if s.variants:
-        lines += [f"### What-if variants ({models[0].label})", "",
+    for m in models:
+        variants = [v for v in s.variants if m in variant_models(v, models)]
+        if not variants:
+            continue
+        lines += [f"### What-if variants ({m.label})", "",
                   "Each variant changes the published setup's scenario keys shown below it, on both sides "
                   "unless a key names one (`@baseline`, `@feature`).", ""]
-        lines += _variants(table, rep, models[0]) + [""]
+        lines += _variants(table, rep, m, variants) + [""]
     if s.findings:
         lines += ["### Findings", ""] + [f"- {x}" for x in s.findings] + [""]
     return lines

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -84,6 +84,9 @@ class VariantCfg(_Strict):
     name: str = Field(min_length=1)
     why: str = Field(min_length=1)
     set: dict[str, Any] = Field(min_length=1, description="dotted keys; `key@baseline` / `key@feature` for one side")
+    models: Literal["analytic", "measured"] = Field(
+        "analytic", description="GPU models it runs on: the analytic one, or every measured profile"
+    )
 
     @field_validator("set")
     @classmethod

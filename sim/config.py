@@ -88,6 +88,12 @@ class HardwareCfg(_Strict):
     copy_overhead_us: float | None = Field(None, ge=0)
     disk_gbps: float | None = Field(None, gt=0)
     contention: float = Field(0.0, ge=0, le=1, description="compute slowdown while a side-stream copy runs")
+    lora_compute_scale: float = Field(
+        1.0,
+        ge=0,
+        description="what if: multiplies the LoRA compute of every forward, analytic or from a "
+        "profile's LoRA tables (0: LoRA computes for free; 0.5: kernels twice as fast)",
+    )
     pin_cache: Literal["warm", "cold"] = "warm"
     host_work: Literal["scheduler", "background"] = Field(
         "scheduler",

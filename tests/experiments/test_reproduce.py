@@ -58,6 +58,21 @@ def test_plan_runs_each_model_and_variants_on_the_first_only(folder):
     assert v.scenario["adapters"]["rank"] == 64 and v.scenario["hardware"]["preset"] == "h200"
 
 
+def test_a_variant_for_the_measured_models_runs_on_each_profile_only(folder):
+    import copy
+
+    spec = copy.deepcopy(GOOD)
+    spec["variants"] = [{"name": "lora x0.5", "why": "what if", "set": {"hardware.lora_compute_scale": 0.5},
+                         "models": "measured"}]
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    rep = load_reproduction(folder / "tiny.yaml")
+    jobs = plan([rep], gpu_models("h200", [PROFILE, PROFILE]))
+    varied = [j for j in jobs if j.variant]
+    assert {j.model.key for j in varied} == {"profile:h200-analytic"}
+    assert len(varied) == 2 * 3  # each profile column: baseline, feature, resident
+    assert all(j.scenario["hardware"]["lora_compute_scale"] == 0.5 for j in varied)
+
+
 def test_reproduce_writes_table_and_page_with_published_next_to_simulated(folder, tmp_path):
     docs = tmp_path / "docs" / "repro.md"
     docs.parent.mkdir()

@@ -363,3 +363,15 @@ def test_profile_prices_are_cached_without_changing_them():
         assert warm.forward_time(b) == fresh().forward_time(b)
     assert warm.forward_time(dec(8, 4)) != warm.forward_time(dec(8, 2))
     assert warm.forward_time(dec(8, 4)) != warm.forward_time(dec(8, 4, rank=16))
+
+
+def test_lora_compute_scale_scales_only_the_lora_part_of_a_forward():
+    """hardware.lora_compute_scale: 0 prices LoRA as free, 0.5 halves it, the base model's
+    time is untouched; the same on the analytic model and on a profile's tables."""
+    for make in (lambda k: RooflineCompute(ModelShape(), preset("h200"), k), lambda k: ProfileCompute(PROF, k)):
+        for batch, plain in ((decode(8, 512, adapters=4), decode(8, 512)), (prefill(256, 0, "a", 64), prefill(256))):
+            full, half, free = (make(k).forward_time(batch) for k in (1.0, 0.5, 0.0))
+            base = make(1.0).forward_time(plain)
+            assert full > base
+            assert free == pytest.approx(base)
+            assert half == pytest.approx(base + (full - base) / 2)
