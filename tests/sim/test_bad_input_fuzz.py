@@ -62,6 +62,7 @@ LEAVES: dict[str, list] = {
     "hardware.pageable_gbps": POS_NUM[:3],
     "hardware.copy_overhead_us": NONNEG_NUM,
     "hardware.disk_gbps": POS_NUM[:3],
+    "hardware.lora_compute_scale": NONNEG_NUM,
     "adapters.count": POS_INT,
     "adapters.rank": POS_INT,
     "adapters.targets": [["bogus_proj"], [], 5, "some"],
