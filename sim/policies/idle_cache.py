@@ -14,6 +14,14 @@ KV admission evicts them when it needs the bytes.
 - Prefetch into idle memory only: a copy for a queued request starts if it fits after leaving
   room for the KV of the requests ahead of it, evicting only adapters needed later or not at
   all, so a prefetch never takes memory the queue's head needs for KV.
+- Admission when memory is short (`kv_reserve`): a request that would bring a NEW adapter
+  into the running set (none of the running or batched requests uses it) yields unless, with
+  its KV and its adapter placed, the memory still holds `kv_reserve` more queued requests' KV
+  (their mean need); the scan goes on to requests of adapters already in use, which cost only
+  their KV. Without it the running set held ~20 distinct rank-64 adapters on the KV-pressure
+  workload, ~2.6k tokens of memory each, and ran fewer requests than the slot policies. A
+  request that has waited `reserve_max_wait_s` no longer yields (a starvation bound, as
+  SGLang's drainer bounds a slot-starved adapter's wait).
 """
 
 from __future__ import annotations
@@ -32,9 +40,14 @@ class IdleCache(LookaheadOverlap):
     summary = ("lookahead's copies on unified memory: adapters cached in idle KV memory, evicted when KV "
                "needs it, by next use then reload cost per byte (new; Chameleon, S-LoRA)")
 
-    def __init__(self, half_life_s: float = 10.0, **options):
+    def __init__(
+        self, half_life_s: float = 10.0, kv_reserve: float = 1.0, reserve_max_wait_s: float = 30.0, **options
+    ):
         super().__init__(**options)
         half_life_s = number_option(self.name, "half_life_s", half_life_s, 0.0, strict=True)
+        self.kv_reserve = number_option(self.name, "kv_reserve", kv_reserve, 0.0)
+        self.reserve_max_wait_s = number_option(self.name, "reserve_max_wait_s", reserve_max_wait_s, 0.0)
+        self._mean_need: tuple[int, float] = (-1, 0.0)  # (iteration, mean KV need of the queue)
         self.decay = math.log(2) / half_life_s
         self.freq: dict[Key, float] = {}
         self.stamp: dict[Key, float] = {}
@@ -78,6 +91,29 @@ class IdleCache(LookaheadOverlap):
         self.freq[a] = self._frequency(a) + 1.0
         self.stamp[a] = now
         super().on_arrival(st, now)
+
+    # -- admission ---------------------------------------------------------------------------
+    def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        if self.kv_reserve > 0 and self._yields(st, batch_adapters):
+            return False
+        return super().admit(st, batch_adapters)
+
+    def _yields(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        """Does a request of a new adapter give way to cheaper ones (module docstring)?"""
+        e = self.e
+        a = st.adapter
+        if a is None or a in batch_adapters or e.now - st.req.arrival >= self.reserve_max_wait_s:
+            return False
+        sched = e.sched
+        if a in sched.adapters_in_use():
+            return False
+        it = e.counters["iterations"]
+        if self._mean_need[0] != it:  # once per scan: the queue does not change during it
+            w = sched.waiting
+            self._mean_need = (it, sum(sched.kv_need(x) for x in w) / len(w) if w else 0.0)
+        reserve = int(self.kv_reserve * self._mean_need[1])
+        # sched.kv_scan already counts this request's KV (set before the policy is asked)
+        return not e.pool.kv_fits(sched.kv_used + sched.kv_scan + reserve, a, batch_adapters)
 
     # -- prefetch ----------------------------------------------------------------------------
     def _prefetch(self, batch: set[Key]) -> None:

@@ -188,6 +188,8 @@ def scenario_cases() -> list[Case]:
         ("opts-slora-negative", {"policy_options": {"slora": {"lookahead": -1}}}, "policy_options.slora"),
         ("opts-slora-string", {"policy_options": {"slora": {"lookahead": "x"}}}, "policy_options.slora"),
         ("opts-overlap-zero", {"policy_options": {"overlap": {"launch_ahead": 0}}}, "policy_options.overlap"),
+        ("opts-idle-reserve", {"policy_options": {"idle_cache": {"kv_reserve": -1}}}, "policy_options.idle_cache"),
+        ("opts-overlap-pipelined", {"policy_options": {"overlap": {"pipelined": "yes"}}}, "policy_options.overlap"),
         ("opts-overlap-string", {"policy_options": {"overlap": {"launch_ahead": "x"}}}, "policy_options.overlap"),
         ("opts-history-zero", {"policy_options": {"history": {"half_life_s": 0}}}, "policy_options.history"),
         ("opts-history-string", {"policy_options": {"history": {"half_life_s": "x"}}}, "policy_options.history"),

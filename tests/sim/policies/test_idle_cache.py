@@ -41,3 +41,28 @@ def test_keeps_every_adapter_cached_when_memory_is_idle():
     res = simulate(sc, "idle_cache", trace=trace, hardware=fixed_hw(load_s=0.002, prefill_s=0.005), check=True)
     lru = simulate(sc, "lru", trace=trace, hardware=fixed_hw(load_s=0.002, prefill_s=0.005))
     assert res.summary["loads"] == 6 and lru.summary["loads"] > 6
+
+
+def _short_memory_case(**opts):
+    """1,000 KV tokens + one 32-token adapter slot of memory. r0 (a0) holds 600 tokens + a0;
+    then r1 (a1, new) and r2 (a0, in use) wait, 300 tokens each: 400 free fit one of them."""
+    reqs = [(0.0, "a0", 400, 200), (0.001, "a1", 200, 100), (0.002, "a0", 200, 100)]
+    trace = make_trace(reqs, n_adapters=2, nbytes=4 * MB)
+    sc = scenario(kv_cache_tokens=1000, max_loras_per_batch=1, host_mode="pinned")
+    if opts:
+        sc = sc.model_copy(update={"policy_options": {"idle_cache": opts}})
+    res = simulate(sc, "idle_cache", trace=trace, hardware=fixed_hw(load_s=0.002, prefill_s=0.01, decode_s=0.001),
+                   check=True)
+    return res.records.set_index("rid")["ttft"]
+
+
+def test_a_new_adapter_yields_to_an_in_use_one_while_memory_is_short():
+    ttft = _short_memory_case()
+    assert ttft[2] < ttft[1]  # r2 (a0, running) first: it costs only its KV
+    fcfs = _short_memory_case(kv_reserve=0)
+    assert fcfs[1] < fcfs[2]  # without the reserve r1 takes the memory in arrival order
+
+
+def test_a_request_that_waited_long_enough_no_longer_yields():
+    ttft = _short_memory_case(reserve_max_wait_s=0.0005)  # r1 has waited >= 1 ms when scanned
+    assert ttft[1] < ttft[2]
