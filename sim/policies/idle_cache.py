@@ -21,7 +21,8 @@ KV admission evicts them when it needs the bytes.
   their KV. Without it the running set held ~20 distinct rank-64 adapters on the KV-pressure
   workload, ~2.6k tokens of memory each, and ran fewer requests than the slot policies. A
   request that has waited `reserve_max_wait_s` no longer yields (a starvation bound, as
-  SGLang's drainer bounds a slot-starved adapter's wait).
+  SGLang's drainer bounds a slot-starved adapter's wait), nor does one when nothing runs and
+  the batch is empty (no memory would come free: `lorasim check` found that deadlock).
 """
 
 from __future__ import annotations
@@ -105,6 +106,8 @@ class IdleCache(LookaheadOverlap):
         if a is None or a in batch_adapters or e.now - st.req.arrival >= self.reserve_max_wait_s:
             return False
         sched = e.sched
+        if not (sched.running or sched.prefilling or batch_adapters):
+            return False  # nothing would free memory or use it meanwhile: yielding never ends
         if a in sched.adapters_in_use():
             return False
         it = e.counters["iterations"]

@@ -66,3 +66,14 @@ def test_a_new_adapter_yields_to_an_in_use_one_while_memory_is_short():
 def test_a_request_that_waited_long_enough_no_longer_yields():
     ttft = _short_memory_case(reserve_max_wait_s=0.0005)  # r1 has waited >= 1 ms when scanned
     assert ttft[1] < ttft[2]
+
+
+def test_the_reserve_never_holds_back_a_request_when_nothing_runs():
+    """A lone request whose KV, adapter and one more request's KV do not fit: with nothing
+    running no memory would come free, so it must not yield (`lorasim check` found the
+    deadlock)."""
+    trace = make_trace([(0.0, "a0", 200, 100)], n_adapters=1, nbytes=4 * MB)
+    sc = scenario(kv_cache_tokens=500, max_loras_per_batch=1, host_mode="pinned")
+    res = simulate(sc, "idle_cache", trace=trace, hardware=fixed_hw(load_s=0.002, prefill_s=0.01, decode_s=0.001),
+                   check=True)
+    assert res.summary["completed"] == 1
