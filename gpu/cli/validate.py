@@ -114,9 +114,9 @@ def validate(
     With --gpu-runs, the GPU side is read from earlier runs instead: a change to the
     simulator's model is checked against the hardware in seconds, on any machine.
 
-    Example: lorasim validate --scenario configs/validate/zipf.yaml --traces 1..3
-    --profile configs/hardware/h200-measured.yaml --gpu-runs results/validation/h200/gpu-runs/saturated
-    --out /tmp/resim
+    Example (out/validate: the --out of an earlier run on a GPU): lorasim validate
+    --scenario configs/validate/zipf.yaml --traces 1..3 --profile
+    configs/hardware/h200-measured.yaml --gpu-runs out/validate --out /tmp/resim
     """
     pols = [p.strip() for p in policies.split(",") if p.strip()] if policies else None
     trace_range = _parse_traces(traces)
