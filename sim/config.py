@@ -320,6 +320,14 @@ class ServingCfg(_Strict):
         "one running adapter drain (admit only short requests until its running ones finish); "
         "0 turns the drainer off (SGLang's default)",
     )
+    lora_check_first: bool = Field(
+        True,
+        description="SGLang's scan order (get_new_batch_prefill): a waiting request's LoRA check "
+        "runs before the batch-size, token-budget and KV checks that stop the scan, so with "
+        "overlap loading the scan starts loads for the requests it skips until the first one "
+        "whose adapter could run (SGLang today, the default); false stops the scan at once "
+        "(DESIGN §2's reading)",
+    )
 
     adapter_memory: Literal["slots", "unified"] = Field(
         "slots",

@@ -237,6 +237,13 @@ class Engine:
             st.adapter_hit = self.policy.is_hit(st.adapter)
         return self.policy.admit(st, batch_adapters)
 
+    def lora_check(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        """Scan callback where the scan would stop (`serving.lora_check_first`): note hit/miss
+        on first look, as `admit` does, then ask the policy's LoRA check."""
+        if st.adapter_hit is None:
+            st.adapter_hit = self.policy.is_hit(st.adapter)
+        return self.policy.lora_check(st, batch_adapters)
+
     def run(self) -> Generator[Effect, Any, None]:
         sched, policy = self.sched, self.policy
         launched: list[tuple[int, PrefillPlan]] = []  # prefills launched ahead (wait=False)
@@ -262,7 +269,10 @@ class Engine:
             if self.check is not None:
                 self.check(self)
 
-            plan = sched.form_prefill(self.admit, policy.order, self.now)
+            plan = sched.form_prefill(
+                self.admit, policy.order, self.now,
+                self.lora_check if self.cfg.lora_check_first and policy.lora_check_effects else None,
+            )
             if sched.drainer is not None:
                 self.counters["drains"] = sched.drainer.drains
             if plan is not None:

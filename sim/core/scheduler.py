@@ -141,9 +141,16 @@ class Scheduler:
 
     # -- batch formation -------------------------------------------------------------------
     def form_prefill(
-        self, admit: AdmitFn, order: Callable[[list[RequestState]], list[RequestState]], now: float = 0.0
+        self,
+        admit: AdmitFn,
+        order: Callable[[list[RequestState]], list[RequestState]],
+        now: float = 0.0,
+        lora_check: AdmitFn | None = None,
     ) -> PrefillPlan | None:
-        """`now` is when the scan runs (the drainer measures waits against it)."""
+        """`now` is when the scan runs (the drainer measures waits against it). With
+        `lora_check` (`serving.lora_check_first`, SGLang's order) a request the scan would stop
+        at (full batch, token budget, KV) gets its LoRA check first: a request that fails it is
+        skipped and the scan goes on, as SGLang's `continue` precedes its `break`s."""
         cfg = self.cfg
         drainer = self.drainer
         if drainer is not None:
@@ -174,7 +181,8 @@ class Scheduler:
         kv_free = cfg.kv_cache_tokens - self.kv_used  # slots mode: KV tokens left
         max_running = cfg.max_running_requests
         for st in order(self.waiting):
-            if budget <= 0 or n_active + n_new >= max_running or open_left <= 0:
+            full = budget <= 0 or n_active + n_new >= max_running
+            if open_left <= 0 or (full and lora_check is None):
                 break
             req = st.req
             a = req.adapter
@@ -187,6 +195,12 @@ class Scheduler:
             if drainer is not None and not drainer.can_schedule(st):
                 st.skipped += 1  # per request (its length), so the adapter is not refused
                 passed.add(a)
+                continue
+            if full:
+                assert lora_check is not None
+                if lora_check(st, batch_adapters):
+                    break
+                open_left = self._refuse(st, a, refused, passed, left, open_left)
                 continue
             need = req.input_len + req.output_len  # kv_need
             if mem is None:
@@ -202,14 +216,14 @@ class Scheduler:
                     open_left -= left[a]
                     st.skipped += 1
                     continue
+                if lora_check is not None and not lora_check(st, batch_adapters):
+                    open_left = self._refuse(st, a, refused, passed, left, open_left)
+                    continue
                 break  # SGLang stops adding when memory runs out
             self.kv_scan = kv_planned + need  # a copy placed for it must leave room for its KV
             if not admit(st, batch_adapters):
                 self.kv_scan = kv_planned
-                passed.add(a)
-                refused.add(a)
-                open_left -= left[a]
-                st.skipped += 1
+                open_left = self._refuse(st, a, refused, passed, left, open_left)
                 continue
             n = min(st.prefill_remaining, cfg.chunked_prefill_size, budget)
             items.append((st, n))
@@ -224,6 +238,15 @@ class Scheduler:
         if not items:
             return None
         return PrefillPlan(items)
+
+    @staticmethod
+    def _refuse(st: RequestState, a: Key, refused: set[Key], passed: set[Key], left: dict, open_left: int) -> int:
+        """A request its LoRA check turned away: its adapter is refused for the rest of the
+        scan (the check's answer cannot change within it). -> the open requests left."""
+        st.skipped += 1
+        passed.add(a)
+        refused.add(a)
+        return open_left - left[a]
 
     def start_prefill(self, plan: PrefillPlan, now: float) -> None:
         """Commit a formed batch: reserve KV, move requests out of the waiting queue.

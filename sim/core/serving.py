@@ -29,6 +29,7 @@ class ServingKnobs:
     host_mode: Literal["auto", "pinned", "pageable", "pin_per_load"]
     eviction: Literal["lru", "fifo"]
     lora_drain_wait_threshold: float = 0.0  # SGLang's LoRADrainer; 0 = off (its default)
+    lora_check_first: bool = True  # SGLang's scan order (ServingCfg.lora_check_first)
     adapter_memory: Literal["slots", "unified"] = "slots"  # sim.core.memory
     # unified only, filled from the model and the adapters by the runner (`sim.runner.serving_knobs`)
     kv_bytes_per_token: int = 0

@@ -101,6 +101,17 @@ class Policy:
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
         raise NotImplementedError
 
+    # SGLang's `_can_schedule_lora_req` runs before the checks that stop the scan; only a policy
+    # whose check has side effects (overlap's load starts) sees the difference, and only such a
+    # policy is asked (`lora_check`); for the others the scan stops where it always did
+    lora_check_effects = False
+
+    def lora_check(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        """The LoRA check of a request the scan would stop at (full batch, token budget or KV;
+        `serving.lora_check_first`): True stops the scan there, False skips the request and
+        the scan goes on."""
+        return True
+
     # -- events -------------------------------------------------------------------------------
     def on_arrival(self, st: RequestState, now: float) -> None:
         pass

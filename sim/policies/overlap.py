@@ -26,6 +26,7 @@ class OverlapLoading(Policy):
     name = "overlap"
     summary = "every load async on one load stream; skip requests until their adapter is loaded (SGLang)"
     load_completion_unblocks = True
+    lora_check_effects = True  # try_overlap_load_lora starts loads
     eviction = "lru"
 
     def __init__(self, launch_ahead: int | None = None, pipelined: bool = False, **options):
@@ -41,6 +42,11 @@ class OverlapLoading(Policy):
 
     def host_mode(self, serving: ServingKnobs) -> str:
         return "pinned" if serving.host_mode == "auto" else serving.host_mode
+
+    def lora_check(self, st: RequestState, batch_adapters: set[Key]) -> bool:
+        """try_overlap_load_lora, as SGLang runs it before the scan's budget checks: a load may
+        start for a request the scan then stops at or passes."""
+        return self.admit(st, batch_adapters)
 
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
         a, e = st.adapter, self.e
