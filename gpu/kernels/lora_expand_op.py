@@ -169,7 +169,7 @@ def lora_expand(
     n_tiles = triton.cdiv(max(widths), bn)
     bk = min(cfg["BLOCK_K"], max(16, triton.next_power_of_2(max_rank)))
     if loop:
-        plan = shrink_plan(y, n, max_rank, meta)
+        plan = shrink_plan(y, n, max_rank)
         m_tiles = triton.cdiv(meta.max_len, cfg["BLOCK_M"])
         units = meta.max_segments * n * n_tiles * m_tiles
         progs = min(cfg.get("PROGRAMS_PER_SM", 4) * sm_count(y), units)

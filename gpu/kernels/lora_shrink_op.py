@@ -169,7 +169,7 @@ def segment_loop(meta: LoraMeta) -> bool:
     return meta.max_len <= SEGMENT_LOOP_MAX_LEN
 
 
-def shrink_plan(x: torch.Tensor, n_slices: int, max_rank: int, meta: LoraMeta) -> dict[str, int]:
+def shrink_plan(x: torch.Tensor, n_slices: int, max_rank: int) -> dict[str, int]:
     """Host-side shape of a segment-loop shrink, shared with the expand (which must sum the
     same number of partials): rank tile, rank tiles, units per segment, program target."""
     cfg = config("shrink_decode", x)
@@ -185,7 +185,7 @@ def partials_defined(h: torch.Tensor, x: torch.Tensor, n_slices: int, max_rank: 
     segment count, so for tests and eager use, not for a replayed graph)."""
     if not segment_loop(meta):
         return h.shape[0]
-    plan = shrink_plan(x, n_slices, max_rank, meta)
+    plan = shrink_plan(x, n_slices, max_rank)
     return splits_host(meta.num_segments, plan["per_seg"], plan["target"], h.shape[0])
 
 
@@ -222,7 +222,7 @@ def lora_shrink(
     common = (meta.token_order, meta.seg_start, meta.seg_len, meta.seg_slot, meta.seg_rank)
     if segment_loop(meta):
         cfg, opts = launch_opts(config("shrink_decode", x))
-        plan = shrink_plan(x, n, max_rank, meta)
+        plan = shrink_plan(x, n, max_rank)
         budget = max(1, _H_BUDGET // max(1, 4 * t * n * max_rank))
         split_max = max(1, min(cfg["SPLIT_K"], triton.cdiv(k, cfg["BLOCK_K"]), budget))
         h = torch.empty(split_max, t, n * max_rank, dtype=torch.float32, device=x.device)
