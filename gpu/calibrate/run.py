@@ -5,6 +5,7 @@ reads back: keep those lines in step with refit's patterns."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import torch
@@ -55,6 +56,11 @@ def calibrate(
     )
     grid = GRIDS["quick" if quick else "full"]
     sizes, reps = grid["sizes"], grid["reps"]
+    t0 = time.perf_counter()
+
+    def elapsed(done: str) -> None:  # where the minutes go (the target is 5 for a full run)
+        progress(f"  elapsed {time.perf_counter() - t0:.0f} s: {done}")
+
     progress(f"calibrating {device_name(dev)} for {shape.name} ({'quick' if quick else 'full'})")
     pinned = measure_copies(dev, sizes, True, reps)
     pageable = measure_copies(dev, sizes, False, reps)
@@ -76,6 +82,7 @@ def calibrate(
     ad = report_adapter_copy(shape, dev, rank, reps, peak, progress)
     gap, issue = ad["gap_us"], ad["issue_us"]
     hbm_gbps, matmul_tflops = report_rates(dev, progress)
+    elapsed("copies and rates")
     cuda = dev.type == "cuda"
     # "paged KV" tells gpu.calibrate.refit this log is the paged harness's (its pricing rules)
     mode = "eager (one model.forward a step, paged KV)" if eager_decode else "gpu.decode_graphs (whole step, paged KV)"
@@ -90,6 +97,7 @@ def calibrate(
         shape, dev, grid, progress=progress, eager_decode=eager_decode,
         prefill_graph_tokens=prefill_graph_tokens,
     )
+    elapsed("forwards and LoRA")
     ht = measure_host_gap(
         shape, dev, rank, quick, prefill_graph_tokens=prefill_graph_tokens, eager_decode=eager_decode,
     )
@@ -105,6 +113,7 @@ def calibrate(
             f"  copy issue {issue:.2f} us/copy on the host in the serving loop (median of {ht.issues}"
             f" `overlap` loads through the CUDA driver)"
         )
+    elapsed("serving loop; calibration done")
     return HardwareProfile(
         name=name,
         device=device_name(dev),

@@ -12,7 +12,7 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   there are too few such units to fill 132 SMs, and split-K over `in` (4096/14336)
   supplies the parallelism (each split writes its own fp32 partial of h, which the expand
   sums as it reads it); SPLIT_K is a cap. The "*_decode" entries are the segment-loop
-  schedule of decode-sized batches (segments of at most 256 tokens): PROGRAMS_PER_SM sizes
+  schedule of decode-sized batches (segments of at most 64 tokens): PROGRAMS_PER_SM sizes
   its fixed grid, and the shrink's split is chosen on the device from the real segment
   count. `benchmarks/bench_kernels.py --tune-sgmv` sweeps them over a whole decode step.
 - SGMV expand reads B^T [r, out]: r is at most 64 so one K step suffices; wide N tiles
