@@ -1,6 +1,6 @@
-"""The committed H200 profile re-derives from its calibration log (issue #25): the fitting
-rules applied to the raw medians in results/validation/h200/calibration/calibrate.log give back
-its tables exactly. Refitting measures nothing, so this runs on CPU."""
+"""The committed measured profiles re-derive from their calibration logs (issue #25): the
+fitting rules applied to the raw medians in results/validation/<gpu>/calibration/calibrate.log
+give back each profile's tables exactly. Refitting measures nothing, so this runs on CPU."""
 
 from __future__ import annotations
 
@@ -17,8 +17,16 @@ from typer.testing import CliRunner  # noqa: E402
 from sim.hw.profile import HardwareProfile, LoraPrefillTable, Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-PROFILE = ROOT / "configs/hardware/h200-measured.yaml"
-LOGS = ROOT / "results/validation/h200/calibration"
+GPUS = ("h200", "h100")
+
+
+def _profile(gpu: str) -> Path:
+    return ROOT / f"configs/hardware/{gpu}-measured.yaml"
+
+
+def _logs(gpu: str) -> Path:
+    return ROOT / f"results/validation/{gpu}/calibration"
+
 
 # the log steps of the profile's `command`, in its order (the steps from validation run
 # folders, pin tail, wake, noise and unpin, set fields these do not touch)
@@ -53,9 +61,11 @@ def _step_args(step: tuple[str, ...], logs: Path) -> list[str]:
     return [a if not a.endswith(".log") else str(logs / a) for a in step]
 
 
-def test_committed_profile_re_derives_from_its_logs(tmp_path):
+@pytest.mark.parametrize("gpu", GPUS)
+def test_committed_profile_re_derives_from_its_logs(tmp_path, gpu):
     from sim.cli import app
 
+    PROFILE, LOGS = _profile(gpu), _logs(gpu)
     committed = HardwareProfile.from_yaml(PROFILE)
     out = tmp_path / "p.yaml"
     _blanked(committed).to_yaml(out)
@@ -71,9 +81,11 @@ def test_committed_profile_re_derives_from_its_logs(tmp_path):
     assert got_command.startswith(committed.command)
 
 
-def test_committed_profile_command_names_the_logs_it_was_refitted_from():
+@pytest.mark.parametrize("gpu", GPUS)
+def test_committed_profile_command_names_the_logs_it_was_refitted_from(gpu):
     """The profile's `command` records these steps with the logs' paths in the tree."""
+    PROFILE, LOGS = _profile(gpu), _logs(gpu)
     command = " ".join(HardwareProfile.from_yaml(PROFILE).command.split())
     for step in REFIT_STEPS:
         args = _step_args(step, LOGS.relative_to(ROOT))
-        assert " ".join(["lorasim calibrate --out configs/hardware/h200-measured.yaml", *args]) in command
+        assert " ".join([f"lorasim calibrate --out configs/hardware/{gpu}-measured.yaml", *args]) in command
