@@ -307,7 +307,7 @@ def test_host_gap_is_measured_only_for_a_preset_shape():
     ht = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
     assert ht.requests == 6 and ht.gap_s >= 0 and (ht.gaps > 0) == (ht.gap_s > 0)
     assert 0 < ht.wakes <= 6 and 0 < ht.wake_s <= 0.002  # idle arrivals of the light trace
-    assert ht.issues > 0 and ht.issue_s > 0  # overlap in two slots of four adapters: loads
+    assert ht.issues > 0 and ht.issue_s > 0  # overlap, sixteen adapters in two slots: loads
     only = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True, gap_and_wake=False)
     assert only.gaps == only.wakes == 0 and only.issues > 0
 
@@ -558,3 +558,24 @@ def test_rates_are_logged_and_refitted_as_the_profile_holds_them(tmp_path, monke
     assert refit_from_log(measured, "\n".join(cpu_lines)).compute.hbm_read_gbps == gbps  # kept
     only = refit_from_log(prof, log, only=["rates"])
     assert only.compute == replace(prof.compute, hbm_read_gbps=gbps, matmul_tflops=tflops)
+
+
+def test_host_gap_runs_share_one_gpu_core(monkeypatch):
+    """The serving loop's two runs (resident, then overlap) are served by one GPU core, so its
+    graphs are captured once in a calibration, not once a run."""
+    import gpu.core
+    import gpu.validate
+    from gpu.calibrate import measure_host_gap
+
+    built = []
+
+    class Counting(gpu.core.GpuCore):
+        def __init__(self, spec):
+            built.append(spec)
+            super().__init__(spec)
+
+    monkeypatch.setattr(gpu.core, "GpuCore", Counting)
+    monkeypatch.setattr(gpu.validate, "_CORES", [])
+    ht = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
+    assert ht.gaps > 0 and ht.issues > 0
+    assert len(built) == 1
