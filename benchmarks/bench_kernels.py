@@ -187,6 +187,10 @@ SHRINK_GRID = [
 EXPAND_GRID = [
     {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": 64, "PROGRAMS_PER_SM": p, "num_warps": w, "num_stages": 2}
     for bn in (128, 256) for p in (2, 4, 8) for w in (4, 8)
+] + [  # units of several output tiles, h summed once a unit (lora_expand_op._expand_row)
+    {"BLOCK_M": 16, "BLOCK_N": bn, "BLOCK_K": 64, "N_PER_UNIT": g, "PROGRAMS_PER_SM": p,
+     "num_warps": 4, "num_stages": st}
+    for bn in (64, 128, 256) for g in (2, 4, 8) for p in (1, 2, 4) for st in (2, 3)
 ]
 
 

@@ -17,7 +17,9 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   count. `benchmarks/bench_kernels.py --tune-sgmv` sweeps them over a whole decode step.
 - SGMV expand reads B^T [r, out]: r is at most 64 so one K step suffices; wide N tiles
   keep B^T reads coalesced. For prefill a shrink SPLIT_K cap above 4 only slowed it down
-  on an H100.
+  on an H100. `N_PER_UNIT` (segment loop, default 1) gives a unit that many output tiles,
+  summing h's split-K partials once instead of once a tile; not yet tuned on a GPU
+  (`bench_kernels.py --tune-sgmv` sweeps it).
 - Paged decode attention is a pure KV stream: one program per (sequence, KV head, split)
   reads each K/V row once for the group's query heads. Measured on an H100 at batch 64 x
   context 2048 (bench_kernels.py --tune): BLOCK_N=64 with 8 warps and 2 splits reads KV at

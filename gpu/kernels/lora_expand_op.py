@@ -66,6 +66,42 @@ def _expand_tile(
     tl.store(y_ptrs, (y + scale * acc).to(y_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _expand_row(
+    h_ptr, bt_base, y_ptr, token_order, start, length, m0, n0, width, rank, scale, splits, col0,
+    stride_hs, stride_hm, stride_ym,
+    SPLIT_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, N_PER_UNIT: tl.constexpr,
+):  # fmt: skip
+    """`_expand_tile` over N_PER_UNIT consecutive output tiles from n0, with h's partials
+    summed once (the caller guarantees rank <= BLOCK_K: one K step) instead of once a tile:
+    a unit of one tile reads as many bytes of partials (from L2) as of B^T, and a loop of
+    independent B^T tiles gives the compiler loads to keep in flight."""
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    m_mask = offs_m < length
+    rows = tl.load(token_order + start + offs_m, mask=m_mask, other=0).to(tl.int64)
+    offs_k = tl.arange(0, BLOCK_K)
+    k_mask = offs_k < rank
+    h_rows = h_ptr + rows[:, None] * stride_hm + offs_k[None, :]
+    h_mask = m_mask[:, None] & k_mask[None, :]
+    ht = tl.load(h_rows, mask=h_mask, other=0.0)
+    for s in tl.static_range(1, SPLIT_MAX):
+        s_mask = h_mask & (tl.zeros_like(offs_k)[None, :] + s < splits)  # full-shape bool
+        ht += tl.load(h_rows + s * stride_hs, mask=s_mask, other=0.0)
+    bt_rows = bt_base + offs_k[:, None].to(tl.int64) * width
+    y_rows = y_ptr + rows[:, None] * stride_ym + col0
+    for j in range(N_PER_UNIT):
+        offs_n = n0 + j * BLOCK_N + tl.arange(0, BLOCK_N)
+        n_mask = offs_n < width
+        bt = tl.load(bt_rows + offs_n[None, :], mask=k_mask[:, None] & n_mask[None, :], other=0.0)
+        if UPCAST:
+            bt = bt.to(tl.float32)
+        acc = tl.dot(ht.to(bt.dtype), bt)
+        mask = m_mask[:, None] & n_mask[None, :]
+        y = tl.load(y_rows + offs_n[None, :], mask=mask, other=0.0).to(tl.float32)
+        tl.store(y_rows + offs_n[None, :], (y + scale * acc).to(y_ptr.dtype.element_ty), mask=mask)
+
+
 # Offsets and widths are specialized (Triton's divisible-by-16 flag on integer arguments):
 # without it Triton cannot prove B^T rows and y columns 16-byte aligned and falls back to
 # 2-byte loads, which made the H100 decode expand run at ~150 GB/s. Llama's widths and the
@@ -78,19 +114,19 @@ def _expand_segments_kernel(
     stride_hs, stride_hm, stride_slot, stride_ym, shrink_per_seg, shrink_target,
     N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr, M_TILES: tl.constexpr,
     SPLIT_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, N_PER_UNIT: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     progs = tl.num_programs(0)
     nseg = tl.load(seg_count)
     splits = sgmv_splits(nseg, shrink_per_seg, shrink_target, SPLIT_MAX)
-    per_seg = N_SLICES * N_TILES
-    # a unit: (segment, slice, output tile, token tile), as the shrink's
+    per_seg = N_SLICES * N_TILES  # N_TILES counts groups of N_PER_UNIT output tiles
+    # a unit: (segment, slice, output tile group, token tile), as the shrink's
     for u in range(pid, nseg * per_seg * M_TILES, progs):
         _, mt, nt, sid, seg = sgmv_unit(u, 1, M_TILES, N_TILES, N_SLICES)
         width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
         length = tl.load(seg_len + seg)
-        if (nt * BLOCK_N < width) & (mt * BLOCK_M < length):
+        if (nt * N_PER_UNIT * BLOCK_N < width) & (mt * BLOCK_M < length):
             slot = tl.load(seg_slot + seg)
             start = tl.load(seg_start + seg)
             rank = tl.load(seg_rank + seg)
@@ -98,11 +134,18 @@ def _expand_segments_kernel(
             bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
             col0 = tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2))
             bt_base = pool_ptr + slot.to(tl.int64) * stride_slot + bt_off
-            _expand_tile(
-                h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, mt * BLOCK_M,
-                nt * BLOCK_N, width, rank, scale, splits, col0, stride_hs, stride_hm,
-                stride_ym, SPLIT_MAX, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
-            )  # fmt: skip
+            if N_PER_UNIT == 1:
+                _expand_tile(
+                    h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, mt * BLOCK_M,
+                    nt * BLOCK_N, width, rank, scale, splits, col0, stride_hs, stride_hm,
+                    stride_ym, SPLIT_MAX, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
+                )  # fmt: skip
+            else:
+                _expand_row(
+                    h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, mt * BLOCK_M,
+                    nt * N_PER_UNIT * BLOCK_N, width, rank, scale, splits, col0, stride_hs,
+                    stride_hm, stride_ym, SPLIT_MAX, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST, N_PER_UNIT,
+                )  # fmt: skip
 
 
 @triton.jit
@@ -171,6 +214,9 @@ def lora_expand(
     if loop:
         plan = shrink_plan(y, n, max_rank)
         m_tiles = triton.cdiv(meta.max_len, cfg["BLOCK_M"])
+        # N_PER_UNIT output tiles a unit, h summed once: only where the rank is one K step
+        per_unit = cfg.get("N_PER_UNIT", 1) if max_rank <= bk else 1
+        n_tiles = triton.cdiv(n_tiles, per_unit)
         units = meta.max_segments * n * n_tiles * m_tiles
         progs = min(cfg.get("PROGRAMS_PER_SM", 4) * sm_count(y), units)
         _expand_segments_kernel[(max(1, progs),)](
@@ -178,7 +224,8 @@ def lora_expand(
             os_[0], os_[1], os_[2],
             h.stride(0), h.stride(1), pool.stride(0), y.stride(0), plan["per_seg"], plan["target"],
             N_SLICES=n, MAX_RANK=max_rank, N_TILES=n_tiles, M_TILES=m_tiles, SPLIT_MAX=h.shape[0],
-            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), **opts,
+            BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), N_PER_UNIT=per_unit,
+            **opts,
         )  # fmt: skip
         return y
     _expand_tiles_kernel[(triton.cdiv(meta.max_len, cfg["BLOCK_M"]) * n_tiles, n, meta.max_segments)](

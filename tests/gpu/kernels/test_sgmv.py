@@ -153,6 +153,29 @@ def test_sgmv_matches_reference(triton_device, case, fused, schedule):
     _close(yk, yr, torch.float32)
 
 
+@pytest.fixture(params=[1, 3])
+def expand_groups(request, monkeypatch):
+    """Segment-loop expand units of N_PER_UNIT output tiles (h summed once a unit): narrow
+    tiles so that a width spans several, groups of 3 not dividing them, one K step."""
+    import gpu.kernels.lora_shrink_op as ks
+    from gpu.kernels import configs
+
+    monkeypatch.setattr(ks, "SEGMENT_LOOP_MAX_LEN", 1 << 30)
+    table = configs.CONFIGS["default"]
+    cfg = {**table["expand_decode"], "BLOCK_N": 16, "BLOCK_K": 64, "N_PER_UNIT": request.param}
+    monkeypatch.setitem(table, "expand_decode", cfg)
+    return request.param
+
+
+@pytest.mark.parametrize("case", ["mixed_prefill", "batch_1"])
+@pytest.mark.parametrize("fused", ["qkv", "gate_up"])
+def test_expand_units_of_several_output_tiles_match_reference(triton_device, case, fused, expand_groups, many_splits):
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    hk, hr, yk, yr = _run(slots, tok_slots_of(CASES[case]), fused, 1, triton_device, torch.float32, max_segments=6)
+    _close(hk, hr, torch.float32)
+    _close(yk, yr, torch.float32)
+
+
 @pytest.mark.parametrize(("by_adapter", "batch"), [(True, 128), (False, 12)])
 def test_sgmv_decode_buckets(triton_device, by_adapter, batch):
     """Decode: one-token requests over 4 adapters plus base tokens. Grouped by adapter at the
