@@ -79,9 +79,10 @@ def _impl(t: torch.Tensor, module: str) -> ModuleType:
 
 
 def lora_shrink(
-    x: torch.Tensor, pool: torch.Tensor, a_offsets: Sequence[int], max_rank: int, meta: LoraMeta
+    x: torch.Tensor, pool: torch.Tensor, a_offsets: Sequence[int], max_rank: int, meta: LoraMeta,
+    tight: bool = False,
 ) -> torch.Tensor:
-    return _impl(x, "lora_shrink_op").lora_shrink(x, pool, a_offsets, max_rank, meta)
+    return _impl(x, "lora_shrink_op").lora_shrink(x, pool, a_offsets, max_rank, meta, tight)
 
 
 def lora_expand(
@@ -93,9 +94,10 @@ def lora_expand(
     meta: LoraMeta,
     max_rank: int,
     out_offsets: Sequence[int] | None = None,
+    tight: bool = False,
 ) -> torch.Tensor:
     return _impl(h, "lora_expand_op").lora_expand(
-        h, pool, bt_offsets, widths, y, meta, max_rank, out_offsets
+        h, pool, bt_offsets, widths, y, meta, max_rank, out_offsets, tight
     )
 
 
@@ -177,8 +179,10 @@ def lora_apply(
     slices: LoraSlices,
     max_rank: int,
     meta: LoraMeta,
+    tight: bool = False,
 ) -> torch.Tensor:
     """y[:, fused columns] += scale * (x A^T) B^T for every token with an adapter: shrink then
-    expand, two launches per fused projection whatever the number of adapters."""
-    h = lora_shrink(x, pool, slices.a_offsets, max_rank, meta)
-    return lora_expand(h, pool, slices.bt_offsets, slices.widths, y, meta, max_rank, slices.out_offsets)
+    expand, two launches per fused projection whatever the number of adapters. `tight`: the
+    offsets are per unit of rank, each adapter laid out at its own rank (the unified arena)."""
+    h = lora_shrink(x, pool, slices.a_offsets, max_rank, meta, tight)
+    return lora_expand(h, pool, slices.bt_offsets, slices.widths, y, meta, max_rank, slices.out_offsets, tight)

@@ -114,7 +114,7 @@ def _expand_segments_kernel(
     stride_hs, stride_hm, stride_slot, stride_ym, shrink_per_seg, shrink_target,
     N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr, M_TILES: tl.constexpr,
     SPLIT_MAX: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, N_PER_UNIT: tl.constexpr,
+    BLOCK_K: tl.constexpr, UPCAST: tl.constexpr, N_PER_UNIT: tl.constexpr, TIGHT: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     progs = tl.num_programs(0)
@@ -132,6 +132,8 @@ def _expand_segments_kernel(
             rank = tl.load(seg_rank + seg)
             scale = tl.load(seg_scale + seg)
             bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
+            if TIGHT:
+                bt_off = tl.multiple_of(bt_off * rank, 16)
             col0 = tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2))
             bt_base = pool_ptr + slot.to(tl.int64) * stride_slot + bt_off
             if N_PER_UNIT == 1:
@@ -156,6 +158,7 @@ def _expand_tiles_kernel(
     stride_hs, stride_hm, stride_slot, stride_ym,
     MAX_RANK: tl.constexpr, SPLITS: tl.constexpr, N_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
+    TIGHT: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     sid = tl.program_id(1)
@@ -168,9 +171,12 @@ def _expand_tiles_kernel(
     if (slot < 0) | (m0 >= length) | (n0 >= width):
         return
     bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
+    rank = tl.load(seg_rank + seg)
+    if TIGHT:
+        bt_off = tl.multiple_of(bt_off * rank, 16)
     _expand_tile(
         h_ptr + sid * MAX_RANK, pool_ptr + slot.to(tl.int64) * stride_slot + bt_off, y_ptr,
-        token_order, tl.load(seg_start + seg), length, m0, n0, width, tl.load(seg_rank + seg),
+        token_order, tl.load(seg_start + seg), length, m0, n0, width, rank,
         tl.load(seg_scale + seg), SPLITS, tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2)),
         stride_hs, stride_hm, stride_ym, SPLITS, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
     )  # fmt: skip
@@ -185,10 +191,12 @@ def lora_expand(
     meta: LoraMeta,
     max_rank: int,
     out_offsets: Sequence[int] | None = None,
+    tight: bool = False,
 ) -> torch.Tensor:
     """h [S, T, n_slices * max_rank] (lora_shrink's split-K partials over the same meta and
     slices; a 2-D h is one partial), pool as in lora_shrink,
-    bt_offsets: element offset of each slice's B^T [max_rank, width_j] within a slot,
+    bt_offsets: element offset of each slice's B^T [max_rank, width_j] within a slot (`tight`:
+    per unit of rank, as lora_shrink's),
     y [T, >= sum(widths)] with unit column stride (row stride free: y may be a column view).
     Slice j adds into y[:, out_offsets[j] : + widths[j]] (default: consecutive columns from
     0). In place; returns y."""
@@ -225,13 +233,13 @@ def lora_expand(
             h.stride(0), h.stride(1), pool.stride(0), y.stride(0), plan["per_seg"], plan["target"],
             N_SLICES=n, MAX_RANK=max_rank, N_TILES=n_tiles, M_TILES=m_tiles, SPLIT_MAX=h.shape[0],
             BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), N_PER_UNIT=per_unit,
-            **opts,
+            TIGHT=tight, **opts,
         )  # fmt: skip
         return y
     _expand_tiles_kernel[(triton.cdiv(meta.max_len, cfg["BLOCK_M"]) * n_tiles, n, meta.max_segments)](
         *common, bts[0], bts[1], bts[2], ws[0], ws[1], ws[2], os_[0], os_[1], os_[2],
         h.stride(0), h.stride(1), pool.stride(0), y.stride(0),
         MAX_RANK=max_rank, SPLITS=h.shape[0], N_TILES=n_tiles,
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), **opts,
+        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), TIGHT=tight, **opts,
     )  # fmt: skip
     return y

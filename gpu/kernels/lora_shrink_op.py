@@ -109,7 +109,7 @@ def _shrink_segments_kernel(
     a_off0, a_off1, a_off2, K, stride_xm, stride_xk, stride_slot, stride_hs, stride_hm, target,
     N_SLICES: tl.constexpr, MAX_RANK: tl.constexpr, N_TILES: tl.constexpr, M_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_MAX: tl.constexpr, UPCAST: tl.constexpr,
+    SPLIT_MAX: tl.constexpr, UPCAST: tl.constexpr, TIGHT: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     progs = tl.num_programs(0)
@@ -126,6 +126,8 @@ def _shrink_segments_kernel(
             slot = tl.load(seg_slot + seg)
             start = tl.load(seg_start + seg)
             a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
+            if TIGHT:
+                a_off = tl.multiple_of(a_off * rank, 16)
             a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
             _shrink_tile(
                 x_ptr, a_base, h_ptr + ks * stride_hs, token_order, start, length, mt * BLOCK_M,
@@ -142,7 +144,7 @@ def _shrink_tiles_kernel(
     a_off0, a_off1, a_off2, K, stride_xm, stride_xk, stride_slot, stride_hs, stride_hm,
     MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr, UPCAST: tl.constexpr,
+    SPLIT_K: tl.constexpr, UPCAST: tl.constexpr, TIGHT: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     sid = tl.program_id(1)
@@ -158,6 +160,8 @@ def _shrink_tiles_kernel(
         return
     start = tl.load(seg_start + seg)
     a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
+    if TIGHT:
+        a_off = tl.multiple_of(a_off * rank, 16)
     a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
     _shrink_tile(
         x_ptr, a_base, h_ptr + pid_k * stride_hs, token_order, start, length, m0, n0, rank,
@@ -207,10 +211,13 @@ def lora_shrink(
     a_offsets: Sequence[int],
     max_rank: int,
     meta: LoraMeta,
+    tight: bool = False,
 ) -> torch.Tensor:
     """x [T, in] (any row stride), pool [n_slots, slot_numel] (row stride = slot stride,
     unit column stride), a_offsets: element offset of each slice's A [max_rank, in] within a
-    slot (1 to 3 slices). Returns fp32 split-K partials h [S, T, n_slices * max_rank]: the
+    slot (1 to 3 slices); `tight`: offsets per unit of rank, A [rank, in] at rank x
+    a_offsets[j] (an adapter laid out at its own rank in the unified arena, where a "slot"
+    is its first page). Returns fp32 split-K partials h [S, T, n_slices * max_rank]: the
     sum of the first `splits` of them (all S on the tile grid; `sgmv_splits` of the real
     segment count on the segment loop) is x A^T on slice j's columns j*max_rank .. + rank - 1
     of every token with an adapter; every other entry is undefined (never read by
@@ -239,7 +246,7 @@ def lora_shrink(
             k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1), plan["target"],
             N_SLICES=n, MAX_RANK=max_rank, N_TILES=plan["n_tiles"], M_TILES=m_tiles,
             BLOCK_M=cfg["BLOCK_M"], BLOCK_N=plan["block_n"], BLOCK_K=cfg["BLOCK_K"],
-            SPLIT_MAX=split_max, UPCAST=upcast_dots(x), **opts,
+            SPLIT_MAX=split_max, UPCAST=upcast_dots(x), TIGHT=tight, **opts,
         )  # fmt: skip
         return h
     cfg, opts = launch_opts(config("shrink_prefill", x))
@@ -259,6 +266,6 @@ def lora_shrink(
         k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1),
         MAX_RANK=max_rank, N_TILES=n_tiles,
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=cfg["BLOCK_K"], SPLIT_K=split_k,
-        UPCAST=upcast_dots(x), **opts,
+        UPCAST=upcast_dots(x), TIGHT=tight, **opts,
     )  # fmt: skip
     return h

@@ -27,17 +27,21 @@ def lora_shrink(
     a_offsets: Sequence[int],
     max_rank: int,
     meta: LoraMeta,
+    tight: bool = False,
 ) -> torch.Tensor:
     """h[t, j*R : j*R + r] = x[t] @ A_j^T for each token t of a segment with rank r, where
-    A_j = pool[slot, a_offsets[j] :][: r * in].view(r, in). Returns fp32 h
+    A_j = pool[slot, a_offsets[j] :][: r * in].view(r, in) (`tight`: at offset r *
+    a_offsets[j], an adapter laid out at its own rank). Returns fp32 h
     [1, T, n_slices * max_rank] (one split-K partial, as the kernel's layout); columns past a
     segment's rank and rows without adapter are 0."""
     t, d_in = x.shape
     h = torch.zeros(t, len(a_offsets) * max_rank, dtype=torch.float32, device=x.device)
+    flat = pool.reshape(-1)  # an arena adapter's run crosses pool rows (its pages)
     for rows, slot, r, _ in meta.segments():
         xs = x[rows].float()
         for j, off in enumerate(a_offsets):
-            a = pool[slot, off : off + r * d_in].view(r, d_in).float()
+            off = slot * pool.stride(0) + (off * r if tight else off)
+            a = flat[off : off + r * d_in].view(r, d_in).float()
             h[rows, j * max_rank : j * max_rank + r] = xs @ a.t()
     return h.unsqueeze(0)
 
@@ -51,17 +55,20 @@ def lora_expand(
     meta: LoraMeta,
     max_rank: int,
     out_offsets: Sequence[int] | None = None,
+    tight: bool = False,
 ) -> torch.Tensor:
     """y[t, o_j : o_j + w_j] += scale * h[t, j*R : j*R + r] @ Bt_j for each token t of a
     segment (rank r, scaling scale), Bt_j = pool[slot, bt_offsets[j] :][: r * w_j].view(r,
-    w_j); h [S, T, n_slices * max_rank] split-K partials (or [T, ...]), summed. In place;
-    returns y."""
+    w_j) (`tight`: at offset r * bt_offsets[j]); h [S, T, n_slices * max_rank] split-K
+    partials (or [T, ...]), summed. In place; returns y."""
     outs = _out_offsets(widths, out_offsets)
     if h.dim() == 3:
         h = h.sum(0)
+    flat = pool.reshape(-1)
     for rows, slot, r, scale in meta.segments():
         for j, (off, w, o) in enumerate(zip(bt_offsets, widths, outs, strict=True)):
-            bt = pool[slot, off : off + r * w].view(r, w).float()
+            off = slot * pool.stride(0) + (off * r if tight else off)
+            bt = flat[off : off + r * w].view(r, w).float()
             delta = scale * (h[rows, j * max_rank : j * max_rank + r].float() @ bt)
             y[rows, o : o + w] = (y[rows, o : o + w].float() + delta).to(y.dtype)
     return y

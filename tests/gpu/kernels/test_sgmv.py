@@ -293,3 +293,61 @@ def test_sgmv_replays_in_a_cuda_graph_with_new_metadata():
         h = reference.lora_shrink(x, slots.pool, sl.a_offsets, 64, new)
         reference.lora_expand(h, slots.pool, sl.bt_offsets, sl.widths, want, new, 64)
         torch.testing.assert_close(y.float(), want.float(), atol=6e-2, rtol=3e-2)
+
+
+# ---- adapters laid out at their own rank (the unified arena, issue #28) ---------------------
+
+ARENA_PAGE = 1024  # elements a page of the toy arena
+
+
+def _arena_of(slots, order=(2, 0, 3, 1)):
+    """The slots' adapters copied into a page arena at their own rank (tight layout), in
+    runs placed in `order` with a NaN page between them; returns (arena [pages, ARENA_PAGE],
+    first page of each slot's adapter)."""
+    from gpu.adapters import flat_layout
+
+    runs, first, page = {}, {}, 1  # page 0 stays NaN
+    for s in order:
+        segs, numel = flat_layout(slots.shape, RANKS[s], slots.targets)
+        runs[s] = (segs, numel)
+        first[s] = page
+        page += -(-numel // ARENA_PAGE) + 1
+    arena = torch.full((page, ARENA_PAGE), float("nan"), dtype=slots.pool.dtype, device=slots.pool.device)
+    flat = arena.view(-1)
+    for s, (segs, _) in runs.items():
+        base = first[s] * ARENA_PAGE
+        for seg in segs:
+            r, d_in, d_out = seg.rank, seg.d_in, seg.d_out
+            flat[base + seg.a_off:base + seg.a_off + r * d_in] = slots.A(seg.layer, seg.module)[s, :r].reshape(-1)
+            flat[base + seg.b_off:base + seg.b_off + r * d_out] = slots.Bt(seg.layer, seg.module)[s, :r].reshape(-1)
+    return arena, first
+
+
+@pytest.mark.parametrize("case", ["mixed_prefill", "batch_1"])
+@pytest.mark.parametrize("fused", ["qkv", "gate_up", "down"])
+def test_sgmv_reads_adapters_at_their_own_rank_where_they_lie(triton_device, case, fused, schedule):
+    """The same adapters in max-rank slots and, at their own rank, in runs of an arena (a
+    "slot" being a run's first page, offsets per unit of rank): same h and y, kernel and
+    reference alike; every element between runs is NaN."""
+    from gpu.kernels import lora_apply
+
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    arena, first = _arena_of(slots)
+    tok = tok_slots_of(CASES[case])
+    meta, sl, x, y0 = _inputs(slots, tok, fused, 1, triton_device, torch.float32, max_segments=6)
+    want = lora_apply(y0.clone(), x, slots.pool, sl, slots.max_rank, meta)
+    pages = arena.shape[0]
+    ranks, scales = [0] * pages, [0.0] * pages
+    for s, p in first.items():
+        ranks[p], scales[p] = RANKS[s], SCALES[s]
+    tok_pages = [first[s] if s >= 0 else -1 for s in tok]
+    ameta = LoraMeta.build(tok_pages, ranks, scales, triton_device, max_segments=6)
+    r = slots.max_rank
+    coef = LoraSlices(*(tuple(o // r for o in offs) for offs in (sl.a_offsets, sl.bt_offsets)),
+                      sl.widths, sl.out_offsets, sl.in_dim)
+    got = lora_apply(y0.clone(), x, arena, coef, r, ameta, tight=True)
+    _close(got, want, torch.float32)
+    ref = y0.clone()
+    hr = reference.lora_shrink(x, arena, coef.a_offsets, r, ameta, tight=True)
+    reference.lora_expand(hr, arena, coef.bt_offsets, coef.widths, ref, ameta, r, coef.out_offsets, tight=True)
+    _close(ref, want, torch.float32)
