@@ -328,6 +328,14 @@ class ServingCfg(_Strict):
         "whose adapter could run (SGLang today, the default); false stops the scan at once "
         "(DESIGN §2's reading)",
     )
+    lora_refused: Literal["skip", "stop"] = Field(
+        "skip",
+        description="what the scan does at a waiting request whose LoRA check fails (its adapter "
+        "would exceed max_loras_per_batch, or the drainer refuses it): skip it and go on (SGLang "
+        "since PR #14795, Dec 2025; the default); stop ends the scan there, so requests behind it "
+        "wait until a running request finishes, as older SGLang's `break` did "
+        "(docs/sglang_rules.md)",
+    )
 
     adapter_memory: Literal["slots", "unified"] = Field(
         "slots",

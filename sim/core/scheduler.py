@@ -3,6 +3,8 @@
 Per iteration: arrivals join the waiting queue; the queue (FCFS unless the policy orders it)
 is scanned; a request whose adapter cannot join the batch is skipped (`continue`); the scan
 stops when a budget is full: `max_running_requests`, `max_prefill_tokens`, KV-cache tokens.
+With `lora_refused: stop` the scan stops at that request instead (SGLang before PR #14795:
+`break`, head-of-line blocking; docs/sglang_rules.md).
 A prompt longer than the remaining budget or `chunked_prefill_size` is chunked; the
 unfinished chunk goes first in the next prefill. Prefill-first: if a prefill batch forms it
 runs, else one decode step of every running request.
@@ -150,8 +152,15 @@ class Scheduler:
         """`now` is when the scan runs (the drainer measures waits against it). With
         `lora_check` (`serving.lora_check_first`, SGLang's order) a request the scan would stop
         at (full batch, token budget, KV) gets its LoRA check first: a request that fails it is
-        skipped and the scan goes on, as SGLang's `continue` precedes its `break`s."""
+        skipped and the scan goes on, as SGLang's `continue` precedes its `break`s.
+
+        With `lora_refused: stop` every failed LoRA check (drainer, policy, unified memory's
+        adapter room) ends the scan instead of skipping the request. Older SGLang also latched
+        `batch_is_full` until a running request finished; re-scanning each iteration gives the
+        same answer, since the check depends only on the running adapters, the queue's order
+        and the batch being formed."""
         cfg = self.cfg
+        stop = cfg.lora_refused == "stop"
         drainer = self.drainer
         if drainer is not None:
             drainer.update(self.waiting, self.running_for_drainer(), now)
@@ -193,13 +202,15 @@ class Scheduler:
             left[a] -= 1
             open_left -= 1
             if drainer is not None and not drainer.can_schedule(st):
+                if stop:
+                    break
                 st.skipped += 1  # per request (its length), so the adapter is not refused
                 passed.add(a)
                 continue
             if full:
                 assert lora_check is not None
-                if lora_check(st, batch_adapters):
-                    break
+                if lora_check(st, batch_adapters) or stop:
+                    break  # the check's side effects (a load start) happen either way
                 open_left = self._refuse(st, a, refused, passed, left, open_left)
                 continue
             need = req.input_len + req.output_len  # kv_need
@@ -212,17 +223,21 @@ class Scheduler:
                                                    with_adapter=False):
                     # its KV fits, its adapter does not: skipped as SGLang skips a request
                     # whose adapter has no slot; the scan goes on
+                    if stop:
+                        break
                     refused.add(a)
                     open_left -= left[a]
                     st.skipped += 1
                     continue
-                if lora_check is not None and not lora_check(st, batch_adapters):
+                if lora_check is not None and not lora_check(st, batch_adapters) and not stop:
                     open_left = self._refuse(st, a, refused, passed, left, open_left)
                     continue
                 break  # SGLang stops adding when memory runs out
             self.kv_scan = kv_planned + need  # a copy placed for it must leave room for its KV
             if not admit(st, batch_adapters):
                 self.kv_scan = kv_planned
+                if stop:
+                    break
                 open_left = self._refuse(st, a, refused, passed, left, open_left)
                 continue
             n = min(st.prefill_remaining, cfg.chunked_prefill_size, budget)

@@ -30,6 +30,7 @@ class ServingKnobs:
     eviction: Literal["lru", "fifo"]
     lora_drain_wait_threshold: float = 0.0  # SGLang's LoRADrainer; 0 = off (its default)
     lora_check_first: bool = True  # SGLang's scan order (ServingCfg.lora_check_first)
+    lora_refused: Literal["skip", "stop"] = "skip"  # after a failed LoRA check (ServingCfg.lora_refused)
     adapter_memory: Literal["slots", "unified"] = "slots"  # sim.core.memory
     # unified only, filled from the model and the adapters by the runner (`sim.runner.serving_knobs`)
     kv_bytes_per_token: int = 0

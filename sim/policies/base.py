@@ -109,7 +109,7 @@ class Policy:
     def lora_check(self, st: RequestState, batch_adapters: set[Key]) -> bool:
         """The LoRA check of a request the scan would stop at (full batch, token budget or KV;
         `serving.lora_check_first`): True stops the scan there, False skips the request and
-        the scan goes on."""
+        the scan goes on (with `serving.lora_refused: stop` the scan stops either way)."""
         return True
 
     # -- events -------------------------------------------------------------------------------

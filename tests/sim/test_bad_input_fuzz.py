@@ -89,6 +89,7 @@ LEAVES: dict[str, list] = {
     "serving.host_mode": ["mmap", 0],
     "serving.eviction": ["random", 0],
     "serving.lora_drain_wait_threshold": [-0.5, "soon", math.inf, [1]],
+    "serving.lora_refused": ["break", 0],
     "policies": [["bogus"], [], "lru", [1]],
 }
 MAPPINGS = ["", "model", "hardware", "adapters", "workload", "workload.arrival",
