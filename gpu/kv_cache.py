@@ -13,10 +13,15 @@ padding entries of a fixed-shape CUDA-graph batch read and write there.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from gpu.staging import copy_into
 from sim.core.model import ModelShape
+
+if TYPE_CHECKING:
+    from gpu.arena import PageArena
 
 PAGE_SIZE = 16  # tokens a page (vLLM's default block size)
 
@@ -36,7 +41,12 @@ class PagedKV:
         *,
         page_size: int = PAGE_SIZE,
         pages: int | None = None,
+        storage: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None,
+        pager: PageArena | None = None,
     ):
+        """`storage` (per-layer K and V views of [pages + 1, page_size, kv_heads, head_dim],
+        any page stride) and `pager` (which hands out and takes back pages): the KV lives in
+        the unified arena (gpu.unified) instead of tensors of its own."""
         if rows < 1 or max_ctx < 1:
             raise ValueError(f"a KV cache needs rows >= 1 and max_ctx >= 1, got {rows}, {max_ctx}")
         self.shape, self.rows, self.max_ctx, self.page_size = shape, rows, max_ctx, page_size
@@ -45,10 +55,13 @@ class PagedKV:
         self.scratch, self.scratch_page = rows, self.pages
         dev = torch.device(device)
         kvh, hd = shape.kv_heads, shape.head_dim
-        size = (shape.layers, self.pages + 1, page_size, kvh, hd)
-        self._k = torch.zeros(size, device=dev, dtype=dtype)
-        self._v = torch.zeros(size, device=dev, dtype=dtype)
-        self.k, self.v = list(self._k.unbind(0)), list(self._v.unbind(0))
+        self.pager = pager
+        if storage is not None:
+            self.k, self.v = storage
+        else:
+            size = (shape.layers, self.pages + 1, page_size, kvh, hd)
+            self.k = list(torch.zeros(size, device=dev, dtype=dtype).unbind(0))
+            self.v = list(torch.zeros(size, device=dev, dtype=dtype).unbind(0))
         self.block_table = torch.full(
             (rows + 1, self.max_pages), self.scratch_page, dtype=torch.int32, device=dev
         )
@@ -64,7 +77,7 @@ class PagedKV:
 
     @property
     def free_pages(self) -> int:
-        return len(self._free_pages)
+        return self.pager.free_pages if self.pager is not None else len(self._free_pages)
 
     def row(self, rid: int, length: int | None = None) -> int:
         """The row of request `rid`, taken with pages for `length` tokens (default max_ctx)
@@ -77,14 +90,17 @@ class PagedKV:
         need = -(-max(n, 1) // self.page_size)
         if not self._free_rows:
             raise RuntimeError(f"KV cache full ({self.rows} rows): cannot place request {rid}")
-        if need > len(self._free_pages):
+        if need > self.free_pages:
             raise RuntimeError(
-                f"KV cache full ({len(self._free_pages)} free pages of {self.pages}): "
+                f"KV cache full ({self.free_pages} free pages of {self.pages}): "
                 f"request {rid} needs {need}"
             )
         self._free_rows.sort()
         r = self._free_rows.pop(0)
-        pages = [self._free_pages.pop() for _ in range(need)]
+        if self.pager is not None:
+            pages = self.pager.take_kv(need)
+        else:
+            pages = [self._free_pages.pop() for _ in range(need)]
         copy_into(self.block_table[r], pages + [self.scratch_page] * (self.max_pages - need))
         self.row_of[rid], self._pages_of[r], self.capacity[r] = r, pages, need * self.page_size
         return r
@@ -99,13 +115,32 @@ class PagedKV:
     def release(self, rid: int) -> None:
         r = self.row_of.pop(rid, None)
         if r is not None:
-            self._free_pages.extend(self._pages_of.pop(r))
+            self._give_back(self._pages_of.pop(r))
             self.capacity.pop(r, None)
             self._free_rows.append(r)
+
+    def _give_back(self, pages: list[int]) -> None:
+        if self.pager is not None:
+            self.pager.free_kv(pages)
+        else:
+            self._free_pages.extend(pages)
+
+    def repoint(self, src: int, dst: int) -> None:
+        """Page `src`'s data now lies in page `dst` (the unified arena moved it): the row
+        holding it reads `dst` from now on."""
+        for r, pages in self._pages_of.items():
+            if src in pages:
+                pages[pages.index(src)] = dst
+                copy_into(self.block_table[r], pages + [self.scratch_page] * (self.max_pages - len(pages)))
+                return
+        raise RuntimeError(f"page {src} belongs to no row")
 
     def reset(self) -> None:
         """Every row and page free (a new run on the same cache; contents are overwritten
         before they are read)."""
+        if self.pager is not None:
+            for pages in self._pages_of.values():
+                self.pager.free_kv(pages)
         self.row_of.clear()
         self.capacity.clear()
         self._pages_of.clear()

@@ -25,7 +25,89 @@ from gpu.kernels import FUSED, LoraMeta, LoraSlices, lora_apply, lora_expand, lo
 from sim.core.model import ALL_TARGETS, ModelShape
 
 
-class LoraSlots:
+class SgmvLora:
+    """Batched LoRA over adapters held in `pool` rows: the segment table (`meta`) and the two
+    SGMV launches of each fused projection (`project`, `apply`), shared by the slot pool and
+    the unified arena (gpu.unified). A subclass sets `pool` [rows, row_numel], `layout`,
+    `ranks` and `scaling` (per pool row an adapter starts at), `n_slots` (most adapters a
+    batch can hold), `max_rank`, and `tight` (offsets per unit of rank: adapters laid out at
+    their own rank)."""
+
+    shape: ModelShape
+    targets: tuple[str, ...]
+    device: torch.device
+    pool: torch.Tensor
+    layout: dict
+    ranks: list[int]
+    scaling: list[float]
+    n_slots: int
+    max_rank: int
+    tight: bool = False
+
+    def _init_compute(self) -> None:
+        self._slices = [
+            {f: sl for f in FUSED if (sl := LoraSlices.of(self, layer, f)) is not None}
+            for layer in range(self.shape.layers)
+        ]
+        # the stream `project` runs shrinks on (None: in line); set to None to turn it off
+        self.shrink_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+
+    def has(self, module: str) -> bool:
+        return module in self.targets
+
+    def meta(
+        self,
+        tok_slots: list[int],
+        *,
+        max_tokens: int | None = None,
+        max_segments: int | None = None,
+        max_len: int | None = None,
+    ) -> LoraMeta | None:
+        """The SGMV segment table of a packed batch (tok_slots[t]: the pool row token t's
+        adapter starts at, -1: base model), on the device; capacities fixed for a CUDA-graph
+        bucket when given. None when no token uses an adapter and no capacity is asked for
+        (the LoRA ops are skipped)."""
+        if max_tokens is None and all(s < 0 for s in tok_slots):
+            return None
+        return LoraMeta.build(
+            tok_slots, self.ranks, self.scaling, self.device,
+            max_tokens=max_tokens, max_segments=max_segments, max_len=max_len,
+        )  # fmt: skip
+
+    def project(
+        self, x: torch.Tensor, w: torch.Tensor, layer: int, fused: str, meta: LoraMeta
+    ) -> torch.Tensor:
+        """x @ w.t() plus this fused projection's LoRA (`apply`), with the shrink on
+        `shrink_stream` while the base matmul runs. h is allocated on the side stream and
+        freed after the expand on this one: the side stream's next shrink is queued behind
+        a wait on this stream, so its reuse of h's memory cannot overtake the expand."""
+        sl = self._slices[layer].get(fused)
+        side = self.shrink_stream
+        if sl is None or side is None or not x.is_cuda:
+            return self.apply(x @ w.t(), x, layer, fused, meta)
+        main = torch.cuda.current_stream(x.device)
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            h = lora_shrink(x, self.pool, sl.a_offsets, self.max_rank, meta, self.tight)
+        y = x @ w.t()
+        main.wait_stream(side)
+        return lora_expand(
+            h, self.pool, sl.bt_offsets, sl.widths, y, meta, self.max_rank, sl.out_offsets, self.tight
+        )
+
+    def apply(
+        self, y: torch.Tensor, x: torch.Tensor, layer: int, fused: str, meta: LoraMeta
+    ) -> torch.Tensor:
+        """y[t] += scale * (x[t] A_s^T) B_s^T on the columns of each module of the fused
+        projection `fused` ("qkv", "gate_up", "o", "down") that the pool holds, for every token
+        t of adapter s, in place: two launches whatever the number of adapters."""
+        sl = self._slices[layer].get(fused)
+        if sl is None:
+            return y
+        return lora_apply(y, x, self.pool, sl, self.max_rank, meta, self.tight)
+
+
+class LoraSlots(SgmvLora):
     """Stacked, rank-padded adapter buffers for `n_slots` GPU slots."""
 
     def __init__(
@@ -50,12 +132,7 @@ class LoraSlots:
         self.ranks = [max_rank] * n_slots  # (ranks below max_rank skip the zero padding)
         self.owner: list[str | None] = [None] * n_slots
         self._views = {k: self._make_views(s) for k, s in self.layout.items()}
-        self._slices = [
-            {f: sl for f in FUSED if (sl := LoraSlices.of(self, layer, f)) is not None}
-            for layer in range(shape.layers)
-        ]
-        # the stream `project` runs shrinks on (None: in line); set to None to turn it off
-        self.shrink_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        self._init_compute()
 
     @classmethod
     def random(
@@ -76,9 +153,6 @@ class LoraSlots:
     @property
     def slot_bytes(self) -> int:
         return self.slot_numel * self.pool.element_size()
-
-    def has(self, module: str) -> bool:
-        return module in self.targets
 
     def A(self, layer: int, module: str) -> torch.Tensor:
         return self._views[(layer, module)][0]
@@ -108,56 +182,6 @@ class LoraSlots:
             raise ValueError(
                 f"adapter targets {sorted(extra)} have no slot buffers ({self.targets})"
             )
-
-    # ---- batched compute (SGMV, gpu.kernels) -----------------------------------------
-
-    def meta(
-        self,
-        tok_slots: list[int],
-        *,
-        max_tokens: int | None = None,
-        max_segments: int | None = None,
-        max_len: int | None = None,
-    ) -> LoraMeta | None:
-        """The SGMV segment table of a packed batch (tok_slots[t]: token t's slot, -1: base
-        model), on the device; capacities fixed for a CUDA-graph bucket when given. None when
-        no token uses an adapter and no capacity is asked for (the LoRA ops are skipped)."""
-        if max_tokens is None and all(s < 0 for s in tok_slots):
-            return None
-        return LoraMeta.build(
-            tok_slots, self.ranks, self.scaling, self.device,
-            max_tokens=max_tokens, max_segments=max_segments, max_len=max_len,
-        )  # fmt: skip
-
-    def project(
-        self, x: torch.Tensor, w: torch.Tensor, layer: int, fused: str, meta: LoraMeta
-    ) -> torch.Tensor:
-        """x @ w.t() plus this fused projection's LoRA (`apply`), with the shrink on
-        `shrink_stream` while the base matmul runs. h is allocated on the side stream and
-        freed after the expand on this one: the side stream's next shrink is queued behind
-        a wait on this stream, so its reuse of h's memory cannot overtake the expand."""
-        sl = self._slices[layer].get(fused)
-        side = self.shrink_stream
-        if sl is None or side is None or not x.is_cuda:
-            return self.apply(x @ w.t(), x, layer, fused, meta)
-        main = torch.cuda.current_stream(x.device)
-        side.wait_stream(main)
-        with torch.cuda.stream(side):
-            h = lora_shrink(x, self.pool, sl.a_offsets, self.max_rank, meta)
-        y = x @ w.t()
-        main.wait_stream(side)
-        return lora_expand(h, self.pool, sl.bt_offsets, sl.widths, y, meta, self.max_rank, sl.out_offsets)
-
-    def apply(
-        self, y: torch.Tensor, x: torch.Tensor, layer: int, fused: str, meta: LoraMeta
-    ) -> torch.Tensor:
-        """y[t] += scale * (x[t] A_s^T) B_s^T on the columns of each module of the fused
-        projection `fused` ("qkv", "gate_up", "o", "down") that the slots hold, for every token
-        t of adapter slot s, in place: two launches whatever the number of adapters."""
-        sl = self._slices[layer].get(fused)
-        if sl is None:
-            return y
-        return lora_apply(y, x, self.pool, sl, self.max_rank, meta)
 
 
 def reference_lora(

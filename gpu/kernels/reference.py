@@ -152,9 +152,11 @@ def write_kv(
 ) -> None:
     """k_cache[slot // page, slot % page] = k[t] (same for v), slot = slot_mapping[t] =
     page * page_size + offset. Padding tokens must map to a scratch slot, not -1."""
-    kvh, hd = k_cache.shape[2:]
-    k_cache.view(-1, kvh, hd).index_copy_(0, slot_mapping.long(), k)
-    v_cache.view(-1, kvh, hd).index_copy_(0, slot_mapping.long(), v)
+    ps = k_cache.shape[1]
+    sm = slot_mapping.long()
+    # indexed by (page, offset): the unified arena's caches are strided views (gpu.unified)
+    k_cache[sm // ps, sm % ps] = k.to(k_cache.dtype)
+    v_cache[sm // ps, sm % ps] = v.to(v_cache.dtype)
 
 
 def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
