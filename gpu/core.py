@@ -16,9 +16,10 @@ import torch
 from gpu.adapters import ordered_targets
 from gpu.decode_graphs import DecodeRunner
 from gpu.kv_cache import PagedKV
-from gpu.lora import LoraSlots
+from gpu.lora import LoraSlots, SgmvLora
 from gpu.model import LlamaModel, default_device, default_dtype
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner
+from gpu.unified import UnifiedMemory
 from sim.core.model import ALL_TARGETS, ModelShape, Trace
 
 
@@ -38,6 +39,9 @@ class CoreSpec:
     eager_decode: bool = False  # one model.forward a decode step (validation rounds 1-4)
     prefill_graph_tokens: int = DEFAULT_MAX_TOKENS  # 0: eager prefills
     max_batch_adapters: int | None = None  # distinct adapters a batch can hold (graph keys)
+    # > 0: KV and adapters share one arena of this many pages (gpu.unified; issue #28), and
+    # n_slots is only the most adapters a batch can hold
+    unified_pages: int = 0
 
     def serves(self, other: CoreSpec) -> bool:
         """A core built for `self` can run what `other` needs: same model and graph
@@ -55,6 +59,7 @@ class CoreSpec:
             and set(other.targets) <= set(self.targets)
             and self.kv_rows >= other.kv_rows
             and self.max_ctx >= other.max_ctx
+            and self.unified_pages == other.unified_pages
         )
 
 
@@ -66,11 +71,21 @@ class GpuCore:
         dev = torch.device(spec.device)
         dtype = getattr(torch, spec.dtype)
         self.device, self.dtype = dev, dtype
-        self.slots = LoraSlots(
-            spec.shape, spec.n_slots, spec.max_rank, ordered_targets(spec.targets), dev, dtype
-        )
+        self.unified: UnifiedMemory | None = None
+        self.slots: SgmvLora
+        if spec.unified_pages:
+            self.unified = UnifiedMemory(
+                spec.shape, spec.unified_pages, rows=spec.kv_rows, max_ctx=spec.max_ctx,
+                max_rank=spec.max_rank, targets=spec.targets, max_adapters=spec.n_slots,
+                device=dev, dtype=dtype,
+            )  # fmt: skip
+            self.slots, self.kv = self.unified.lora, self.unified.kv
+        else:
+            self.slots = LoraSlots(
+                spec.shape, spec.n_slots, spec.max_rank, ordered_targets(spec.targets), dev, dtype
+            )
+            self.kv = PagedKV(spec.shape, spec.kv_rows, spec.max_ctx, dev, dtype)
         self.model = LlamaModel(spec.shape, device=dev, dtype=dtype, seed=spec.seed, lora=self.slots)
-        self.kv = PagedKV(spec.shape, spec.kv_rows, spec.max_ctx, dev, dtype)
         adapters = spec.max_batch_adapters
         # one graph memory pool for decode and prefill pieces (see gpu.piecewise)
         pool = torch.cuda.graph_pool_handle() if dev.type == "cuda" else None
@@ -144,10 +159,15 @@ class GpuCore:
         return (self.decoder.captured_s if self.decoder else 0.0) + self.prefiller.captured_s
 
     def reset(self) -> None:
-        """Forget one run: free every KV row, empty the slots' owners and scales."""
+        """Forget one run: free every KV row, empty the slots' owners and scales (the arena's
+        adapters)."""
         self.kv.reset()
-        n = self.slots.n_slots
-        self.slots.owner, self.slots.scaling = [None] * n, [0.0] * n
-        self.slots.ranks = [self.slots.max_rank] * n
+        if self.unified is not None:
+            for name in list(self.unified.lora.first):
+                self.unified.evict(name)
+        else:
+            n = self.slots.n_slots
+            self.slots.owner, self.slots.scaling = [None] * n, [0.0] * n
+            self.slots.ranks = [self.slots.max_rank] * n
         if self.decoder is not None:
             self.decoder.reset()

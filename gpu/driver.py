@@ -52,18 +52,19 @@ from sim.core.model import ModelShape, Trace
 from sim.errors import DeadlockError
 from sim.timeline_log import Row
 
-# The harness's LoRA memory is fixed slots (gpu.lora.LoraSlots): unified memory's paged
-# adapters and its Evict effect are not implemented here yet (docs/unified_memory.md).
-UNIFIED_REFUSED = ValueError(
-    "serving.adapter_memory: unified (and policy idle_cache) is not supported by the CUDA driver yet: "
-    "its adapters live in fixed slots; run it in the simulator (lorasim run / sweep)"
+UNIFIED_NEEDS_ARENA = ValueError(
+    "serving.adapter_memory: unified (and policy idle_cache) needs a driver built with "
+    "unified_pages (gpu.validate.run_gpu sizes the arena from the engine's budget)"
 )
 
 
-def refuse_unified(engine: Any) -> None:
-    """One clear error, rather than running a unified-memory engine on fixed slots."""
-    if getattr(engine, "unified", False):
-        raise UNIFIED_REFUSED
+def check_memory_model(engine: Any, unified: bool) -> None:
+    """One clear error where the engine's memory model and the driver's differ (a unified
+    engine on fixed slots, or a slot engine on the arena)."""
+    if getattr(engine, "unified", False) != unified:
+        raise UNIFIED_NEEDS_ARENA if not unified else ValueError(
+            "this driver's adapters live in the unified arena; the engine uses slots"
+        )
 
 
 
@@ -92,6 +93,7 @@ class _Decode:
     rows: list[int]
     rows_t: Any
     lb: Any
+    epoch: int = 0  # the driver's adapter-move count its segment table was built at
 
 
 @dataclass
@@ -131,11 +133,14 @@ class CudaDriver:
         prefill_graph_tokens: int = DEFAULT_MAX_TOKENS,
         max_batch_adapters: int | None = None,
         core: GpuCore | None = None,
+        unified_pages: int = 0,
     ):
         """`core`: GPU state of an earlier run to run on (gpu.core; must serve this trace),
         else one is built. eager_decode: one model.forward per decode step (validation
         rounds 1-4); prefill_graph_tokens: largest prefill replayed as graphs (0: eager);
-        max_batch_adapters: most distinct adapters a batch can hold (fewer graphs)."""
+        max_batch_adapters: most distinct adapters a batch can hold (fewer graphs);
+        unified_pages: KV and adapters in one arena of that many pages (the serving core's
+        unified memory; n_slots is then the most adapters a batch can hold)."""
         self.host, self.poll_s = host, poll_s
         self.requests = {r.rid: r for r in trace.requests}
         spec = GpuCore.spec_for_trace(
@@ -150,6 +155,7 @@ class CudaDriver:
             eager_decode=eager_decode,
             prefill_graph_tokens=prefill_graph_tokens,
             max_batch_adapters=max_batch_adapters,
+            unified_pages=unified_pages,
         )
         if core is None:
             core = GpuCore(spec)
@@ -160,6 +166,9 @@ class CudaDriver:
         self.core = core
         self.device, self.dtype, self.shape, self.seed = core.device, core.dtype, shape, seed
         self.slots, self.model, self.kv = core.slots, core.model, core.kv
+        self.um = core.unified  # the arena (unified memory), or None: fixed slots
+        self._freed_at: dict[int, Marker] = {}  # arena pages freed under in-flight compute
+        self._lora_epoch = 0  # bumped when an adapter moved in the arena (metas go stale)
         # decode and prefill through the piecewise graphs of gpu.decode_graphs and
         # gpu.prefill_graphs (on CPU the same pieces run eagerly)
         self.decoder, self.prefiller = core.decoder, core.prefiller
@@ -219,7 +228,7 @@ class CudaDriver:
         at the start are frozen out of it): a full collection over the model's and the
         engine's objects is a pause of tens of ms at a random step, noise the simulator does
         not model (servers do the same: SGLang freezes and tunes its GC)."""
-        refuse_unified(engine)
+        check_memory_model(engine, self.um is not None)
         gen = engine.run()
         result: Any = None
         gc.collect()
@@ -290,7 +299,7 @@ class CudaDriver:
         if isinstance(eff, Idle):
             return self._idle(eff.until)
         if isinstance(eff, Evict):
-            raise UNIFIED_REFUSED
+            return self._evict(eff.adapters)
         raise TypeError(f"unknown effect {eff!r}")
 
     # ---- loads ---------------------------------------------------------------------------
@@ -313,7 +322,10 @@ class CudaDriver:
         if self.host.disk_reads > reads:
             self._rows.append(("disk", t0, t1, job.kind, name))
             self.counters["disk_s"] += t1 - t0
-        self.slots.check(ad.rank, ad.targets)
+        if self.um is not None:
+            self.um.lora.check(ad)
+        else:
+            self.slots.check(ad.rank, ad.targets)
         src = ad
         if job.host_mode == "pin_per_load":
             allocs = _host_allocs()
@@ -330,11 +342,14 @@ class CudaDriver:
                     self.counters["pin_alloc_n"] += 1
                     self.counters["pin_alloc_s"] += t2 - t1
         which = "compute" if job.stream == "compute" else "load"
+        page = self._arena_place(ad, which) if self.um is not None else None
         t_issue = self.clock.now()
         layers: list[Marker] = []
         with self.clock.stream(which):
             m0 = self.clock.mark(which)
-            if job.layered:
+            if page is not None:
+                layers = self._copy_arena(src, page, job.copy_mode, which, job.layered)
+            elif job.layered:
                 layers = self._copy_layered(src, job.slot, job.copy_mode, which)
             else:
                 self._copy(src, job.slot, job.copy_mode, which)
@@ -342,9 +357,12 @@ class CudaDriver:
         # the host's time issuing the copies (per module: one call per A/B tensor), as the
         # SimPy driver's `issue` row: the scheduler can do nothing else meanwhile
         self._rows.append(("host", t_issue, self.clock.now(), "issue", name))
-        self.slots.scaling[job.slot] = ad.scaling
-        self.slots.ranks[job.slot] = ad.rank
-        self.slots.owner[job.slot] = name
+        if page is not None:
+            self.um.lora.register(name, page, ad.rank, ad.scaling)
+        else:
+            self.slots.scaling[job.slot] = ad.scaling
+            self.slots.ranks[job.slot] = ad.rank
+            self.slots.owner[job.slot] = name
         self.loads[job.lid] = _Load(
             job, m0, m1, keep=src if src is not ad else None, host_t0=t0, queued=queued, layers=layers
         )
@@ -411,6 +429,63 @@ class CudaDriver:
             sl.pool[slot].zero_()  # rank padding and untargeted modules must read as zero
         sl.copy_modules(slot, src.modules)
 
+    # ---- the unified arena (gpu.unified) --------------------------------------------------
+
+    def _arena_place(self, ad: HostAdapter, which: str) -> int:
+        """A run of arena pages for `ad` -> its first page. What the arena moves out of the
+        way (KV pages, a packed adapter) is copied on the compute stream, after the forwards
+        in flight that read it; the copy into the run waits for those moves and for any
+        forward in flight that still used its pages when they were freed."""
+        um = self.um
+        assert um is not None
+        start, moves = um.arena.place_adapter(ad.name, um.lora.pages_for(ad.rank))
+        waits = [m for p in range(start, start + um.lora.pages_for(ad.rank))
+                 if (m := self._freed_at.pop(p, None)) is not None and not m.done()]  # fmt: skip
+        if moves:
+            with self.clock.stream("compute"):
+                um.apply(moves)
+                waits.append(self.clock.mark("compute"))
+            if any(m.owner is not None for m in moves):
+                self._lora_epoch += 1  # a moved adapter: decode metas must be rebuilt
+        if which == "load":
+            for m in waits:
+                self.clock.load_waits_for(m)
+        return start
+
+    def _copy_arena(self, src: HostAdapter, page: int, mode: str, which: str, layered: bool) -> list[Marker]:
+        """The copies of a load into its arena run: one flat copy (the run holds the flat
+        layout), or one per A/B^T tensor; a layered load layer by layer, marking each."""
+        lora = self.um.lora
+        if not layered:
+            if mode == "flat":
+                lora.copy_flat(src.flat, page)
+            else:
+                lora.copy_modules(page, src.modules)
+            return []
+        marks = []
+        for _, group in itertools.groupby(src.modules, key=lambda m: m[0].layer):
+            mods = list(group)
+            if mode == "flat":
+                first, last = mods[0][0], mods[-1][0]
+                lora.copy_flat(src.flat, page, first.a_off, last.b_off + last.rank * last.d_out)
+            else:
+                lora.copy_modules(page, mods)
+            marks.append(self.clock.mark(which))
+        return marks
+
+    def _evict(self, adapters: tuple[str, ...]) -> None:
+        """Free evicted adapters' pages; a copy into them waits for the compute queued now."""
+        um = self.um
+        if um is None:
+            raise UNIFIED_NEEDS_ARENA
+        with self.clock.stream("compute"):
+            mark = self.clock.mark("compute")
+        for name in adapters:
+            start, n = um.arena.run_of(name)
+            um.evict(name)
+            for p in range(start, start + n):
+                self._freed_at[p] = mark
+
     def _collect_loads(self) -> None:
         for lid, ld in self.loads.items():
             if not ld.row_done and ld.end.done():
@@ -458,13 +533,16 @@ class CudaDriver:
         r = self.requests[rid]
         return r.input_len + r.output_len
 
-    def _tok_slots(self, batch: Batch, new: list[int]) -> list[int]:
-        """The slot each new token reads its adapter from (-1: base model)."""
+    def _tok_slots(self, items, new: list[int]) -> list[int]:
+        """The slot each new token reads its adapter from (-1: base model); in the arena,
+        the adapter's first page."""
         tok_slots: list[int] = []
-        for it, n in zip(batch.items, new, strict=True):
+        for it, n in zip(items, new, strict=True):
             s = it.slot if it.adapter is not None and it.rank > 0 else -1
             if self.resident is not None and it.adapter is not None:
                 s = self.resident[it.adapter]
+            elif self.um is not None and s >= 0:
+                s = self.um.lora.first[it.adapter]
             tok_slots.extend([s] * n)
         return tok_slots
 
@@ -518,7 +596,7 @@ class CudaDriver:
                     ]
                 )
                 inp = StepInput(to_device(toks, dev), rows, ctx, new)
-                logits = self.prefiller.run(inp, self._tok_slots(batch, new), before_layer=before_layer)
+                logits = self.prefiller.run(inp, self._tok_slots(items, new), before_layer=before_layer)
                 done = [
                     i
                     for i, it in enumerate(items)
@@ -530,13 +608,13 @@ class CudaDriver:
                 launch.steps.append(self.clock.mark("compute"))
                 self._release(items, 0)
             else:
-                tok_slots = self._tok_slots(batch, [1] * len(items))
+                tok_slots = self._tok_slots(items, [1] * len(items))
                 lb = None
                 if self.decoder is not None:
                     self.decoder.prepare(rows, [it.context for it in items], tok_slots)
                 else:
                     lb = self.slots.meta(tok_slots)
-                launch.decode = _Decode(eff, items, rows, rows_t, lb)
+                launch.decode = _Decode(eff, items, rows, rows_t, lb, self._lora_epoch)
                 self._decode_step(launch)
         if batch.kind == "decode":
             self._carry_on(launch, block=eff.wait)
@@ -546,6 +624,14 @@ class CudaDriver:
         """Launch the next step of a decode run and mark its end."""
         d = la.decode
         assert d is not None
+        if d.epoch != self._lora_epoch:  # an adapter of the arena moved: a fresh segment table
+            j = len(la.steps)
+            tok_slots = self._tok_slots(d.items, [1] * len(d.items))
+            if self.decoder is not None:
+                self.decoder.prepare(d.rows, [it.context + j for it in d.items], tok_slots)
+            else:
+                d.lb = self.slots.meta(tok_slots)
+            d.epoch = self._lora_epoch
         with self.clock.stream("compute"):
             if self.decoder is not None:
                 self.decoder.step()
@@ -590,10 +676,19 @@ class CudaDriver:
         return False
 
     def _release(self, items, last_step: int) -> None:
-        """Free KV rows of requests whose last output token this forward produced."""
+        """Free KV rows of requests whose last output token this forward produced. In the
+        arena their pages may go to an adapter copied on the load stream, which must wait
+        for this forward (still in flight): it is marked with them."""
+        mark = None
         for it in items:
             r = self.requests[it.rid]
             if it.context + it.new_tokens + last_step >= r.input_len + r.output_len - 1:
+                if self.um is not None:
+                    if mark is None:
+                        with self.clock.stream("compute"):
+                            mark = self.clock.mark("compute")
+                    for p in self.kv.pages_of(it.rid):
+                        self._freed_at[p] = mark
                 self.kv.release(it.rid)
                 self._prompts.pop(it.rid, None)
 

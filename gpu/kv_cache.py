@@ -119,6 +119,11 @@ class PagedKV:
             self.capacity.pop(r, None)
             self._free_rows.append(r)
 
+    def pages_of(self, rid: int) -> list[int]:
+        """The pages request `rid`'s row holds (none if it holds no row)."""
+        r = self.row_of.get(rid)
+        return list(self._pages_of.get(r, [])) if r is not None else []
+
     def _give_back(self, pages: list[int]) -> None:
         if self.pager is not None:
             self.pager.free_kv(pages)

@@ -76,6 +76,11 @@ class Clock:
         if self.cuda and m._event is not None:
             self.compute.wait_event(m._event)
 
+    def load_waits_for(self, m: Marker) -> None:
+        """Order later load-stream work after a compute-stream marker."""
+        if self.cuda and m._event is not None:
+            self.load.wait_event(m._event)
+
     def sync(self) -> None:
         if self.cuda:
             torch.cuda.synchronize(self.device)

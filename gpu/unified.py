@@ -60,11 +60,30 @@ class ArenaLora(SgmvLora):
 
     def write(self, ad: HostAdapter, page: int) -> None:
         """Copy the adapter's flat host buffer (its own rank, the arena's targets) into its
-        run from `page`, on the current stream."""
+        run from `page`, on the current stream, and record it there."""
+        self.copy_flat(ad.flat, page)
+        self.register(ad.name, page, ad.rank, ad.scaling)
+
+    def copy_flat(self, flat: torch.Tensor, page: int, lo: int = 0, hi: int | None = None) -> None:
+        """One copy of elements [lo, hi) of a flat host buffer into the run from `page` (the
+        run holds the flat layout as it is: a flat load, or one layer of a layered one)."""
+        hi = flat.numel() if hi is None else hi
         base = page * self.pool.shape[1]
-        self.pool.view(-1)[base : base + ad.flat.numel()].copy_(ad.flat, non_blocking=True)
-        self.first[ad.name] = page
-        self.ranks[page], self.scaling[page] = ad.rank, ad.scaling
+        self.pool.view(-1)[base + lo : base + hi].copy_(flat[lo:hi], non_blocking=True)
+
+    def copy_modules(self, page: int, modules) -> None:
+        """One copy per A and B^T tensor (a per-module load, as SGLang's) into the run from
+        `page`: the same places as the flat layout."""
+        flat = self.pool.view(-1)
+        base = page * self.pool.shape[1]
+        for seg, a, bt in modules:
+            flat[base + seg.a_off : base + seg.b_off].copy_(a.reshape(-1), non_blocking=True)
+            b0 = base + seg.b_off
+            flat[b0 : b0 + seg.rank * seg.d_out].copy_(bt.reshape(-1), non_blocking=True)
+
+    def register(self, name: str, page: int, rank: int, scaling: float) -> None:
+        self.first[name] = page
+        self.ranks[page], self.scaling[page] = rank, scaling
 
     def forget(self, name: str) -> None:
         page = self.first.pop(name)

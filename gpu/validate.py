@@ -20,7 +20,7 @@ from gpu.distributions import Distributions, read_records
 from gpu.run_health import DEGRADED_ABOVE, HealthLog
 from sim.config import Scenario
 from sim.core.model import Trace
-from sim.errors import LorasimError, ScenarioError
+from sim.errors import LorasimError
 from sim.hw.profile import atomic_write_text
 from sim.runner import RunResult, load_scenario
 
@@ -95,6 +95,18 @@ def warm_pin_cache(host, n_adapters: int, per_module: bool) -> None:
     del keep
 
 
+def arena_pages(engine, shape, trace: Trace, rows: int) -> int:
+    """Pages of the unified arena for a unified engine (0 for slots): the engine's byte
+    budget in pages, plus a page a KV row and a page an adapter, the most that rounding to
+    whole pages adds to what the engine counts in bytes."""
+    if not engine.unified:
+        return 0
+    from gpu.unified import page_numel
+
+    page_bytes = page_numel(shape) * shape.dtype_bytes
+    return -(-engine.pool.budget // page_bytes) + rows + len(trace.adapters)
+
+
 def run_gpu(
     sc: Scenario,
     policy: str,
@@ -113,19 +125,15 @@ def run_gpu(
     from sim.core.engine import Engine
     from sim.hw import load_hardware
     from sim.policies import registry
-    from sim.runner import check_feasible, finish_run, merge_counters
+    from sim.runner import check_feasible, finish_run, merge_counters, serving_knobs
 
     shape = sc.model.shape()
     check_feasible(sc, trace)
     pol = registry.create(policy, **sc.policy_options.get(policy, {}))
-    if pol.memory_model(sc.serving.knobs()) == "unified":
-        from gpu.driver import UNIFIED_REFUSED
-
-        raise ScenarioError(f"{sc.source}: policy {policy!r}: {UNIFIED_REFUSED}")
     # the engine gets the same cost model as in `simulate`: policies that predict (lookahead)
     # decide from it, so both drivers must hand them the same estimator
     hardware = load_hardware(sc.hardware, shape)
-    engine = Engine(trace, sc.serving, pol, estimator=hardware)
+    engine = Engine(trace, serving_knobs(sc, trace), pol, estimator=hardware)
     root = Path(opts.adapter_dir or Path(tempfile.gettempdir()) / f"lorasim-adapters-{shape.name}")
     paths = write_population(root, trace.adapters, shape, seed=opts.seed)
     host_mode = pol.host_mode(sc.serving)
@@ -134,13 +142,16 @@ def run_gpu(
     mode = "pinned" if host_mode == "pinned" else "pageable"
     host = _host_pool(shape, paths, mode, names, cap, reuse)
     resident = policy == "resident"
-    n_slots = len(names) if resident else pol.slot_capacity(sc.serving)
+    unified_pages = arena_pages(engine, shape, trace, rows=min(sc.serving.max_running_requests, len(trace.requests)))
+    # unified: no per-batch adapter limit, so a batch may hold every adapter
+    n_slots = len(names) if resident or unified_pages else pol.slot_capacity(sc.serving)
     device = torch.device(opts.device) if opts.device else None
     options = dict(
         seed=opts.seed,
         eager_decode=opts.eager_decode,
         prefill_graph_tokens=opts.prefill_graph_tokens,
-        max_batch_adapters=None if resident else sc.serving.max_loras_per_batch,
+        max_batch_adapters=None if resident or unified_pages else sc.serving.max_loras_per_batch,
+        unified_pages=unified_pages,
     )
     rows = min(sc.serving.max_running_requests, len(trace.requests))
     core = None
