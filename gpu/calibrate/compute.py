@@ -78,6 +78,11 @@ def measure_compute(
 ) -> ComputeTables:
     dtype = default_dtype(device)
     timer = Timer(device)
+    t_start = time.perf_counter()
+
+    def lap(done: str) -> None:  # where calibration's minutes go (target: 5 for a full run)
+        progress(f"  elapsed {time.perf_counter() - t_start:.0f} s into the forwards: {done}")
+
     reps = grid.get("compute_reps", grid["reps"])
     grid = {  # on CPU too: the same pieces, padded to buckets up to the limit
         **grid,
@@ -179,6 +184,7 @@ def measure_compute(
         f"  prefill attention {attention:.2f} ms per million causal query-key cells"
         " (eager prefills; each request's new tokens over its own keys)"
     )
+    lap("prefill table, launch fraction, attention")
 
     decode_raw = []
     for b in grid["batch"]:
@@ -192,6 +198,7 @@ def measure_compute(
         progress("  decode (monotone lower envelope over context and batch):")
         for b, row in zip(grid["batch"], decode, strict=True):
             progress(f"    batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
+    lap("decode grid")
 
     # LoRA extra, per rank: slots of that rank on the same model
     c = min(256, max(grid["context"]))
@@ -229,6 +236,7 @@ def measure_compute(
                          f"(batch {spread[1]}, {spread[2]} adapters); the table holds their median")
             raw_lora[rank] = dplane
             dec_planes.append(dplane)
+            lap(f"LoRA decode plane, rank {rank}")
         if rank in grid["prefill_lora_ranks"]:
             plane = []
             for t in grid["prefill_lora_tokens"]:
@@ -255,6 +263,7 @@ def measure_compute(
                     )
                 )
             pre_planes.append(fit_lora_prefill(plane))
+            lap(f"LoRA prefill plane, rank {rank}")
         model.lora = None
         runner = prefiller = None
     if timer.cuda:
