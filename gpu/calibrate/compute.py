@@ -112,14 +112,14 @@ def measure_compute(
             lora,
         )
 
-    max_b = max(max(grid["batch"]), max(grid["lora_batch"]), max(grid["adapters"]), min(32, rows))
+    max_b = max(max(grid["batch"]), min(32, rows))
 
     def runners():
         """Decode and prefill runners for the model's current LoRA slots (graphs keep the
         buffers they were captured with), as the CudaDriver's gpu.core builds them. A new
         graph pool each time: a pool whose graphs were all freed cannot be captured into."""
         pool = torch.cuda.graph_pool_handle() if timer.cuda else None
-        dec = None if eager_decode else DecodeRunner(model, kv, max_batch=max_b, pool=pool)
+        dec = None if eager_decode else DecodeRunner(model, kv, max_batch=min(max_b, kv.rows), pool=pool)
         return dec, PrefillRunner(model, kv, max_tokens=prefill_graph_tokens, pool=pool)
 
     runner, prefiller = runners()
@@ -200,17 +200,30 @@ def measure_compute(
             progress(f"    batch {b:>4}: " + " ".join(f"{x * 1e3:7.2f}" for x in row) + " ms")
     lap("decode grid")
 
-    # LoRA extra, per rank: slots of that rank on the same model
+    # LoRA extra, per rank: slots of that rank on the same model, over a KV cache only as
+    # large as these forwards need (decode at context c, prefill items of <= 512 tokens), so
+    # that up to 64 adapters' slots fit beside the model where the decode grid's cache was
     c = min(256, max(grid["context"]))
-    n_slots = max(max(grid["adapters"]), p_items, 1)
+    runner = prefiller = None
+    del kv
+    if timer.cuda:
+        torch.cuda.empty_cache()
+    max_b = max(max(grid["lora_batch"]), max(grid["adapters"]), p_items, b_int)
+    lora_rows = max(max_b, -(-max(grid["prefill_lora_tokens"]) // 512), min(32, rows))
+    lora_ctx = max(c, c_int) + 2  # `between`'s untimed decode steps run at c_int
+    kv = PagedKV(shape, lora_rows, max(lora_ctx, min(max(grid["prefill_lora_tokens"]), 512)), device, dtype)
+    kv.take_all_rows()
     lreps, preps = grid.get("lora_reps", reps), grid.get("prefill_lora_reps", reps)
     dec_planes, pre_planes, raw_lora = [], [], {}
     ranks = sorted(set(grid["lora_ranks"]) | set(grid["prefill_lora_ranks"]))
+    caps = grid.get("lora_max_adapters", {})
     for rank in ranks:
         model.lora = None
         if timer.cuda:
             torch.cuda.empty_cache()
-        slots = LoraSlots.random(shape, n_slots, rank, device, dtype)
+        most = min(max(grid["adapters"]), caps.get(rank, max(grid["adapters"])))
+        measured = [n for n in grid["adapters"] if n <= most]
+        slots = LoraSlots.random(shape, max(most, p_items, 1), rank, device, dtype)
         model.lora = slots
         runner, prefiller = runners()
         if rank in grid["lora_ranks"]:
@@ -223,7 +236,12 @@ def measure_compute(
                     stepping(bb, c), stepping(bb, c, [i % n for i in range(bb)]), lreps, warmup=2,
                 ))
 
-            dplane, spread = lora_passes(cell, grid["lora_batch"], grid["adapters"], grid.get("lora_passes", 1))
+            dplane, spread = lora_passes(cell, grid["lora_batch"], measured, grid.get("lora_passes", 1))
+            if len(measured) < len(grid["adapters"]):
+                dplane = [extend_linearly(measured, row, grid["adapters"]) for row in dplane]
+                progress(f"  lora decode rank {rank:>3}: {', '.join(str(n) for n in grid['adapters'][len(measured):])}"
+                         f" adapters not measured (their slots do not fit beside the model): "
+                         f"extrapolated linearly from {measured[-2]} and {measured[-1]}")
             # not forced monotone in adapters: timing noise is not, and the simulator
             # interpolates what was measured
             for b, row in zip(grid["lora_batch"], dplane, strict=True):
@@ -284,6 +302,12 @@ def measure_compute(
     return ComputeTables(grid["prefill"], prefill, decode, lora, lora_prefill, raw, launch, attention)
 
 
+def extend_linearly(xs: list[int], ys: list[float], to: list[int]) -> list[float]:
+    """ys over xs, then the values at `to`'s further points on the line through the last two."""
+    (x0, y0), (x1, y1) = (xs[-2], ys[-2]), (xs[-1], ys[-1])
+    return list(ys) + [max(0.0, y1 + (x - x1) * (y1 - y0) / (x1 - x0)) for x in to[len(xs):]]
+
+
 def lora_passes(
     cell: Callable[[int, int], float], batches: list[int], adapters: list[int], passes: int
 ) -> tuple[list[list[float]], tuple[float, int, int] | None]:
@@ -295,9 +319,13 @@ def lora_passes(
     calibration, 6.1 in another and 5.3-6.0 in gpu.diag_lora; the runs pay ~6.2)."""
     runs: dict[tuple[int, int], list[float]] = {}
     for k in range(passes):
-        for b in batches if k % 2 == 0 else batches[::-1]:
-            for n in adapters:
-                runs.setdefault((b, n), []).append(cell(b, n))
+        seen: dict[tuple[int, int], float] = {}  # a cell with more adapters than requests
+        for b in batches if k % 2 == 0 else batches[::-1]:  # is measured at n requests:
+            for n in adapters:  # once a pass, whatever batch asks for it
+                key = (max(b, n), n)
+                if key not in seen:
+                    seen[key] = cell(b, n)
+                runs.setdefault((b, n), []).append(seen[key])
     plane = [[statistics.median(runs[b, n]) for n in adapters] for b in batches]
     if passes < 2:
         return plane, None

@@ -18,7 +18,11 @@ GRIDS: dict[str, dict] = {
                     1280, 1536, 1792, 2048, 4096, 8192],
         "batch": [1, 2, 4, 8, 16, 32, 64, 128],
         "context": [128, 512, 1024, 2048],
-        "adapters": [0, 1, 2, 4, 8, 16],
+        # up to 64 distinct adapters a batch: with unified memory (issue #28) no slot count
+        # bounds them. Rank 256 stops at 32: 64 of its 1.34 GB slots do not fit beside the
+        # model, so its 64 column is extrapolated from 16 and 32 (and the log says so)
+        "adapters": [0, 1, 2, 4, 8, 16, 32, 64],
+        "lora_max_adapters": {256: 32},
         "lora_ranks": [16, 64, 256],
         # decode LoRA extra at every graph batch bucket up to 64 (n > batch: at n): the extra
         # is not linear in batch between buckets (H200, rank 64, 4 adapters: 8.4 ms at 4, 6.5

@@ -340,6 +340,40 @@ def test_lora_plane_passes_take_the_median_so_one_slow_spell_does_not_set_a_row(
     assert none is None and len(one) == 1
 
 
+def test_a_cell_with_more_adapters_than_requests_is_measured_once_a_pass():
+    """n adapters need n requests, so (batch 1, 4 adapters) and (batch 2, 4 adapters) are the
+    same measurement at 4 requests: one call a pass, the same value in both cells."""
+    calls: list[tuple[int, int]] = []
+
+    def cell(b: int, n: int) -> float:
+        calls.append((b, n))
+        return 0.001 * max(b, n) + 0.01 * n
+
+    plane, _ = lora_passes(cell, [1, 2, 4, 8], [1, 4], passes=2)
+    assert plane[0][1] == plane[1][1] == plane[2][1] == pytest.approx(0.044)
+    assert len(calls) == 2 * 6  # a pass: 4 cells of 1 adapter, (<= 4, 4) once, (8, 4)
+    assert {(max(b, n), n) for b, n in calls[:6]} == {(1, 1), (2, 1), (4, 1), (8, 1), (4, 4), (8, 4)}
+
+
+def test_adapter_counts_past_a_ranks_cap_are_extrapolated_and_said_so(monkeypatch):
+    """The full grid prices up to 64 distinct adapters a batch (unified memory has no slot
+    limit); rank 256's slots for 64 do not fit beside the model, so its column past the cap is
+    the line through the last two measured ones, and the log says which."""
+    from gpu.calibrate.compute import extend_linearly
+
+    assert max(GRIDS["full"]["adapters"]) == 64 and GRIDS["full"]["lora_max_adapters"] == {256: 32}
+    assert extend_linearly([1, 2, 4], [1.0, 2.0, 3.0], [1, 2, 4, 8, 16]) == [1.0, 2.0, 3.0, 5.0, 9.0]
+    quick = {**GRIDS["quick"], "adapters": [0, 1, 2, 4], "lora_max_adapters": {8: 2}}
+    monkeypatch.setitem(GRIDS, "quick", quick)
+    lines: list[str] = []
+    prof = calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lines.append)
+    assert any("lora decode rank   8: 4 adapters not measured" in ln and "from 1 and 2" in ln for ln in lines)
+    ld = prof.compute.lora_decode
+    assert ld.adapters == (0.0, 1.0, 2.0, 4.0)
+    for row in ld.seconds[list(ld.ranks).index(8.0)]:
+        assert row[3] == pytest.approx(max(0.0, row[2] + 2 * (row[2] - row[1])), abs=1e-5)
+
+
 def test_refit_only_takes_the_named_part_and_keeps_the_rest(quick):
     """Round 10: the decode LoRA plane, re-measured on the graph-batch grid by another
     calibration, joins a profile whose base tables came from the one that matched the runs."""
