@@ -68,6 +68,8 @@ def test_pin_stats_measure_the_slow_share():
     h = host_stats(pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]))
     assert h["pins"] == 10 and h["issue_median_ms"] == pytest.approx(5.0)
     assert s["pin_mean_ms"] == pytest.approx(21.0) and s["pin_slow_share"] == pytest.approx(0.1)
+    # pins 0.985 s apart are not after quiet; the one 11.9 s after the last is
+    assert s["quiet_pins"] == 1 and s["quiet_pin_median_ms"] == pytest.approx(75.0)
 
 
 def test_prices_rebuild_each_forward_from_the_records():
