@@ -253,8 +253,8 @@ def pin_stats(timeline: pd.DataFrame) -> dict:
     """Count, median and mean (ms) of a timeline's pin rows, the share over 1.5 x the median
     (sim.metrics.pin_tail's slow pins), and the count and median of the pins that follow
     `QUIET_S` of no pinning (the run's first pin left out): slow pins follow quiet (round 16;
-    H100, 2026-12-06: median 18 ms within 0.5 s of the last pin, 26 ms after 1-2 s, 77 ms
-    after 2-5 s), which bursty traffic has and the profile's one pin cost does not."""
+    the H100 runs of 2026-12-06: a median of 39 ms over the runs that had such pins, 18 ms
+    for all pins), which the profile's one pin cost does not price."""
     from sim.metrics import pin_tail
 
     pins = timeline[timeline["kind"] == "pin"].sort_values("start")
