@@ -442,10 +442,14 @@ class CudaDriver:
         waits = [m for p in range(start, start + um.lora.pages_for(ad.rank))
                  if (m := self._freed_at.pop(p, None)) is not None and not m.done()]  # fmt: skip
         if moves:
+            moved = {m.owner for m in moves if m.owner is not None}
             with self.clock.stream("compute"):
+                for ld in self.loads.values():  # a packed adapter still being copied in
+                    if not ld.row_done and ld.job.adapter.name in moved:
+                        self.clock.compute_waits_for(ld.end)
                 um.apply(moves)
                 waits.append(self.clock.mark("compute"))
-            if any(m.owner is not None for m in moves):
+            if moved:
                 self._lora_epoch += 1  # a moved adapter: decode metas must be rebuilt
         if which == "load":
             for m in waits:

@@ -60,7 +60,9 @@ def test_a_unified_engine_runs_on_the_arena(tmp_path, policy, monkeypatch):
     res = run_gpu(sc, policy, trace, GpuOptions(device="cpu", adapter_dir=str(tmp_path)))
     assert res.summary["completed"] == len(trace.requests)
     assert (res.records["ttft"] > 0).all()
-    assert res.summary["loads"] > 8 and seen["evicted"] > 0
+    used = {r.adapter for r in trace.requests}
+    assert len(used) == 8  # eight adapters in memory for about four: evictions are forced
+    assert res.summary["loads"] >= len(used) and seen["evicted"] > 0
 
 
 def test_memory_models_must_match_in_one_line():
