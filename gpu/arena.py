@@ -21,7 +21,8 @@ so the arena is sized with that much slack over the core's byte budget.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import accumulate
+
+import numpy as np
 
 FREE, KV = 0, -1  # page owners; an adapter's pages hold its id (> 0)
 
@@ -45,7 +46,9 @@ class PageArena:
         if pages < 1 or transit < 0:
             raise ValueError(f"an arena needs at least one page and no negative transit, got {pages}, {transit}")
         self.pages, self.transit = pages, transit
-        self._owner = [FREE] * pages
+        # numpy, not a list: an 80 GB arena has ~40k pages and the scheduler thread places
+        # adapters and takes KV pages between forwards
+        self._owner = np.zeros(pages, dtype=np.int64)  # FREE
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self._runs: dict[str, tuple[int, int]] = {}  # name -> (start, n)
@@ -54,11 +57,11 @@ class PageArena:
     # -- queries ---------------------------------------------------------------------------
     @property
     def free_pages(self) -> int:
-        return self._owner.count(FREE)
+        return int(np.count_nonzero(self._owner == FREE))
 
     @property
     def kv_pages(self) -> int:
-        return self._owner.count(KV)
+        return int(np.count_nonzero(self._owner == KV))
 
     def run_of(self, name: str) -> tuple[int, int]:
         """(first page, pages) of a resident adapter."""
@@ -70,18 +73,17 @@ class PageArena:
     # -- KV ----------------------------------------------------------------------------------
     def take_kv(self, n: int) -> list[int]:
         """`n` free pages for KV, lowest first (KV grows from the bottom)."""
-        got = [p for p, o in enumerate(self._owner) if o == FREE][:n]
+        got = np.flatnonzero(self._owner == FREE)[:n]
         if len(got) < n:
             raise RuntimeError(f"arena full: {len(got)} free pages of {self.pages}, the KV cache asks {n}")
-        for p in got:
-            self._owner[p] = KV
-        return got
+        self._owner[got] = KV
+        return got.tolist()
 
     def free_kv(self, pages: list[int]) -> None:
         for p in pages:
             if self._owner[p] != KV:
                 raise RuntimeError(f"page {p} is not a KV page")
-            self._owner[p] = FREE
+        self._owner[pages] = FREE
 
     # -- adapters ----------------------------------------------------------------------------
     def place_adapter(self, name: str, n: int) -> tuple[int, list[Move]]:
@@ -104,38 +106,37 @@ class PageArena:
         aid = self._next_id
         self._next_id += 1
         self._ids[name], self._names[aid], self._runs[name] = aid, name, (start, n)
-        self._owner[start:start + n] = [aid] * n
+        self._owner[start:start + n] = aid
         return start, moves
 
     def free_adapter(self, name: str) -> None:
         start, n = self._runs.pop(name)
         del self._names[self._ids.pop(name)]
-        self._owner[start:start + n] = [FREE] * n
+        self._owner[start:start + n] = FREE
 
     # -- placement -------------------------------------------------------------------------------
     def _window(self, n: int) -> int | None:
         """Start of the window of `n` pages with no adapter page whose KV pages fit in the
         free pages outside it: fewest KV pages to move, then highest."""
-        adapter = [0, *accumulate(1 if o > 0 else 0 for o in self._owner)]
-        kv = [0, *accumulate(1 if o == KV else 0 for o in self._owner)]
-        free = self.free_pages
-        best: tuple[int, int] | None = None  # (kv pages in the window, -start)
-        for s in range(self.pages - n, -1, -1):
-            if adapter[s + n] - adapter[s]:
-                continue
-            inside = kv[s + n] - kv[s]
-            if inside > free - (n - inside):  # free pages outside the window
-                continue
-            if best is None or (inside, -s) < best:
-                best = (inside, -s)
-                if inside == 0:
-                    break  # highest window that needs no move
-        return None if best is None else -best[1]
+        if n > self.pages:
+            return None
+        adapter = np.concatenate(([0], np.cumsum(self._owner > 0)))
+        kv = np.concatenate(([0], np.cumsum(self._owner == KV)))
+        starts = np.arange(self.pages - n + 1)
+        inside = kv[starts + n] - kv[starts]
+        # no adapter page, and its KV pages fit in the free pages outside it
+        ok = (adapter[starts + n] == adapter[starts]) & (inside <= self.free_pages - (n - inside))
+        if not ok.any():
+            return None
+        cand = starts[ok]
+        fewest = inside[ok].min()
+        return int(cand[inside[ok] == fewest].max())  # fewest KV pages to move, then highest
 
     def _room_outside(self, start: int, n: int) -> tuple[list[int], list[int]]:
         """(KV pages of [start, start + n), free pages outside it)."""
-        inside = [p for p in range(start, start + n) if self._owner[p] == KV]
-        outside = [p for p, o in enumerate(self._owner) if o == FREE and not start <= p < start + n]
+        inside = (start + np.flatnonzero(self._owner[start:start + n] == KV)).tolist()
+        free = np.flatnonzero(self._owner == FREE)
+        outside = free[(free < start) | (free >= start + n)].tolist()
         return inside, outside
 
     def _clear(self, start: int, n: int) -> list[Move]:
@@ -147,7 +148,7 @@ class PageArena:
         moves = []
         for src, dst in zip(inside, outside, strict=False):
             self._owner[src], self._owner[dst] = FREE, KV
-            moves.append(Move(src, dst, 1, None))
+            moves.append(Move(int(src), int(dst), 1, None))
         return moves
 
     def _pack_adapters(self) -> list[Move]:
@@ -166,17 +167,17 @@ class PageArena:
                 # the KV pages under the new place move first, and not into the old run,
                 # which holds the adapter until its own copy
                 moves += self._clear(dst, n)
-                self._owner[start:start + n] = [FREE] * n
+                self._owner[start:start + n] = FREE
                 moves.append(Move(start, dst, n, name))
             else:  # overlapping, or the KV pages need the old run's: the adapter waits in transit
                 if self.transit < n:
                     raise RuntimeError(f"arena fragmented: adapter {name!r} ({n} pages) must pass "
                                        f"through a transit run of {self.transit}")
                 moves.append(Move(start, self.pages, n, name))
-                self._owner[start:start + n] = [FREE] * n
+                self._owner[start:start + n] = FREE
                 moves += self._clear(dst, n)
                 moves.append(Move(self.pages, dst, n, name))
-            self._owner[dst:dst + n] = [aid] * n
+            self._owner[dst:dst + n] = aid
             self._runs[name] = (dst, n)
         return moves
 
@@ -184,7 +185,7 @@ class PageArena:
         """Invariants (tests): every adapter run contiguous and owned by it alone."""
         for name, (start, n) in self._runs.items():
             aid = self._ids[name]
-            if self._owner[start:start + n] != [aid] * n:
+            if not (self._owner[start:start + n] == aid).all():
                 raise AssertionError(f"adapter {name!r} does not own its run [{start}, {start + n})")
-        if sum(1 for o in self._owner if o > 0) != sum(n for _, n in self._runs.values()):
+        if int(np.count_nonzero(self._owner > 0)) != sum(n for _, n in self._runs.values()):
             raise AssertionError("adapter pages outside every run")
