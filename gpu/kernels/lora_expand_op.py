@@ -22,7 +22,14 @@ import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts, upcast_dots
 from gpu.kernels.lora_meta import LoraMeta
-from gpu.kernels.lora_shrink_op import segment_loop, sgmv_splits, sgmv_unit, shrink_plan, sm_count
+from gpu.kernels.lora_shrink_op import (
+    adapter_base,
+    segment_loop,
+    sgmv_splits,
+    sgmv_unit,
+    shrink_plan,
+    sm_count,
+)
 
 MAX_SLICES = 3
 
@@ -131,11 +138,8 @@ def _expand_segments_kernel(
             start = tl.load(seg_start + seg)
             rank = tl.load(seg_rank + seg)
             scale = tl.load(seg_scale + seg)
-            bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
-            if TIGHT:
-                bt_off = tl.multiple_of(bt_off * rank, 16)
             col0 = tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2))
-            bt_base = pool_ptr + slot.to(tl.int64) * stride_slot + bt_off
+            bt_base = adapter_base(pool_ptr, slot, stride_slot, sid, bt_off0, bt_off1, bt_off2, rank, TIGHT)
             if N_PER_UNIT == 1:
                 _expand_tile(
                     h_ptr + sid * MAX_RANK, bt_base, y_ptr, token_order, start, length, mt * BLOCK_M,
@@ -170,12 +174,10 @@ def _expand_tiles_kernel(
     width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
     if (slot < 0) | (m0 >= length) | (n0 >= width):
         return
-    bt_off = tl.where(sid == 0, bt_off0, tl.where(sid == 1, bt_off1, bt_off2)).to(tl.int64)
     rank = tl.load(seg_rank + seg)
-    if TIGHT:
-        bt_off = tl.multiple_of(bt_off * rank, 16)
+    bt_base = adapter_base(pool_ptr, slot, stride_slot, sid, bt_off0, bt_off1, bt_off2, rank, TIGHT)
     _expand_tile(
-        h_ptr + sid * MAX_RANK, pool_ptr + slot.to(tl.int64) * stride_slot + bt_off, y_ptr,
+        h_ptr + sid * MAX_RANK, bt_base, y_ptr,
         token_order, tl.load(seg_start + seg), length, m0, n0, width, rank,
         tl.load(seg_scale + seg), SPLITS, tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2)),
         stride_hs, stride_hm, stride_ym, SPLITS, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,

@@ -61,6 +61,18 @@ def sgmv_unit(u, splits, M_TILES: tl.constexpr, N_TILES: tl.constexpr, N_SLICES:
     return ks, mt, item % N_TILES, (item // N_TILES) % N_SLICES, item // (N_TILES * N_SLICES)
 
 
+@triton.jit
+def adapter_base(pool_ptr, slot, stride_slot, sid, off0, off1, off2, rank, TIGHT: tl.constexpr):
+    """Where slice `sid`'s matrix of the adapter in `slot` starts: the slice's offset within
+    a slot, or with TIGHT (an adapter at its own rank in the unified arena, `slot` its first
+    page) that offset per unit of rank times the adapter's rank. The shrink's A and the
+    expand's B^T, both schedules."""
+    off = tl.where(sid == 0, off0, tl.where(sid == 1, off1, off2)).to(tl.int64)
+    if TIGHT:
+        off = tl.multiple_of(off * rank, 16)
+    return pool_ptr + slot.to(tl.int64) * stride_slot + off
+
+
 def splits_host(nseg: int, per_seg: int, target: int, split_max: int) -> int:
     """`sgmv_splits` on the host (tests: how many of h's partials a shrink defined)."""
     return min(max(target // max(nseg * per_seg, 1), 1), split_max)
@@ -125,10 +137,7 @@ def _shrink_segments_kernel(
         if (nt * BLOCK_N < rank) & (mt * BLOCK_M < length):
             slot = tl.load(seg_slot + seg)
             start = tl.load(seg_start + seg)
-            a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
-            if TIGHT:
-                a_off = tl.multiple_of(a_off * rank, 16)
-            a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
+            a_base = adapter_base(pool_ptr, slot, stride_slot, sid, a_off0, a_off1, a_off2, rank, TIGHT)
             _shrink_tile(
                 x_ptr, a_base, h_ptr + ks * stride_hs, token_order, start, length, mt * BLOCK_M,
                 nt * BLOCK_N, rank, ks * BLOCK_K, splits * BLOCK_K, K,
@@ -159,10 +168,7 @@ def _shrink_tiles_kernel(
     if (slot < 0) | (m0 >= length) | (n0 >= rank):
         return
     start = tl.load(seg_start + seg)
-    a_off = tl.where(sid == 0, a_off0, tl.where(sid == 1, a_off1, a_off2)).to(tl.int64)
-    if TIGHT:
-        a_off = tl.multiple_of(a_off * rank, 16)
-    a_base = pool_ptr + slot.to(tl.int64) * stride_slot + a_off
+    a_base = adapter_base(pool_ptr, slot, stride_slot, sid, a_off0, a_off1, a_off2, rank, TIGHT)
     _shrink_tile(
         x_ptr, a_base, h_ptr + pid_k * stride_hs, token_order, start, length, m0, n0, rank,
         pid_k * BLOCK_K, SPLIT_K * BLOCK_K, K, stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
