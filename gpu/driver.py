@@ -438,8 +438,8 @@ class CudaDriver:
         forward in flight that still used its pages when they were freed."""
         um = self.um
         assert um is not None
-        start, moves = um.arena.place_adapter(ad.name, um.lora.pages_for(ad.rank))
-        waits = [m for p in range(start, start + um.lora.pages_for(ad.rank))
+        start, n, moves = um.reserve(ad)
+        waits = [m for p in range(start, start + n)
                  if (m := self._freed_at.pop(p, None)) is not None and not m.done()]  # fmt: skip
         if moves:
             moved = {m.owner for m in moves if m.owner is not None}

@@ -129,11 +129,17 @@ class UnifiedMemory:
     def page_bytes(self) -> int:
         return self.mem.shape[1] * self.mem.element_size()
 
-    def place(self, ad: HostAdapter) -> int:
-        """Give `ad` a run of pages (moving what the arena asks first) and copy it there on
-        the current stream; -> its first page."""
+    def reserve(self, ad: HostAdapter) -> tuple[int, int, list[Move]]:
+        """A run of pages for `ad` in the bookkeeping: (first page, pages, the moves to apply
+        before anything is written there). The driver applies them on its streams."""
         self.lora.check(ad)
-        start, moves = self.arena.place_adapter(ad.name, self.lora.pages_for(ad.rank))
+        n = self.lora.pages_for(ad.rank)
+        start, moves = self.arena.place_adapter(ad.name, n)
+        return start, n, moves
+
+    def place(self, ad: HostAdapter) -> int:
+        """`reserve`, then the moves and the copy on the current stream; -> its first page."""
+        start, _, moves = self.reserve(ad)
         self.apply(moves)
         self.lora.write(ad, start)
         return start
