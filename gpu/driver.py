@@ -106,6 +106,15 @@ class _Launch:
     waited: list[tuple[Marker, Marker]] = field(default_factory=list)  # around layer waits
 
 
+def _layers(src: HostAdapter):
+    """(modules, first element, end element) of each layer of an adapter's flat layout, which
+    is layer-major: what a layered load copies at a time."""
+    for _, group in itertools.groupby(src.modules, key=lambda m: m[0].layer):
+        mods = list(group)
+        first, last = mods[0][0], mods[-1][0]
+        yield mods, first.a_off, last.b_off + last.rank * last.d_out
+
+
 def _host_allocs() -> int:
     """cudaHostAlloc calls so far by torch's caching host allocator (0 without CUDA)."""
     if not torch.cuda.is_available():
@@ -384,10 +393,7 @@ class CudaDriver:
             staging = self._staging_buffer(which)
         if not sl.flat_fits(src.rank, src.targets):
             sl.pool[slot].zero_()  # rank padding and untargeted modules must read as zero
-        for _, group in itertools.groupby(src.modules, key=lambda m: m[0].layer):
-            mods = list(group)
-            first, last = mods[0][0], mods[-1][0]
-            lo, hi = first.a_off, last.b_off + last.rank * last.d_out
+        for mods, lo, hi in _layers(src):
             if fits:
                 sl.pool[slot, lo:hi].copy_(src.flat[lo:hi], non_blocking=True)
             elif mode == "flat":
@@ -467,11 +473,9 @@ class CudaDriver:
                 lora.copy_modules(page, src.modules)
             return []
         marks = []
-        for _, group in itertools.groupby(src.modules, key=lambda m: m[0].layer):
-            mods = list(group)
+        for mods, lo, hi in _layers(src):
             if mode == "flat":
-                first, last = mods[0][0], mods[-1][0]
-                lora.copy_flat(src.flat, page, first.a_off, last.b_off + last.rank * last.d_out)
+                lora.copy_flat(src.flat, page, lo, hi)
             else:
                 lora.copy_modules(page, mods)
             marks.append(self.clock.mark(which))
