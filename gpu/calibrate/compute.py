@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from gpu.adapters import flat_layout, ordered_targets
 from gpu.calibrate.fit import fit_lora_prefill, isotonic, monotone_grid
 from gpu.calibrate.timer import Timer
 from gpu.decode_graphs import DecodeRunner
@@ -30,7 +31,7 @@ from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
 from gpu.model import LlamaModel, StepInput, default_dtype
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, PrefillRunner
-from sim.core.model import ModelShape
+from sim.core.model import ALL_TARGETS, ModelShape
 from sim.hw.compute import CALIBRATION_ITEM
 from sim.hw.profile import LoraPrefillTable
 
@@ -218,10 +219,12 @@ def measure_compute(
     ranks = sorted(set(grid["lora_ranks"]) | set(grid["prefill_lora_ranks"]))
     caps = grid.get("lora_max_adapters", {})
     for rank in ranks:
-        model.lora = None
+        # the last rank's slots and the graphs that read them go before this rank's are sized
+        model.lora = slots = runner = prefiller = None
         if timer.cuda:
             torch.cuda.empty_cache()
-        most = min(max(grid["adapters"]), caps.get(rank, max(grid["adapters"])))
+        most = min(max(grid["adapters"]), caps.get(rank, max(grid["adapters"])),
+                   slots_that_fit(shape, rank, device, dtype))
         measured = [n for n in grid["adapters"] if n <= most]
         slots = LoraSlots.random(shape, max(most, p_items, 1), rank, device, dtype)
         model.lora = slots
@@ -300,6 +303,19 @@ def measure_compute(
     )
     raw = {"prefill": prefill_raw, "decode": decode_raw, "lora": raw_lora}
     return ComputeTables(grid["prefill"], prefill, decode, lora, lora_prefill, raw, launch, attention)
+
+
+def slots_that_fit(shape: ModelShape, rank: int, device: torch.device | str, dtype: torch.dtype,
+                   headroom: float = 0.85) -> int:
+    """How many all-module slots of `rank` fit in the device memory now free, with room to
+    spare for the graphs' activations; unbounded off CUDA. Why: rank 256's 1.34 GB slots
+    fit 32 beside the model on an H200's 141 GB but not on an H100's 80 GB."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 1 << 30
+    free, _ = torch.cuda.mem_get_info(device)
+    _, numel = flat_layout(shape, rank, ordered_targets(ALL_TARGETS))
+    return int(free * headroom) // (numel * torch.finfo(dtype).bits // 8)
 
 
 def extend_linearly(xs: list[int], ys: list[float], to: list[int]) -> list[float]:

@@ -613,3 +613,19 @@ def test_host_gap_runs_share_one_gpu_core(monkeypatch):
     ht = measure_host_gap(MODEL_PRESETS["tiny"], torch.device("cpu"), 8, quick=True)
     assert ht.gaps > 0 and ht.issues > 0
     assert len(built) == 1
+
+
+def test_a_ranks_slot_count_is_capped_by_the_device_memory_free(monkeypatch):
+    """An H100 has room for fewer rank-256 slots than an H200: the cap is free memory (less
+    headroom) over one all-module slot's bytes, taken after the last rank's slots are freed."""
+    from gpu.adapters import flat_layout, ordered_targets
+    from gpu.calibrate.compute import slots_that_fit
+    from sim.core.model import ALL_TARGETS
+
+    shape = MODEL_PRESETS["llama-3.1-8b"]
+    assert slots_that_fit(shape, 256, "cpu", torch.bfloat16) >= 1 << 20
+    _, numel = flat_layout(shape, 256, ordered_targets(ALL_TARGETS))
+    slot = numel * 2
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(40.25 * slot / 0.85), 80 << 30))
+    assert slots_that_fit(shape, 256, "cuda", torch.bfloat16) == 40
+    assert slots_that_fit(shape, 64, "cuda", torch.float32) == 40 * 4 // 2
