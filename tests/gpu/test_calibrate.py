@@ -629,3 +629,23 @@ def test_a_ranks_slot_count_is_capped_by_the_device_memory_free(monkeypatch):
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (int(40.25 * slot / 0.85), 80 << 30))
     assert slots_that_fit(shape, 256, "cuda", torch.bfloat16) == 40
     assert slots_that_fit(shape, 64, "cuda", torch.float32) == 40 * 4 // 2
+
+
+def test_prefill_graphs_hold_the_prefill_planes_adapters_not_every_slot(monkeypatch):
+    """The SGMV tile grid of a prefill graph is sized by its segment capacity; the driver's
+    graphs hold max_loras_per_batch segments, so calibration's must hold the prefill plane's
+    most adapters, not the decode plane's 64 slots (which priced prefill LoRA 1.6x high)."""
+    import gpu.calibrate.compute as compute
+
+    seen: list[int | None] = []
+
+    class Recording(compute.PrefillRunner):
+        def __init__(self, *a, max_adapters=None, **kw):
+            seen.append(max_adapters)
+            super().__init__(*a, max_adapters=max_adapters, **kw)
+
+    monkeypatch.setattr(compute, "PrefillRunner", Recording)
+    quick = {**GRIDS["quick"], "adapters": [0, 1, 2, 4]}
+    monkeypatch.setitem(GRIDS, "quick", quick)
+    calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda _: None)
+    assert seen and set(seen) == {max(quick["prefill_lora_adapters"])}
