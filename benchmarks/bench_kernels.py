@@ -18,6 +18,7 @@ Run on the device:
     python benchmarks/bench_kernels.py [--tune]
     python benchmarks/bench_kernels.py --tune-sgmv [--write tuned.json]
     python benchmarks/bench_kernels.py --profile-sgmv   # per-kernel time of the LoRA step
+    python benchmarks/bench_kernels.py --sgmv-capacity  # prefill LoRA by graph segment capacity
 (--tune adds a sweep of decode-attention launch configs at batch 64 x context 2048;
 --tune-sgmv sweeps only the decode SGMV configs and can save the winner for
 LORASIM_KERNEL_CONFIGS=tuned.json, which any later run then uses.)
@@ -27,6 +28,7 @@ Without CUDA it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
@@ -102,15 +104,15 @@ def tune_decode_attention(reps: int, hbm: float, batch: int = 64, ctx: int = 204
         table["decode_attn"] = saved
 
 
-def _sgmv_setup(rank: int, layers: int = 32):
-    """LoRA slots of Llama-3.1-8B at `rank` (all seven modules, 8 slots, `layers` layers of
-    distinct weights) and the decode cases of the issue #26 targets."""
+def _sgmv_setup(rank: int, layers: int = 32, n_slots: int = 8):
+    """LoRA slots of Llama-3.1-8B at `rank` (all seven modules, `n_slots` slots, `layers`
+    layers of distinct weights) and the decode cases of the issue #26 targets."""
     import gpu.kernels as K
     from gpu.lora import LoraSlots
     from sim.core.model import ModelShape
 
     shape = ModelShape(layers=layers)
-    slots = LoraSlots.random(shape, 8, rank, "cuda", torch.bfloat16)
+    slots = LoraSlots.random(shape, n_slots, rank, "cuda", torch.bfloat16)
     fused = [(layer, f, K.LoraSlices.of(slots, layer, f)) for layer in range(layers) for f in K.FUSED]
     cases = {
         "1 adapter, batch 1": [0],
@@ -121,14 +123,17 @@ def _sgmv_setup(rank: int, layers: int = 32):
     return shape, slots, fused, cases
 
 
-def _sgmv_step(shape, slots, fused, tok: list[int], rank: int, decode: bool):
+def _sgmv_step(shape, slots, fused, tok: list[int], rank: int, decode: bool, capacity: int | None = None):
     """A closure running shrink + expand of every fused projection of every layer (a decode
     step's LoRA work, without the base model), with bucket-sized metadata as the decode
-    graphs build it."""
+    graphs build it (`capacity`: that many segments, as a graph for that many adapters)."""
     import gpu.kernels as K
 
-    caps = {"max_tokens": len(tok), "max_segments": min(len(tok), 8), "max_len": len(tok)} if decode else {}
-    meta = K.LoraMeta.build(tok, [rank] * 8, [1.0] * 8, "cuda", **caps)
+    n = slots.n_slots
+    if capacity is None and decode:
+        capacity = min(len(tok), 8)
+    caps = {"max_tokens": len(tok), "max_segments": capacity, "max_len": len(tok)} if capacity else {}
+    meta = K.LoraMeta.build(tok, [rank] * n, [1.0] * n, "cuda", **caps)
     xs = {n: torch.randn(len(tok), n, device="cuda", dtype=torch.bfloat16)
           for n in {sl.in_dim for _, _, sl in fused}}
     ys = {n: torch.zeros(len(tok), n, device="cuda", dtype=torch.bfloat16)
@@ -156,6 +161,41 @@ def bench_sgmv(reps: int, rank: int, layers: int = 32) -> None:
         nbytes = n * per_adapter
         print(f"{name:<26} {len(tok):>6} {n:>8} {t * 1e6:8.1f} {t * 1e6 / (2 * len(fused)):9.2f} "
               f"{nbytes / 1e6:8.1f} {nbytes / t / 1e9:7.0f}")
+
+
+def bench_sgmv_capacity(reps: int, rank: int, layers: int = 32) -> None:
+    """Prefill-sized SGMV steps under graph metadata for 4, 16 and 64 segments, with the tile
+    grid's split-K counted from its bound (default) and from tokens (`SPLIT_BY_TOKENS`): what a
+    graph's segment capacity costs a prefill (calibration sized its prefill graphs for 64
+    adapters until 820be59, the driver for max_loras_per_batch; docs/gpu.md)."""
+    from gpu.kernels.configs import OVERRIDE_ENV, device_configs
+
+    shape, slots, fused, _ = _sgmv_setup(rank, layers, n_slots=16)
+    cases = {
+        "1 adapter x 512": [0] * 512,
+        "4 adapters x 512": [s for s in range(4) for _ in range(512)],
+        "1 adapter x 2048": [0] * 2048,
+        "16 adapters x 128": [s for s in range(16) for _ in range(128)],
+    }
+    os.environ.pop(OVERRIDE_ENV, None)
+    table = device_configs(torch.cuda.get_device_name())
+    saved = dict(table["shrink_prefill"])
+    print(f"\nSGMV prefill LoRA, rank {rank}, {layers} layers, us per step by graph segment capacity")
+    print(f"{'case':<20} {'split from':<10} " + " ".join(f"{f'cap {c}':>8}" for c in (4, 16, 64)))
+    try:
+        for name, tok in cases.items():
+            for by_tokens in (False, True):
+                table["shrink_prefill"] = {**saved, "SPLIT_BY_TOKENS": by_tokens}
+                row = []
+                for cap in (4, 16, 64):
+                    if cap < len(set(tok)):
+                        row.append(f"{'-':>8}")
+                        continue
+                    step = _sgmv_step(shape, slots, fused, tok, rank, decode=False, capacity=cap)
+                    row.append(f"{graph_time(step, reps) * 1e6:8.0f}")
+                print(f"{name:<20} {'tokens' if by_tokens else 'bound':<10} " + " ".join(row))
+    finally:
+        table["shrink_prefill"] = saved
 
 
 def profile_sgmv(rank: int, layers: int = 32) -> None:
@@ -199,7 +239,6 @@ def tune_sgmv(reps: int, rank: int, write: str | None, layers: int = 32) -> None
     decode cases; the score is the sum of their step times. Prints every row and the winner,
     and with `write` saves it as a $LORASIM_KERNEL_CONFIGS JSON file."""
     import json
-    import os
 
     from gpu.kernels.configs import device_configs
 
@@ -239,6 +278,8 @@ def main() -> None:
     ap.add_argument("--tune-sgmv", action="store_true", help="only sweep the decode SGMV configs")
     ap.add_argument("--profile-sgmv", action="store_true", help="only profile the decode SGMV kernels")
     ap.add_argument("--sgmv", action="store_true", help="only time a step's SGMV LoRA (no sweep)")
+    ap.add_argument("--sgmv-capacity", action="store_true",
+                    help="only time prefill SGMV steps by graph segment capacity and split rule")
     ap.add_argument("--write", metavar="JSON", help="with --tune-sgmv: save the winner for "
                     "$LORASIM_KERNEL_CONFIGS")
     a = ap.parse_args()
@@ -252,6 +293,9 @@ def main() -> None:
         return
     if a.sgmv:
         bench_sgmv(a.reps, a.rank)
+        return
+    if a.sgmv_capacity:
+        bench_sgmv_capacity(a.reps, a.rank)
         return
     if a.tune_sgmv:
         bench_sgmv(a.reps, a.rank)

@@ -202,6 +202,18 @@ def partials_defined(h: torch.Tensor, x: torch.Tensor, n_slices: int, max_rank: 
     return splits_host(meta.num_segments, plan["per_seg"], plan["target"], h.shape[0])
 
 
+def prefill_work_tiles(meta: LoraMeta, block_m: int, by_tokens: bool = False) -> int:
+    """Token tiles with work on the tile grid, as its split-K choice counts them: at most the
+    tokens' tiles plus one partial tile a segment (the default), or, `by_tokens`, the tokens'
+    tiles alone. The default grows with the graph's segment *capacity*, not the batch's real
+    segments: a prefill graph sized for 64 segments gave a one-adapter 2048-token prefill
+    half the split of one sized for 16 (docs/gpu.md). Config key `SPLIT_BY_TOKENS`."""
+    by_tok = triton.cdiv(meta.max_tokens, block_m)
+    if by_tokens:
+        return max(1, by_tok)
+    return min(triton.cdiv(max(meta.max_len, 1), block_m) * meta.max_segments, by_tok + meta.max_segments)
+
+
 def _split_k_tiles(x: torch.Tensor, cfg: dict, programs: int, k: int) -> int:
     """Split-K factor of the tile grid: ~2 working programs per SM on a GPU (at most the
     config's SPLIT_K, at least one BLOCK_K step per split); the config's value elsewhere."""
@@ -261,7 +273,7 @@ def lora_shrink(
     m_tiles = triton.cdiv(max(meta.max_len, 1), cfg["BLOCK_M"])
     # programs that can have work: a segment's tiles past its length exit at once, and all
     # segments together hold at most max_tokens rows
-    tiles = min(m_tiles * meta.max_segments, triton.cdiv(meta.max_tokens, cfg["BLOCK_M"]) + meta.max_segments)
+    tiles = prefill_work_tiles(meta, cfg["BLOCK_M"], cfg.get("SPLIT_BY_TOKENS", False))
     split_k = _split_k_tiles(x, cfg, tiles * n_tiles * n, k)
     h = torch.empty(split_k, t, n * max_rank, dtype=torch.float32, device=x.device)
     if meta.max_len == 0 or t == 0:

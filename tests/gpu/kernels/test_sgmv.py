@@ -228,6 +228,22 @@ def test_shrink_split_follows_the_real_segment_count(triton_device, many_splits)
         _close(shrink_sum(hk, x, meta, 64), hr[0], torch.float32)
 
 
+def test_prefill_split_counts_tokens_not_segment_capacity_when_asked():
+    """The tile grid's split-K is chosen from its working tiles. Counted with one partial tile
+    a segment, that count grows with the graph's segment capacity (one adapter's 2048 tokens:
+    32 + 64 tiles in a 64-segment graph, 32 + 16 in a 16-segment one); by tokens it does not."""
+    from gpu.kernels.lora_shrink_op import prefill_work_tiles
+
+    tok = [0] * 2048
+    metas = [LoraMeta.build(tok, [64] * 64, [1.0] * 64, max_segments=cap, max_tokens=2048, max_len=2048)
+             for cap in (4, 16, 64)]
+    assert [prefill_work_tiles(m, 64) for m in metas] == [36, 48, 96]
+    assert [prefill_work_tiles(m, 64, by_tokens=True) for m in metas] == [32, 32, 32]
+    short = LoraMeta.build([0] * 10 + [1] * 10, [64, 64], [1.0, 1.0], max_segments=8)
+    # two real segments, capacity 8: the default counts the capacity
+    assert prefill_work_tiles(short, 64) == 8 and prefill_work_tiles(short, 64, by_tokens=True) == 1
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_sgmv_half_precision(triton_device, dtype):
     slots = make_slots(SMALL, RANKS, 64, triton_device, dtype)
@@ -243,18 +259,26 @@ def test_sgmv_half_precision(triton_device, dtype):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("fused", ["qkv", "gate_up", "o", "down"])
-@pytest.mark.parametrize("batch", ["decode64", "prefill"])
-def test_sgmv_llama8b_bf16(fused, batch):
+@pytest.mark.parametrize("batch", ["decode64", "prefill", "prefill_split_by_tokens"])
+def test_sgmv_llama8b_bf16(fused, batch, monkeypatch):
+    if batch == "prefill_split_by_tokens":  # the tile grid's split from tokens alone
+        from gpu.kernels import configs
+
+        monkeypatch.delenv(configs.OVERRIDE_ENV, raising=False)
+        table = configs.device_configs(torch.cuda.get_device_name())
+        monkeypatch.setitem(table, "shrink_prefill", {**table["shrink_prefill"], "SPLIT_BY_TOKENS": True})
     slots = make_slots(LLAMA_8B_1L, [16, 32, 64, 64, 64, 8, 64, 64], 64, "cuda", torch.bfloat16)
     if batch == "decode64":
         tok = [(i % 9) - 1 for i in range(64)]  # 8 adapters and base tokens, one token each
-    else:
+    else:  # the prefill is checked with the default split and the split from tokens
         tok = tok_slots_of([(0, 300), (3, 1000), (-1, 50), (5, 1), (2, 129)])
     import gpu.kernels.lora_expand_op as ke
     import gpu.kernels.lora_shrink_op as ks
 
     ranks, scales = [16, 32, 64, 64, 64, 8, 64, 64], [0.5, 1.0, 2.0, 1.0, 0.25, 1.0, 1.0, 1.0]
-    meta = LoraMeta.build(tok, ranks, scales, "cuda")
+    # a graph-sized capacity, where the two splits differ (64 segments' tiles vs the tokens')
+    caps = {"max_segments": 64, "max_tokens": len(tok), "max_len": len(tok)} if batch.endswith("tokens") else {}
+    meta = LoraMeta.build(tok, ranks, scales, "cuda", **caps)
     sl = LoraSlices.of(slots, 0, fused)
     x = torch.randn(len(tok), sl.in_dim, device="cuda", dtype=torch.bfloat16)
     y0 = torch.randn(len(tok), sl.out_offsets[-1] + sl.widths[-1], device="cuda", dtype=torch.bfloat16)

@@ -1,0 +1,36 @@
+"""benchmarks/bench_kernels.py times the Triton kernels on a GPU; without one it says so and
+exits 0. On a GPU the prefill capacity table has a row per case and split rule and leaves out
+capacities below a case's adapters (its timings are printed, not asserted)."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_kernels.py"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the no-GPU path")
+def test_without_a_gpu_it_says_so_and_measures_nothing(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["bench_kernels.py", "--sgmv-capacity"])
+    runpy.run_path(str(BENCH), run_name="__main__")
+    assert "needs a CUDA GPU" in capsys.readouterr().out
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_capacity_table_has_both_split_rules_for_every_case(capsys):
+    from gpu.kernels.configs import device_configs
+
+    before = dict(device_configs(torch.cuda.get_device_name())["shrink_prefill"])
+    runpy.run_path(str(BENCH))["bench_sgmv_capacity"](reps=2, rank=16, layers=1)
+    rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if " x " in ln and "adapter" in ln]
+    assert len(rows) == 8 and {r[-4] for r in rows} == {"bound", "tokens"}
+    sixteen = [r for r in rows if r[0] == "16"]
+    assert all(r[-3] == "-" and r[-2] != "-" for r in sixteen)  # capacity 4 < 16 adapters
+    assert device_configs(torch.cuda.get_device_name())["shrink_prefill"] == before  # restored
