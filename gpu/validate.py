@@ -17,6 +17,7 @@ import pandas as pd
 
 from gpu import PREFILL_GRAPH_TOKENS
 from gpu.distributions import Distributions, read_records
+from gpu.run_budget import RunBudget
 from gpu.run_health import DEGRADED_ABOVE, HealthLog
 from sim.config import Scenario
 from sim.core.model import Trace
@@ -254,6 +255,7 @@ def run_validation(
     degraded_above: float = DEGRADED_ABOVE,
     sim_repeats: int = 1,
     traces: int | range = 1,
+    budget: RunBudget | None = None,
 ) -> pd.DataFrame:
     """Every scenario x policy on GPU and simulator (`traces`: which traces of each scenario, see
     `scenario_cells`; `sim_repeats`: see `simulate_ensemble`); writes errors.csv, errors.md and both
@@ -262,41 +264,56 @@ def run_validation(
     scenario's policies in reverse order. `resume` keeps the GPU runs `out` already records
     (their summary.json is written last, atomically) and only re-simulates them: a pass cut
     off by a time limit goes on where it stopped. Each GPU run is also checked for a machine
-    slowdown (gpu.run_health, health.{csv,md}); a degraded run is reported, to be run again."""
+    slowdown (gpu.run_health, health.{csv,md}); a degraded run is reported, to be run again.
+    `budget` (gpu.run_budget): no GPU run starts that would end past it; the tables then
+    cover the runs done, and `resume` goes on."""
     from sim.workload import generate_trace
 
+    budget = budget or RunBudget()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     health = HealthLog()
     dists = Distributions()
-    for sc, workload in scenario_cells(scenarios, profile, traces):
-        trace = generate_trace(sc)
-        pols = list(policies or sc.policies)
-        for pol in pols[::-1] if reverse else pols:
-            stem = f"{sc.name}.{pol}"
-            done = out / f"{stem}.summary.json"
-            if resume and done.is_file():
-                progress(f"{sc.name} / {pol}: GPU run already recorded in {out}")
-                gsum = json.loads(done.read_text())["gpu"]
-                grec = read_records(out / f"{stem}.gpu.csv")
-            else:
-                progress(f"{sc.name} / {pol}: GPU ...")
-                g = run_gpu(sc, pol, trace, opts, reuse=True)
-                g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
-                g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
-                gsum, grec = g.summary, g.records
-            health.screen(sc, trace, pol, [out], degraded_above, progress)
-            progress(f"{sc.name} / {pol}: simulator ...")
-            side = simulate_ensemble(sc, pol, trace, sim_repeats)
-            health.add_simulator(sc, pol, side.first.timeline)
-            side.first.records.to_csv(out / f"{stem}.sim.csv", index=False)
-            dists.add(sc.name, pol, [grec], side.records)
-            atomic_write_text(done, json.dumps({"gpu": gsum, "sim": side.first.summary}, indent=2, default=str))
-            for r in compare(gsum, side.mean):
-                rows.append({"scenario": sc.name, "workload": workload, "policy": pol, **r,
-                             **_sim_cols(r, sim_repeats, side.spread)})
-            _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
+    cells = [(sc, w, p) for sc, w in scenario_cells(scenarios, profile, traces)
+             for p in (list(policies or sc.policies)[::-1] if reverse else list(policies or sc.policies))]
+    trace, traced, announced = None, None, False
+    for i, (sc, workload, pol) in enumerate(cells):
+        if traced is not sc:
+            trace, traced = generate_trace(sc), sc
+        stem = f"{sc.name}.{pol}"
+        done = out / f"{stem}.summary.json"
+        t0 = budget.clock()
+        if resume and done.is_file():
+            progress(f"{sc.name} / {pol}: GPU run already recorded in {out}")
+            gsum = json.loads(done.read_text())["gpu"]
+            grec = read_records(out / f"{stem}.gpu.csv")
+        elif not budget.allows_another():
+            if not announced:  # the runs already recorded further on are still compared
+                left = sum(1 for c, _, p in cells[i:] if not (out / f"{c.name}.{p}.summary.json").is_file())
+                progress(f"stopping after {budget.elapsed():.0f} s of the {budget.seconds:.0f} s allowed: "
+                         f"{left} GPU runs left (the slowest so far took {budget.slowest:.0f} s); "
+                         "run again with --resume to go on")
+                announced = True
+            continue
+        else:
+            progress(f"{sc.name} / {pol}: GPU ...")
+            g = run_gpu(sc, pol, trace, opts, reuse=True)
+            g.records.to_csv(out / f"{stem}.gpu.csv", index=False)
+            g.timeline.to_csv(out / f"{stem}.gpu.timeline.csv", index=False)
+            gsum, grec = g.summary, g.records
+        health.screen(sc, trace, pol, [out], degraded_above, progress)
+        progress(f"{sc.name} / {pol}: simulator ...")
+        side = simulate_ensemble(sc, pol, trace, sim_repeats)
+        health.add_simulator(sc, pol, side.first.timeline)
+        side.first.records.to_csv(out / f"{stem}.sim.csv", index=False)
+        dists.add(sc.name, pol, [grec], side.records)
+        atomic_write_text(done, json.dumps({"gpu": gsum, "sim": side.first.summary}, indent=2, default=str))
+        for r in compare(gsum, side.mean):
+            rows.append({"scenario": sc.name, "workload": workload, "policy": pol, **r,
+                         **_sim_cols(r, sim_repeats, side.spread)})
+        _write_tables(rows, out)  # after every run: a cut-off validation keeps its rows
+        budget.took(budget.clock() - t0)
     health.write(out)
     dists.write(out, plots)
     return _write_tables(rows, out)
@@ -545,11 +562,14 @@ def run_validation_repeated(
     degraded_above: float = DEGRADED_ABOVE,
     sim_repeats: int = 1,
     traces: int | range = 1,
+    budget: RunBudget | None = None,
 ) -> pd.DataFrame:
     """`repeats` GPU passes into `out/pass-1`, `out/pass-2`, ..., every other one in reverse
     policy order (so warm-up and slow periods do not always hit the same policy), then the
     simulator against their mean and spread in `out/errors.*` (as `resimulate`). A pass whose
-    errors.csv already holds every scenario x policy is not run again."""
+    errors.csv already holds every scenario x policy is not run again. When `budget` stops a
+    pass, the later passes and the comparison wait for the next call."""
+    budget = budget or RunBudget()
     out = Path(out)
     want = {(sc.name, p) for sc, _ in scenario_cells(scenarios, None, traces) for p in (policies or sc.policies)}
     dirs = [out / f"pass-{k}" for k in range(1, repeats + 1)]
@@ -561,6 +581,9 @@ def run_validation_repeated(
                 continue
         progress(f"pass {k}/{repeats} -> {d}")
         run_validation(scenarios, profile, policies, d, opts, progress, reverse=k % 2 == 0, resume=True,
-                       plots=False, degraded_above=degraded_above, traces=traces)
+                       plots=False, degraded_above=degraded_above, traces=traces, budget=budget)
+        if budget.stopped:
+            progress(f"pass {k}/{repeats} is not complete: run the same command again to go on")
+            return pd.DataFrame()
     return resimulate(scenarios, profile, policies, dirs, out, progress, degraded_above=degraded_above,
                       sim_repeats=sim_repeats, traces=traces)

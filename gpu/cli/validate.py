@@ -108,6 +108,15 @@ def validate(
             "where it stopped (the passes of --repeats always do). Only with the same GPU options and traces",
         ),
     ] = False,
+    stop_after: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            help="seconds: start no GPU run that would end later than this from the start, "
+            "timing it as the slowest run so far (a machine lent for a fixed time loses the "
+            "run it is killed in); the tables cover the runs done, and --resume goes on",
+        ),
+    ] = None,
 ) -> None:
     """Run each scenario's trace on the GPU and in the simulator; print the error table.
 
@@ -138,6 +147,7 @@ def validate(
 
     for path in scenario:
         refuse_big_model_on_cpu(load_scenario(path).model.shape(), device, str(path), "model")
+    from gpu.run_budget import RunBudget
     from gpu.validate import GpuOptions, run_validation
 
     opts = GpuOptions(
@@ -149,9 +159,12 @@ def validate(
     if repeats > 1:
         from gpu.validate import run_validation_repeated
 
-        run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
-                                degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
+        df = run_validation_repeated(scenario, profile, pols, out, repeats, opts, progress=typer.echo,
+                                     degraded_above=degraded_above, sim_repeats=sim_repeats,
+                                     traces=trace_range, budget=RunBudget(stop_after))
     else:
-        run_validation(scenario, profile, pols, out, opts, progress=typer.echo, resume=resume,
-                       degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range)
-    typer.echo((out / "errors.md").read_text())
+        df = run_validation(scenario, profile, pols, out, opts, progress=typer.echo, resume=resume,
+                            degraded_above=degraded_above, sim_repeats=sim_repeats, traces=trace_range,
+                            budget=RunBudget(stop_after))
+    if not df.empty:  # a pass stopped by --stop-after before any run has no table yet
+        typer.echo((out / "errors.md").read_text())

@@ -157,3 +157,43 @@ def test_cli_resume_runs_only_the_gpu_runs_a_cut_off_validation_lacks(tmp_path):
     assert set(pd.read_csv(out / "errors.csv")["policy"]) == {"lru", "overlap", "resident"}
     r = CliRunner().invoke(app, [*base, "--policies", "lru"])
     assert r.exit_code == 0 and "tiny-val / lru: GPU ..." in r.output
+
+
+def test_a_budget_stops_before_a_run_that_would_overrun_and_resume_goes_on(tmp_path, monkeypatch):
+    """With a 15 s budget and GPU runs of 10 s (a fake clock), the second run is not started: the
+    tables hold the first, the log says how many are left, and --resume runs only those."""
+    import gpu.validate as gv
+    from gpu.run_budget import RunBudget
+
+    now = [0.0]
+    real = gv.run_gpu
+
+    def ten_seconds(*a, **k):
+        now[0] += 10.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(gv, "run_gpu", ten_seconds)
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    opts, out, log = GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad")), tmp_path / "out", []
+    df = run_validation([path], None, ["lru", "overlap", "resident"], out, opts, progress=log.append,
+                        budget=RunBudget(15.0, clock=lambda: now[0]))
+    assert set(df["policy"]) == {"lru"}
+    assert any(m.startswith("stopping after 10 s of the 15 s allowed: 2 GPU runs left") for m in log)
+    assert not (out / "tiny-val.overlap.summary.json").exists()
+    log.clear()
+    df = run_validation([path], None, ["lru", "overlap", "resident"], out, opts, progress=log.append,
+                        resume=True, budget=RunBudget(None))
+    assert set(df["policy"]) == {"lru", "overlap", "resident"}
+    assert [m for m in log if m.endswith(": GPU ...")] == ["tiny-val / overlap: GPU ...", "tiny-val / resident: GPU ..."]
+
+
+def test_cli_stop_after_zero_runs_nothing_and_says_how_to_go_on(tmp_path):
+    from sim.cli import app
+
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    r = CliRunner().invoke(app, ["validate", "--scenario", str(path), "--device", "cpu", "--adapter-dir",
+                                 str(tmp_path / "ad"), "--out", str(tmp_path / "out"), "--stop-after", "0"])
+    assert r.exit_code == 0, r.output
+    assert "2 GPU runs left" in r.output and "--resume" in r.output and ": GPU ..." not in r.output
