@@ -17,7 +17,7 @@ Run on the device:
 
     python benchmarks/bench_kernels.py [--tune]
     python benchmarks/bench_kernels.py --tune-sgmv [--write tuned.json]
-    python benchmarks/bench_kernels.py --profile-sgmv   # per-kernel time of the LoRA step
+    python benchmarks/bench_kernels.py --profile-sgmv   # per-kernel time of the LoRA steps (decode, prefill)
     python benchmarks/bench_kernels.py --sgmv-capacity  # prefill LoRA by graph segment capacity
 (--tune adds a sweep of decode-attention launch configs at batch 64 x context 2048;
 --tune-sgmv sweeps only the decode SGMV configs and can save the winner for
@@ -163,6 +163,12 @@ def bench_sgmv(reps: int, rank: int, layers: int = 32) -> None:
               f"{nbytes / 1e6:8.1f} {nbytes / t / 1e9:7.0f}")
 
 
+def lora_flops(fused, tokens: int, rank: int) -> float:
+    """Multiply-add FLOPs of shrink + expand for `tokens` tokens at `rank` over `fused`'s
+    projections: 2 x tokens x rank x (in + out) a module (fused slices share their input)."""
+    return sum(2.0 * tokens * rank * (sl.in_dim + w) for _, _, sl in fused for w in sl.widths)
+
+
 def bench_sgmv_capacity(reps: int, rank: int, layers: int = 32) -> None:
     """Prefill-sized SGMV steps under graph metadata for 4, 16 and 64 segments, with the tile
     grid's split-K counted from its bound (default) and from tokens (`SPLIT_BY_TOKENS`): what a
@@ -180,34 +186,39 @@ def bench_sgmv_capacity(reps: int, rank: int, layers: int = 32) -> None:
     os.environ.pop(OVERRIDE_ENV, None)
     table = device_configs(torch.cuda.get_device_name())
     saved = dict(table["shrink_prefill"])
-    print(f"\nSGMV prefill LoRA, rank {rank}, {layers} layers, us per step by graph segment capacity")
-    print(f"{'case':<20} {'split from':<10} " + " ".join(f"{f'cap {c}':>8}" for c in (4, 16, 64)))
+    print(f"\nSGMV prefill LoRA, rank {rank}, {layers} layers, us per step by graph segment capacity; "
+          "TFLOP/s of the fastest (2 x tokens x rank x (in + out) per module)")
+    print(f"{'case':<20} {'split from':<10} " + " ".join(f"{f'cap {c}':>8}" for c in (4, 16, 64))
+          + f" {'TFLOP/s':>8}")
     try:
         for name, tok in cases.items():
             for by_tokens in (False, True):
                 table["shrink_prefill"] = {**saved, "SPLIT_BY_TOKENS": by_tokens}
-                row = []
+                row, best = [], float("inf")
                 for cap in (4, 16, 64):
                     if cap < len(set(tok)):
                         row.append(f"{'-':>8}")
                         continue
                     step = _sgmv_step(shape, slots, fused, tok, rank, decode=False, capacity=cap)
-                    row.append(f"{graph_time(step, reps) * 1e6:8.0f}")
-                print(f"{name:<20} {'tokens' if by_tokens else 'bound':<10} " + " ".join(row))
+                    t = graph_time(step, reps)
+                    best = min(best, t)
+                    row.append(f"{t * 1e6:8.0f}")
+                rate = lora_flops(fused, len(tok), rank) / best / 1e12
+                print(f"{name:<20} {'tokens' if by_tokens else 'bound':<10} " + " ".join(row) + f" {rate:8.1f}")
     finally:
         table["shrink_prefill"] = saved
 
 
 def profile_sgmv(rank: int, layers: int = 32) -> None:
-    """Per-kernel GPU time of the decode LoRA step (eager, under torch.profiler): which launch
-    the step's time goes to. Kernel durations are the same as inside a graph; the gaps are not."""
+    """Per-kernel GPU time of the LoRA step of each case, decode and prefill (eager, under
+    torch.profiler): which launch the step's time goes to. Kernel durations are the same as
+    inside a graph; the gaps are not."""
     from torch.profiler import ProfilerActivity, profile
 
     shape, slots, fused, cases = _sgmv_setup(rank, layers)
     for name, tok in cases.items():
-        if len(tok) > 64:
-            continue
-        step = _sgmv_step(shape, slots, fused, tok, rank, decode=True)
+        # decode cases as the decode graphs build them; the prefill case on the tile grid
+        step = _sgmv_step(shape, slots, fused, tok, rank, decode=len(tok) <= 64)
         for _ in range(3):
             step()
         torch.cuda.synchronize()
@@ -276,7 +287,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--tune", action="store_true", help="also sweep decode-attention configs")
     ap.add_argument("--tune-sgmv", action="store_true", help="only sweep the decode SGMV configs")
-    ap.add_argument("--profile-sgmv", action="store_true", help="only profile the decode SGMV kernels")
+    ap.add_argument("--profile-sgmv", action="store_true", help="only profile the SGMV kernels of the decode and prefill cases")
     ap.add_argument("--sgmv", action="store_true", help="only time a step's SGMV LoRA (no sweep)")
     ap.add_argument("--sgmv-capacity", action="store_true",
                     help="only time prefill SGMV steps by graph segment capacity and split rule")

@@ -34,3 +34,12 @@ def test_capacity_table_has_both_split_rules_for_every_case(capsys):
     sixteen = [r for r in rows if r[0] == "16"]
     assert all(r[-3] == "-" and r[-2] != "-" for r in sixteen)  # capacity 4 < 16 adapters
     assert device_configs(torch.cuda.get_device_name())["shrink_prefill"] == before  # restored
+
+
+def test_lora_flops_count_each_slices_shrink_and_expand():
+    """A fused qkv of Llama-3.1-8B: three A [r, 4096] and B^T [r, 4096 | 1024 | 1024]."""
+    from types import SimpleNamespace
+
+    lora_flops = runpy.run_path(str(BENCH))["lora_flops"]
+    qkv = SimpleNamespace(in_dim=4096, widths=[4096, 1024, 1024])
+    assert lora_flops([(0, "qkv", qkv)], tokens=512, rank=64) == 2 * 512 * 64 * (3 * 4096 + 6144)
