@@ -197,3 +197,31 @@ def test_cli_stop_after_zero_runs_nothing_and_says_how_to_go_on(tmp_path):
                                  str(tmp_path / "ad"), "--out", str(tmp_path / "out"), "--stop-after", "0"])
     assert r.exit_code == 0, r.output
     assert "2 GPU runs left" in r.output and "--resume" in r.output and ": GPU ..." not in r.output
+
+
+def test_a_budget_stops_repeated_passes_and_the_same_command_goes_on(tmp_path, monkeypatch):
+    """Budget for three 10 s runs of four: pass 2 stops after its first run, nothing is compared
+    yet; the same command without a budget runs only pass 2's last run and compares both."""
+    import gpu.validate as gv
+    from gpu.run_budget import RunBudget
+    from gpu.validate import run_validation_repeated
+
+    now = [0.0]
+    real = gv.run_gpu
+
+    def ten_seconds(*a, **k):
+        now[0] += 10.0
+        return real(*a, **k)
+
+    monkeypatch.setattr(gv, "run_gpu", ten_seconds)
+    path = tmp_path / "sc.yaml"
+    path.write_text(yaml.safe_dump(SCENARIO))
+    opts, log = GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad")), []
+    df = run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append,
+                                 budget=RunBudget(35.0, clock=lambda: now[0]))
+    assert df.empty and "pass 2/2 is not complete: run the same command again to go on" in log
+    assert len([m for m in log if m.endswith(": GPU ...")]) == 3
+    log.clear()
+    df = run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append)
+    assert [m for m in log if m.endswith(": GPU ...")] == ["tiny-val / lru: GPU ..."]
+    assert set(df["gpu_runs"]) == {2}
