@@ -17,6 +17,7 @@ Run on the device:
 
     python benchmarks/bench_kernels.py [--tune]
     python benchmarks/bench_kernels.py --tune-sgmv [--write tuned.json]
+    python benchmarks/bench_kernels.py --tune-sgmv-prefill [--write tuned.json]
     python benchmarks/bench_kernels.py --profile-sgmv   # per-kernel time of the LoRA steps (decode, prefill)
     python benchmarks/bench_kernels.py --sgmv-capacity  # prefill LoRA by graph segment capacity
 (--tune adds a sweep of decode-attention launch configs at batch 64 x context 2048;
@@ -245,28 +246,58 @@ EXPAND_GRID = [
 ]
 
 
-def tune_sgmv(reps: int, rank: int, write: str | None, layers: int = 32) -> None:
-    """Sweep the decode SGMV configs (shrink, then expand with the best shrink) on the two
-    decode cases; the score is the sum of their step times. Prints every row and the winner,
-    and with `write` saves it as a $LORASIM_KERNEL_CONFIGS JSON file."""
+PREFILL_SHRINK_GRID = [
+    {"BLOCK_M": bm, "BLOCK_N": 64, "BLOCK_K": bk, "SPLIT_K": sk, "SPLIT_BY_TOKENS": tok,
+     "num_warps": w, "num_stages": 3}
+    for bm in (32, 64) for bk in (64, 128) for sk in (4, 8, 16, 32) for tok in (False, True) for w in (4, 8)
+]
+PREFILL_EXPAND_GRID = [
+    {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": 64, "num_warps": w, "num_stages": st}
+    for bm in (32, 64, 128) for bn in (64, 128, 256) for w in (4, 8) for st in (2, 3)
+]
+# prefill cases as the driver's graphs hold them: (tokens' adapters, segment capacity)
+PREFILL_CASES = {
+    "1 adapter x 512, cap 4": ([0] * 512, 4),
+    "4 adapters x 512, cap 4": ([s for s in range(4) for _ in range(512)], 4),
+    "16 adapters x 128, cap 16": ([s for s in range(16) for _ in range(128)], 16),
+}
+
+
+def tune_sgmv(reps: int, rank: int, write: str | None, layers: int = 32, prefill: bool = False) -> None:
+    """Sweep the SGMV configs (shrink, then expand with the best shrink) of the decode cases,
+    or with `prefill` of PREFILL_CASES on the tile grid; the score is the sum of the cases'
+    step times. Prints every row and the winner, and with `write` saves it as a
+    $LORASIM_KERNEL_CONFIGS JSON file."""
     import json
 
-    from gpu.kernels.configs import device_configs
+    from gpu.kernels.configs import OVERRIDE_ENV, device_configs
 
-    os.environ.pop("LORASIM_KERNEL_CONFIGS", None)  # tune the table itself
+    os.environ.pop(OVERRIDE_ENV, None)  # tune the table itself
     table = device_configs(torch.cuda.get_device_name())
-    shape, slots, fused, cases = _sgmv_setup(rank, layers)
-    decode = {k: v for k, v in cases.items() if len(v) <= 64}
-    steps = {k: _sgmv_step(shape, slots, fused, tok, rank, decode=True) for k, tok in decode.items()}
+    if prefill:
+        shape, slots, fused, _ = _sgmv_setup(rank, layers, n_slots=16)
+        steps = {k: _sgmv_step(shape, slots, fused, tok, rank, decode=False, capacity=cap)
+                 for k, (tok, cap) in PREFILL_CASES.items()}
+        ops = (("shrink_prefill", PREFILL_SHRINK_GRID), ("expand_prefill", PREFILL_EXPAND_GRID))
+    else:
+        shape, slots, fused, cases = _sgmv_setup(rank, layers)
+        steps = {k: _sgmv_step(shape, slots, fused, tok, rank, decode=True)
+                 for k, tok in cases.items() if len(tok) <= 64}
+        ops = (("shrink_decode", SHRINK_GRID), ("expand_decode", EXPAND_GRID))
 
     def score(op: str, cfg: dict) -> float:
         table[op] = cfg
-        times = [graph_time(step, reps) for step in steps.values()]
+        try:
+            times = [graph_time(step, reps) for step in steps.values()]
+        except Exception as e:  # noqa: BLE001 - a tile too large for the SM (OutOfResources) is skipped
+            print(f"  {op} {cfg}: failed ({type(e).__name__}: {str(e).splitlines()[0][:80]})")
+            torch.cuda.synchronize()
+            return float("inf")
         print(f"  {op} {cfg}: " + ", ".join(f"{t * 1e6:.0f}" for t in times) + " us")
         return sum(times)
 
     best = {}
-    for op, grid in (("shrink_decode", SHRINK_GRID), ("expand_decode", EXPAND_GRID)):
+    for op, grid in ops:
         print(f"\ntuning {op} ({' | '.join(steps)}, us per step of {layers} layers)")
         current = dict(table[op])
         results = [(score(op, cfg), cfg) for cfg in [current, *grid]]
@@ -287,11 +318,13 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=30)
     ap.add_argument("--tune", action="store_true", help="also sweep decode-attention configs")
     ap.add_argument("--tune-sgmv", action="store_true", help="only sweep the decode SGMV configs")
+    ap.add_argument("--tune-sgmv-prefill", action="store_true",
+                    help="only sweep the prefill SGMV configs (tile grid) on graph-sized prefill cases")
     ap.add_argument("--profile-sgmv", action="store_true", help="only profile the SGMV kernels of the decode and prefill cases")
     ap.add_argument("--sgmv", action="store_true", help="only time a step's SGMV LoRA (no sweep)")
     ap.add_argument("--sgmv-capacity", action="store_true",
                     help="only time prefill SGMV steps by graph segment capacity and split rule")
-    ap.add_argument("--write", metavar="JSON", help="with --tune-sgmv: save the winner for "
+    ap.add_argument("--write", metavar="JSON", help="with --tune-sgmv[-prefill]: save the winner for "
                     "$LORASIM_KERNEL_CONFIGS")
     a = ap.parse_args()
     if not torch.cuda.is_available():
@@ -306,6 +339,11 @@ def main() -> None:
         bench_sgmv(a.reps, a.rank)
         return
     if a.sgmv_capacity:
+        bench_sgmv_capacity(a.reps, a.rank)
+        return
+    if a.tune_sgmv_prefill:
+        bench_sgmv_capacity(a.reps, a.rank)
+        tune_sgmv(a.reps, a.rank, a.write, prefill=True)
         bench_sgmv_capacity(a.reps, a.rank)
         return
     if a.tune_sgmv:

@@ -37,7 +37,8 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   RoPE + KV write one (token, KV head) per program (Llama-8B: 4 q heads + k + v, 768
   elements); SiLU*mul BLOCK 1024 columns per program (14 programs for one 14336-wide row).
 - ptxas -v on Triton's sm_90a PTX: no register spills except expand_prefill (156 B), which
-  still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune) on a new GPU.
+  still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune, --tune-sgmv,
+  --tune-sgmv-prefill) on a new GPU.
 """
 
 from __future__ import annotations

@@ -375,3 +375,32 @@ def test_sgmv_reads_adapters_at_their_own_rank_where_they_lie(triton_device, cas
     hr = reference.lora_shrink(x, arena, coef.a_offsets, r, ameta, tight=True)
     reference.lora_expand(hr, arena, coef.bt_offsets, coef.widths, ref, ameta, r, coef.out_offsets, tight=True)
     _close(ref, want, torch.float32)
+
+
+def _bench_grids() -> dict:
+    import runpy
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_kernels.py"
+    return runpy.run_path(str(bench))
+
+
+@pytest.mark.parametrize("which", ["first", "last"])
+def test_the_prefill_tuners_extreme_configs_keep_the_tile_grid_right(triton_device, which, monkeypatch):
+    """`bench_kernels.py --tune-sgmv-prefill` installs each config of its grids; the smallest and
+    largest tiles, split caps and both split rules must still match the reference."""
+    import gpu.kernels.lora_shrink_op as ks
+    from gpu.kernels import configs
+
+    monkeypatch.setattr(ks, "SEGMENT_LOOP_MAX_LEN", 0)  # the tile grid, whatever the lengths
+    grids = _bench_grids()
+    pick = 0 if which == "first" else -1
+    monkeypatch.delenv(configs.OVERRIDE_ENV, raising=False)
+    table = configs.device_configs(torch.cuda.get_device_name() if triton_device == "cuda" else None)
+    monkeypatch.setitem(table, "shrink_prefill", grids["PREFILL_SHRINK_GRID"][pick])
+    monkeypatch.setitem(table, "expand_prefill", grids["PREFILL_EXPAND_GRID"][pick])
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    tok = tok_slots_of(CASES["mixed_prefill"])
+    hk, hr, yk, yr = _run(slots, tok, "qkv", 0, triton_device, torch.float32, max_segments=8)
+    _close(hk, hr, torch.float32)
+    _close(yk, yr, torch.float32)
