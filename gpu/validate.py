@@ -275,8 +275,10 @@ def run_validation(
     rows: list[dict] = []
     health = HealthLog()
     dists = Distributions()
-    cells = [(sc, w, p) for sc, w in scenario_cells(scenarios, profile, traces)
-             for p in (list(policies or sc.policies)[::-1] if reverse else list(policies or sc.policies))]
+    cells = []  # (scenario, workload, policy) in run order
+    for sc, workload in scenario_cells(scenarios, profile, traces):
+        pols = list(policies or sc.policies)
+        cells += [(sc, workload, pol) for pol in (pols[::-1] if reverse else pols)]
     trace, traced, announced = None, None, False
     for i, (sc, workload, pol) in enumerate(cells):
         if traced is not sc:
