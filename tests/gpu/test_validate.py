@@ -159,11 +159,10 @@ def test_cli_resume_runs_only_the_gpu_runs_a_cut_off_validation_lacks(tmp_path):
     assert r.exit_code == 0 and "tiny-val / lru: GPU ..." in r.output
 
 
-def test_a_budget_stops_before_a_run_that_would_overrun_and_resume_goes_on(tmp_path, monkeypatch):
-    """With a 15 s budget and GPU runs of 10 s (a fake clock), the second run is not started: the
-    tables hold the first, the log says how many are left, and --resume runs only those."""
+@pytest.fixture
+def ten_second_runs(monkeypatch) -> list[float]:
+    """A fake clock (`now[0]`) that every GPU run advances by 10 s."""
     import gpu.validate as gv
-    from gpu.run_budget import RunBudget
 
     now = [0.0]
     real = gv.run_gpu
@@ -173,11 +172,19 @@ def test_a_budget_stops_before_a_run_that_would_overrun_and_resume_goes_on(tmp_p
         return real(*a, **k)
 
     monkeypatch.setattr(gv, "run_gpu", ten_seconds)
+    return now
+
+
+def test_a_budget_stops_before_a_run_that_would_overrun_and_resume_goes_on(tmp_path, ten_second_runs):
+    """With a 15 s budget and GPU runs of 10 s (a fake clock), the second run is not started: the
+    tables hold the first, the log says how many are left, and --resume runs only those."""
+    from gpu.run_budget import RunBudget
+
     path = tmp_path / "sc.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     opts, out, log = GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad")), tmp_path / "out", []
     df = run_validation([path], None, ["lru", "overlap", "resident"], out, opts, progress=log.append,
-                        budget=RunBudget(15.0, clock=lambda: now[0]))
+                        budget=RunBudget(15.0, clock=lambda: ten_second_runs[0]))
     assert set(df["policy"]) == {"lru"}
     assert any(m.startswith("stopping after 10 s of the 15 s allowed: 2 GPU runs left") for m in log)
     assert not (out / "tiny-val.overlap.summary.json").exists()
@@ -199,26 +206,17 @@ def test_cli_stop_after_zero_runs_nothing_and_says_how_to_go_on(tmp_path):
     assert "2 GPU runs left" in r.output and "--resume" in r.output and ": GPU ..." not in r.output
 
 
-def test_a_budget_stops_repeated_passes_and_the_same_command_goes_on(tmp_path, monkeypatch):
+def test_a_budget_stops_repeated_passes_and_the_same_command_goes_on(tmp_path, ten_second_runs):
     """Budget for three 10 s runs of four: pass 2 stops after its first run, nothing is compared
     yet; the same command without a budget runs only pass 2's last run and compares both."""
-    import gpu.validate as gv
     from gpu.run_budget import RunBudget
     from gpu.validate import run_validation_repeated
 
-    now = [0.0]
-    real = gv.run_gpu
-
-    def ten_seconds(*a, **k):
-        now[0] += 10.0
-        return real(*a, **k)
-
-    monkeypatch.setattr(gv, "run_gpu", ten_seconds)
     path = tmp_path / "sc.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))
     opts, log = GpuOptions(device="cpu", adapter_dir=str(tmp_path / "ad")), []
     df = run_validation_repeated([path], None, ["lru", "overlap"], tmp_path / "out", 2, opts, log.append,
-                                 budget=RunBudget(35.0, clock=lambda: now[0]))
+                                 budget=RunBudget(35.0, clock=lambda: ten_second_runs[0]))
     assert df.empty and "pass 2/2 is not complete: run the same command again to go on" in log
     assert len([m for m in log if m.endswith(": GPU ...")]) == 3
     log.clear()
