@@ -119,7 +119,7 @@ def _sgmv_setup(rank: int, layers: int = 32, n_slots: int = 8):
         "1 adapter, batch 1": [0],
         "1 adapter, batch 64": [0] * 64,
         "8 adapters, batch 64": [i % 8 for i in range(64)],
-        "8 adapters, prefill 8x128": [s for s in range(8) for _ in range(128)],
+        "8 adapters, prefill 8x128": _packed(8, 128),
     }
     return shape, slots, fused, cases
 
@@ -170,6 +170,21 @@ def lora_flops(fused, tokens: int, rank: int) -> float:
     return sum(2.0 * tokens * rank * (sl.in_dim + w) for _, _, sl in fused for w in sl.widths)
 
 
+def _packed(adapters: int, each: int) -> list[int]:
+    """Token adapters of a prefill batch of `adapters` requests of `each` tokens, one adapter
+    a request, packed."""
+    return [s for s in range(adapters) for _ in range(each)]
+
+
+# prefill batches timed by --sgmv-capacity
+PREFILL_BATCHES = {
+    "1 adapter x 512": _packed(1, 512),
+    "4 adapters x 512": _packed(4, 512),
+    "1 adapter x 2048": _packed(1, 2048),
+    "16 adapters x 128": _packed(16, 128),
+}
+
+
 def bench_sgmv_capacity(reps: int, rank: int, layers: int = 32) -> None:
     """Prefill-sized SGMV steps under graph metadata for 4, 16 and 64 segments, with the tile
     grid's split-K counted from its bound (default) and from tokens (`SPLIT_BY_TOKENS`): what a
@@ -178,12 +193,6 @@ def bench_sgmv_capacity(reps: int, rank: int, layers: int = 32) -> None:
     from gpu.kernels.configs import OVERRIDE_ENV, device_configs
 
     shape, slots, fused, _ = _sgmv_setup(rank, layers, n_slots=16)
-    cases = {
-        "1 adapter x 512": [0] * 512,
-        "4 adapters x 512": [s for s in range(4) for _ in range(512)],
-        "1 adapter x 2048": [0] * 2048,
-        "16 adapters x 128": [s for s in range(16) for _ in range(128)],
-    }
     os.environ.pop(OVERRIDE_ENV, None)
     table = device_configs(torch.cuda.get_device_name())
     saved = dict(table["shrink_prefill"])
@@ -192,7 +201,7 @@ def bench_sgmv_capacity(reps: int, rank: int, layers: int = 32) -> None:
     print(f"{'case':<20} {'split from':<10} " + " ".join(f"{f'cap {c}':>8}" for c in (4, 16, 64))
           + f" {'TFLOP/s':>8}")
     try:
-        for name, tok in cases.items():
+        for name, tok in PREFILL_BATCHES.items():
             for by_tokens in (False, True):
                 table["shrink_prefill"] = {**saved, "SPLIT_BY_TOKENS": by_tokens}
                 row, best = [], float("inf")
@@ -255,11 +264,11 @@ PREFILL_EXPAND_GRID = [
     {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": 64, "num_warps": w, "num_stages": st}
     for bm in (32, 64, 128) for bn in (64, 128, 256) for w in (4, 8) for st in (2, 3)
 ]
-# prefill cases as the driver's graphs hold them: (tokens' adapters, segment capacity)
+# the tuner's prefill cases at the segment capacity the driver's graphs give them (4 batch
+# slots; 16 for resident or unified memory): (tokens' adapters, capacity)
 PREFILL_CASES = {
-    "1 adapter x 512, cap 4": ([0] * 512, 4),
-    "4 adapters x 512, cap 4": ([s for s in range(4) for _ in range(512)], 4),
-    "16 adapters x 128, cap 16": ([s for s in range(16) for _ in range(128)], 16),
+    f"{name}, cap {cap}": (PREFILL_BATCHES[name], cap)
+    for name, cap in (("1 adapter x 512", 4), ("4 adapters x 512", 4), ("16 adapters x 128", 16))
 }
 
 
