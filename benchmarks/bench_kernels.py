@@ -313,10 +313,10 @@ def tune_sgmv(reps: int, rank: int, write: str | None, layers: int = 32, prefill
         t, cfg = min(results, key=lambda r: r[0])
         table[op] = best[op] = cfg
         print(f"best {op}: {cfg} ({t * 1e6:.0f} us; current {results[0][0] * 1e6:.0f} us)")
-    if write:
-        with open(write, "w") as f:
-            json.dump(best, f, indent=1)
-        print(f"wrote {write} (use it with LORASIM_KERNEL_CONFIGS={write})")
+        if write:  # after each op, so a call killed mid-sweep keeps the ops already tuned
+            with open(write, "w") as f:
+                json.dump(best, f, indent=1)
+            print(f"wrote {write} (use it with LORASIM_KERNEL_CONFIGS={write})")
 
 
 def main() -> None:

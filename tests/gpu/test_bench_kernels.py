@@ -43,3 +43,38 @@ def test_lora_flops_count_each_slices_shrink_and_expand():
     lora_flops = runpy.run_path(str(BENCH))["lora_flops"]
     qkv = SimpleNamespace(in_dim=4096, widths=[4096, 1024, 1024])
     assert lora_flops([(0, "qkv", qkv)], tokens=512, rank=64) == 2 * 512 * 64 * (3 * 4096 + 6144)
+
+
+def test_tuner_saves_each_op_as_it_is_tuned(tmp_path, monkeypatch):
+    """A tuning call killed during the expand sweep still leaves the shrink winner on disk."""
+    import json
+
+    ns = runpy.run_path(str(BENCH))
+    fn = ns["tune_sgmv"]
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setitem(fn.__globals__, "_sgmv_setup", lambda *a, **k: (None, None, None, None))
+    monkeypatch.setitem(fn.__globals__, "_sgmv_step", lambda *a, **k: None)
+    shrinks = ns["PREFILL_SHRINK_GRID"]
+    fastest = shrinks[5]
+    calls = []
+
+    def graph_time(step, reps):
+        from gpu.kernels.configs import device_configs
+
+        table = device_configs("NVIDIA H100")
+        calls.append(1)
+        if len(calls) > 3 * (len(shrinks) + 1):  # the expand sweep has begun: the call is killed
+            raise KeyboardInterrupt
+        return 1e-3 if table["shrink_prefill"] == fastest else 2e-3
+
+    monkeypatch.setitem(fn.__globals__, "graph_time", graph_time)
+    from gpu.kernels.configs import device_configs
+
+    saved = dict(device_configs("NVIDIA H100"))
+    out = tmp_path / "tuned.json"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fn(reps=1, rank=64, write=str(out), prefill=True)
+    finally:
+        device_configs("NVIDIA H100").update(saved)
+    assert json.loads(out.read_text()) == {"shrink_prefill": fastest}
