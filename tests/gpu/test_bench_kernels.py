@@ -49,6 +49,9 @@ def test_tuner_saves_each_op_as_it_is_tuned(tmp_path, monkeypatch):
     """A tuning call killed during the expand sweep still leaves the shrink winner on disk."""
     import json
 
+    from gpu.kernels.configs import OVERRIDE_ENV
+
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)  # the tuner pops it; restored after the test
     ns = runpy.run_path(str(BENCH))
     fn = ns["tune_sgmv"]
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "NVIDIA H100 80GB HBM3")
