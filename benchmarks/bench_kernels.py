@@ -255,10 +255,10 @@ EXPAND_GRID = [
 ]
 
 
-PREFILL_SHRINK_GRID = [
-    {"BLOCK_M": bm, "BLOCK_N": 64, "BLOCK_K": bk, "SPLIT_K": sk, "SPLIT_BY_TOKENS": tok,
-     "num_warps": w, "num_stages": 3}
-    for bm in (32, 64) for bk in (64, 128) for sk in (4, 8, 16, 32) for tok in (False, True) for w in (4, 8)
+PREFILL_SHRINK_GRID = [  # the split is about PROGRAMS_PER_SM working programs an SM, capped by SPLIT_K
+    {"BLOCK_M": bm, "BLOCK_N": 64, "BLOCK_K": bk, "SPLIT_K": sk, "PROGRAMS_PER_SM": p,
+     "SPLIT_BY_TOKENS": tok, "num_warps": w, "num_stages": 3}
+    for bm in (32, 64) for bk in (64, 128) for sk in (8, 32) for p in (2, 8) for tok in (False, True) for w in (4, 8)
 ]
 PREFILL_EXPAND_GRID = [
     {"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": 64, "num_warps": w, "num_stages": st}

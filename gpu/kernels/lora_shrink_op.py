@@ -215,11 +215,13 @@ def prefill_work_tiles(meta: LoraMeta, block_m: int, by_tokens: bool = False) ->
 
 
 def _split_k_tiles(x: torch.Tensor, cfg: dict, programs: int, k: int) -> int:
-    """Split-K factor of the tile grid: ~2 working programs per SM on a GPU (at most the
-    config's SPLIT_K, at least one BLOCK_K step per split); the config's value elsewhere."""
+    """Split-K factor of the tile grid: about PROGRAMS_PER_SM (default 2) working programs
+    per SM on a GPU (at most the config's SPLIT_K, at least one BLOCK_K step per split); the
+    config's value elsewhere. A rank-wide shrink has few output tiles, so its programs' K
+    loops are long and latency-bound unless the split spreads them."""
     if not x.is_cuda:
         return cfg["SPLIT_K"]
-    want = triton.next_power_of_2(triton.cdiv(2 * sm_count(x), max(programs, 1)))
+    want = triton.next_power_of_2(triton.cdiv(cfg.get("PROGRAMS_PER_SM", 2) * sm_count(x), max(programs, 1)))
     return max(1, min(cfg["SPLIT_K"], want, triton.cdiv(k, cfg["BLOCK_K"])))
 
 

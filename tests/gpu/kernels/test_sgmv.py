@@ -244,6 +244,23 @@ def test_prefill_split_counts_tokens_not_segment_capacity_when_asked():
     assert prefill_work_tiles(short, 64) == 8 and prefill_work_tiles(short, 64, by_tokens=True) == 1
 
 
+def test_prefill_split_aims_at_the_configs_programs_per_sm(monkeypatch):
+    """The tile grid's split-K gives about PROGRAMS_PER_SM working programs an SM (2 without
+    the key), capped by SPLIT_K and by the K steps: a 512-token qkv shrink (24 tiles) on 132
+    SMs splits 16 ways at 2 an SM and 32 (the cap) at 8."""
+    from types import SimpleNamespace
+
+    import gpu.kernels.lora_shrink_op as ks
+
+    monkeypatch.setattr(ks, "sm_count", lambda x: 132)
+    gpu_x = SimpleNamespace(is_cuda=True)
+    cfg = {"SPLIT_K": 32, "BLOCK_K": 64}
+    assert ks._split_k_tiles(gpu_x, cfg, programs=24, k=4096) == 16
+    assert ks._split_k_tiles(gpu_x, {**cfg, "PROGRAMS_PER_SM": 8}, programs=24, k=4096) == 32
+    assert ks._split_k_tiles(gpu_x, {**cfg, "PROGRAMS_PER_SM": 8}, programs=24, k=1024) == 16  # K steps
+    assert ks._split_k_tiles(SimpleNamespace(is_cuda=False), cfg, programs=24, k=4096) == 32  # the config's
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_sgmv_half_precision(triton_device, dtype):
     slots = make_slots(SMALL, RANKS, 64, triton_device, dtype)
