@@ -9,6 +9,11 @@ the device:
 
     python benchmarks/bench_prefill_graphs.py --model llama-3.1-8b --slots 4 --rank 64
 On CPU it runs the tiny model without graphs (a smoke run of the same code).
+
+`--gemms` also times one layer's four weight matmuls (qkv, o, gate_up, down, as the model
+runs them) at every prefill token bucket and marks a bucket that a larger one beats: the four
+calibrations of this harness logged the 448-token prefill 23-33 % slower than the 512-token
+one, and a bucket like that is worth padding past.
 """
 
 from __future__ import annotations
@@ -16,12 +21,49 @@ from __future__ import annotations
 import argparse
 import time
 
+import torch
+
 from gpu.calibrate import Timer
+from gpu.calibrate.rates import graph_seconds
 from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
 from gpu.model import LlamaModel, StepInput, default_device, default_dtype
-from gpu.prefill_graphs import PrefillRunner
+from gpu.prefill_graphs import PrefillRunner, token_buckets
 from sim.config import MODEL_PRESETS
+
+
+def beaten_by(seconds: dict[int, float]) -> dict[int, int]:
+    """Each bucket that a larger bucket runs in less time -> the smallest such bucket (what a
+    prefill of that size would rather be padded to)."""
+    out = {}
+    for m, t in seconds.items():
+        faster = [n for n, u in seconds.items() if n > m and u < t]
+        if faster:
+            out[m] = min(faster)
+    return out
+
+
+def bench_gemms(model: LlamaModel, buckets: list[int], reps: int, timer: Timer) -> None:
+    """One layer's weight matmuls at every bucket's row count: ms for all layers, TFLOP/s."""
+    layer = model.layers[0]
+    names = ("qkv", "o", "gate_up", "down")
+    cuda = model.embed.is_cuda
+    seconds = {}
+    for m in buckets:
+        t = 0.0
+        for name in names:
+            w = layer[name]
+            x = torch.randn(m, w.shape[1], device=w.device, dtype=w.dtype)
+            fn = lambda x=x, w=w: x @ w.t()  # noqa: E731 - as LlamaModel._proj runs it
+            t += graph_seconds(fn, reps) if cuda else timer.median(fn, reps, warmup=1)
+        seconds[m] = t * len(model.layers)
+    per_row = 2 * sum(layer[n].numel() for n in names) * len(model.layers)
+    beaten = beaten_by(seconds)
+    print(f"\nweight matmuls of a prefill ({', '.join(names)}; {len(model.layers)} layers)")
+    print(f"{'tokens':>6} {'ms':>8} {'TFLOP/s':>8}  slower than")
+    for m, t in seconds.items():
+        note = f"  {beaten[m]} tokens ({seconds[beaten[m]] * 1e3:.2f} ms)" if m in beaten else ""
+        print(f"{m:>6} {t * 1e3:8.2f} {per_row * m / t / 1e12:8.1f}{note}")
 
 
 def main() -> None:
@@ -34,6 +76,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=2048, help="largest graphed prefill")
     ap.add_argument("--idle-ms", type=float, default=300.0)
     ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--gemms", action="store_true",
+                    help="also time the weight matmuls at every token bucket up to --max-tokens")
     a = ap.parse_args()
     dev = default_device()
     shape = MODEL_PRESETS[a.model or ("llama-3.1-8b" if dev.type == "cuda" else "tiny")]
@@ -83,6 +127,8 @@ def main() -> None:
             gi = timer.median(graph, max(3, a.reps // 3), warmup=0, between=idle)
             print(f"{t:>6} {n:>8} {e * 1e3:9.2f} {g * 1e3:9.2f} {ge * 1e3:12.2f} "
                   f"{ei * 1e3:10.2f} {gi * 1e3:10.2f}")
+    if a.gemms:
+        bench_gemms(model, token_buckets(a.max_tokens), a.reps, timer)
 
 
 if __name__ == "__main__":
