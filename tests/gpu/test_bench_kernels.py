@@ -31,9 +31,10 @@ def test_capacity_table_has_both_split_rules_for_every_case(capsys):
     before = dict(device_configs(torch.cuda.get_device_name())["shrink_prefill"])
     runpy.run_path(str(BENCH))["bench_sgmv_capacity"](reps=2, rank=16, layers=1)
     rows = [ln.split() for ln in capsys.readouterr().out.splitlines() if " x " in ln and "adapter" in ln]
-    assert len(rows) == 8 and {r[-4] for r in rows} == {"bound", "tokens"}
+    # N adapter(s) x TOKENS RULE cap4 cap16 cap64 TFLOP/s
+    assert len(rows) == 8 and {r[4] for r in rows} == {"bound", "tokens"}
     sixteen = [r for r in rows if r[0] == "16"]
-    assert all(r[-3] == "-" and r[-2] != "-" for r in sixteen)  # capacity 4 < 16 adapters
+    assert all(r[5] == "-" and r[6] != "-" for r in sixteen)  # capacity 4 < 16 adapters
     assert device_configs(torch.cuda.get_device_name())["shrink_prefill"] == before  # restored
 
 
