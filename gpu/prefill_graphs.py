@@ -7,7 +7,9 @@ on every validation cell. Replayed pieces make a prefill cost the GPU's time.
 
 Packed prefill tokens are padded to a token bucket (16-token steps to 64, 32 to 256, 64
 beyond: at most a few % of extra rows); padding tokens write keys to the KV cache's scratch
-page and have no adapter. LoRA reads the SGMV table at the bucket's fixed capacities.
+page and have no adapter. A GPU's config table (gpu.kernels.configs `prefill_pad_past`) drops
+buckets whose weight GEMMs a larger bucket runs faster (448 on Hopper), so their prefills pad
+past them. LoRA reads the SGMV table at the bucket's fixed capacities.
 Attention runs eagerly between pieces over the real (unpadded) items, the paged varlen
 kernel exactly as LlamaModel.forward runs it, and so do the logits of each item's last
 token. Prefills above the largest bucket run eagerly (LlamaModel.forward): long prefills
@@ -16,12 +18,13 @@ are GPU-bound anyway.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import torch
 
 from gpu import PREFILL_GRAPH_TOKENS
+from gpu.kernels.configs import device_configs
 from gpu.kv_cache import PagedKV
 from gpu.model import LlamaModel, StepInput
 from gpu.piecewise import PiecewiseGraphs, bucket
@@ -29,15 +32,29 @@ from gpu.piecewise import PiecewiseGraphs, bucket
 DEFAULT_MAX_TOKENS = PREFILL_GRAPH_TOKENS
 
 
-def token_buckets(max_tokens: int) -> list[int]:
-    """Padded prefill sizes: 16, 32, 48, 64, then +32 to 256, then +64 up to max_tokens."""
+def token_buckets(max_tokens: int, skip: Iterable[int] = ()) -> list[int]:
+    """Padded prefill sizes: 16, 32, 48, 64, then +32 to 256, then +64 up to max_tokens,
+    less the sizes in `skip` (never max_tokens itself)."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     sizes, t = {max_tokens}, 16
     while t < max_tokens:
         sizes.add(t)
         t += 16 if t < 64 else 32 if t < 256 else 64
-    return sorted(sizes)
+    return sorted(sizes - (set(skip) - {max_tokens}))
+
+
+def pad_past(device_name: str | None) -> tuple[int, ...]:
+    """The token buckets the graphed prefill skips on this GPU (its config table's
+    `prefill_pad_past`; none on CPU)."""
+    return tuple(device_configs(device_name).get("prefill_pad_past", ()))
+
+
+def device_buckets(max_tokens: int, device: torch.device) -> list[int]:
+    """The token buckets a PrefillRunner on `device` graphs, as calibrate records them in the
+    profile (`compute.prefill_buckets`) for the simulator to pad the same way."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return token_buckets(max_tokens, pad_past(name))
 
 
 class PrefillRunner(PiecewiseGraphs):
@@ -56,7 +73,7 @@ class PrefillRunner(PiecewiseGraphs):
         pool=None,
     ):
         super().__init__(model, kv, graphs=graphs, pool=pool, max_adapters=max_adapters)
-        self.t_sizes = token_buckets(max_tokens) if max_tokens > 0 else []
+        self.t_sizes = device_buckets(max_tokens, model.device) if max_tokens > 0 else []
 
     def keys(self) -> list[tuple[int, bool]]:
         loras = [False, True] if self.lora is not None else [False]

@@ -25,7 +25,9 @@ from sim.hw.profile import Grid, HardwareProfile, LoraPrefillTable, LoraTable, P
 _LOG_PATTERNS = {
     # "..., paged KV" in the rest of the line: the paged harness (module docstring)
     "decode_path": re.compile(r"^  decode path: (gpu\.decode_graphs|eager)(.*)$"),
-    "prefill_path": re.compile(r"^  prefill path: (?:gpu\.prefill_graphs up to (\d+) tokens|eager)"),
+    "prefill_path": re.compile(
+        r"^  prefill path: (?:gpu\.prefill_graphs up to (\d+) tokens(?:.*?padded past ([\d,]+))?|eager)"
+    ),
     "prefill": re.compile(r"^  prefill\s+(\d+) tokens:\s+([\d.]+) ms$"),
     "decode": re.compile(r"^  decode batch\s+(\d+):((?:\s+[\d.]+)+) ms$"),
     "lora": re.compile(r"^  lora decode extra, rank\s+(\d+), vs adapters: (.*)$"),  # before round 7
@@ -181,7 +183,8 @@ def refit_from_log(
         elif m := _LOG_PATTERNS["wake"].match(line):
             wake = float(m[1])
         elif m := _LOG_PATTERNS["prefill_path"].match(line):
-            buckets = tuple(token_buckets(int(m[1]))) if m[1] else ()
+            skip = [int(t) for t in m[2].split(",")] if m[2] else []
+            buckets = tuple(token_buckets(int(m[1]), skip)) if m[1] else ()
         elif m := _LOG_PATTERNS["decode_path"].match(line):
             graphed_decode = m[1] != "eager"
             paged = "paged KV" in m[2]

@@ -24,7 +24,7 @@ from gpu.calibrate.grids import GRIDS
 from gpu.calibrate.rates import report_rates
 from gpu.calibrate.serving_loop import measure_host_gap
 from gpu.decode_graphs import batch_buckets
-from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, token_buckets
+from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, device_buckets, token_buckets
 from sim.core.model import ModelShape
 from sim.hw.profile import ComputeProfile, Grid, HardwareProfile, PcieProfile, Table
 
@@ -87,10 +87,13 @@ def calibrate(
     # "paged KV" tells gpu.calibrate.refit this log is the paged harness's (its pricing rules)
     mode = "eager (one model.forward a step, paged KV)" if eager_decode else "gpu.decode_graphs (whole step, paged KV)"
     progress(f"  decode path: {mode}" + ("" if eager_decode or cuda else ", no graphs on CPU"))
+    p_buckets = tuple(device_buckets(prefill_graph_tokens, dev)) if prefill_graph_tokens else ()
+    skipped = sorted(set(token_buckets(prefill_graph_tokens)) - set(p_buckets)) if p_buckets else []
     progress(
         "  prefill path: "
         + (f"gpu.prefill_graphs up to {prefill_graph_tokens} tokens, eager above"
            if prefill_graph_tokens else "eager (model.forward)")
+        + (f", padded past {','.join(map(str, skipped))} tokens" if skipped else "")
         + ("" if cuda or not prefill_graph_tokens else ", no graphs on CPU")
     )
     ct = measure_compute(
@@ -141,7 +144,7 @@ def calibrate(
             lora_prefill=ct.lora_prefill,
             launch_fraction=ct.launch_fraction,
             # the harness pads graphed prefills to these sizes (on CPU too: same pieces)
-            prefill_buckets=tuple(token_buckets(prefill_graph_tokens)) if prefill_graph_tokens else (),
+            prefill_buckets=p_buckets,
             attention_ms_per_mcell=ct.attention_ms_per_mcell,
             # measured per causal cell: the paged varlen kernel's work (measure_attention)
             attention_cells="causal",

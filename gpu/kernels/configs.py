@@ -36,6 +36,13 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   block (4096 bf16 = 16 elements, 32 bytes, a thread at 8 warps);
   RoPE + KV write one (token, KV head) per program (Llama-8B: 4 q heads + k + v, 768
   elements); SiLU*mul BLOCK 1024 columns per program (14 programs for one 14336-wide row).
+- `prefill_pad_past`: prefill token buckets the graphed prefill skips, padding to the next
+  one, because cuBLAS's bf16 weight GEMMs run slower at that row count than at a larger one.
+  On an H100 (torch 2.11+cu130, `bench_prefill_graphs.py --gemms`, 2026-12-06) one prefill's
+  weight matmuls took 14.86 ms at 448 rows and 9.94 ms at 512 (421 against 719 TFLOP/s), and
+  all four Hopper calibrations logged the 448-token prefill 23-33 % slower than the 512-token
+  one. (832 rows was 6 % slower than 896 in the same sweep; one sample, within what a
+  re-run could move, so it is kept.)
 - ptxas -v on Triton's sm_90a PTX: no register spills except expand_prefill (156 B), which
   still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune, --tune-sgmv,
   --tune-sgmv-prefill) on a new GPU.
@@ -70,6 +77,7 @@ _HOPPER: dict[str, Config] = {
     "rms_norm": {"num_warps": 8},
     "rope_kv": {"num_warps": 4},
     "silu_mul": {"BLOCK": 1024, "num_warps": 4},
+    "prefill_pad_past": [448],
 }
 
 CONFIGS: dict[str, dict[str, Config]] = {
@@ -91,6 +99,7 @@ CONFIGS: dict[str, dict[str, Config]] = {
         "rms_norm": {"num_warps": 4},
         "rope_kv": {"num_warps": 4},
         "silu_mul": {"BLOCK": 256, "num_warps": 4},
+        "prefill_pad_past": [],
     },
 }
 

@@ -130,6 +130,12 @@ def test_refit_from_log_reproduces_the_tables_calibration_wrote(tmp_path, quick)
                  for ln in lines]
     assert any("prefill path: eager" in ln for ln in eager_log)
     assert refit_from_log(prof, "\n".join(eager_log)).compute.prefill_buckets == ()
+    # a GPU whose config pads past some buckets says so on the line; the refit drops them
+    skip_log = [ln.replace("tokens, eager above", "tokens, eager above, padded past 448,832 tokens")
+                for ln in lines]
+    assert skip_log != lines
+    skipped = refit_from_log(prof, "\n".join(skip_log)).compute.prefill_buckets
+    assert set(c.prefill_buckets) - set(skipped) == {448, 832} and skipped[-1] == 2048
     # SGMV LoRA pads no adapter counts: none written, none refitted from the paged harness's log
     assert r.adapter_buckets == c.adapter_buckets == ()
     padded_prof = replace(prof, compute=replace(c, adapter_buckets=(1, 2)))

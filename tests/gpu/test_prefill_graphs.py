@@ -10,7 +10,7 @@ from gpu.kv_cache import PagedKV  # noqa: E402
 from gpu.lora import LoraSlots  # noqa: E402
 from gpu.model import LlamaModel, StepInput  # noqa: E402
 from gpu.piecewise import bucket  # noqa: E402
-from gpu.prefill_graphs import PrefillRunner, token_buckets  # noqa: E402
+from gpu.prefill_graphs import PrefillRunner, device_buckets, pad_past, token_buckets  # noqa: E402
 from sim.config import MODEL_PRESETS  # noqa: E402
 from sim.core.model import ALL_TARGETS  # noqa: E402
 
@@ -30,9 +30,20 @@ def test_token_buckets():
     assert token_buckets(10) == [10]
     with pytest.raises(ValueError):
         token_buckets(0)
+    assert token_buckets(300, skip=(32, 300, 500)) == [16, 48, 64, 96, 128, 160, 192, 224, 256, 300]
     assert bucket([16, 32], 1) == 16 and bucket([16, 32], 17) == 32
     with pytest.raises(ValueError, match="largest bucket 32"):
         bucket([16, 32], 33)
+
+
+def test_hopper_prefills_pad_past_448_tokens_and_cpu_pads_past_none():
+    """cuBLAS ran a prefill's weight GEMMs at 448 rows a third slower than at 512 on an H100
+    (gpu.kernels.configs): a 400-token prefill pads to 512 there; the CPU keeps every bucket."""
+    assert pad_past("NVIDIA H100 80GB HBM3") == pad_past("NVIDIA H200") == (448,)
+    assert pad_past(None) == ()
+    assert 448 in device_buckets(2048, torch.device("cpu"))
+    hopper = token_buckets(2048, pad_past("NVIDIA H200"))
+    assert 448 not in hopper and bucket(hopper, 400) == 512 and bucket(hopper, 384) == 384
 
 
 def _model(device="cpu", dtype=torch.float32, n_slots=4):
