@@ -184,13 +184,21 @@ def plot_formats() -> tuple[str, ...]:
     return fmts
 
 
+# no creation date and a fixed id salt: a redrawn figure of the same data is the same file, so
+# regenerating a committed study changes only the plots whose data changed
+_NO_DATE = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}
+
+
 def save(fig: Figure, stem: Path) -> list[Path]:
     """Write stem.<format> for each of `plot_formats()` atomically, close the figure."""
     out = []
-    for fmt in plot_formats():
-        path = stem.with_suffix(f".{fmt}")
-        atomic_write(path, lambda p, fmt=fmt: fig.savefig(p, format=fmt, dpi=120))
-        out.append(path)
+    with plt.rc_context({"svg.hashsalt": "lorasim"}):
+        for fmt in plot_formats():
+            path = stem.with_suffix(f".{fmt}")
+            atomic_write(
+                path, lambda p, fmt=fmt: fig.savefig(p, format=fmt, dpi=120, metadata=_NO_DATE.get(fmt))
+            )
+            out.append(path)
     plt.close(fig)
     return out
 

@@ -129,3 +129,22 @@ def test_plot_formats_follow_the_environment(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("LORASIM_PLOT_FORMATS", "png,gif")
     with pytest.raises(ConfigError, match="png, svg, pdf"):
         save(plt.figure(), tmp_path / "three")
+
+
+def test_a_redrawn_figure_is_the_same_file(tmp_path: Path, monkeypatch):
+    """No creation date or random ids in the files: regenerating a committed study changes only
+    the plots whose data changed."""
+    import matplotlib.pyplot as plt
+
+    from experiments.plots import save
+
+    monkeypatch.delenv("LORASIM_PLOT_FORMATS", raising=False)
+
+    def draw(stem: str, y: float) -> dict[str, bytes]:
+        fig, ax = plt.subplots()
+        ax.plot([0, 1], [0, y], label="lru")
+        ax.legend()
+        return {p.suffix: p.read_bytes() for p in save(fig, tmp_path / stem)}
+
+    a, b, c = draw("a", 1.0), draw("b", 1.0), draw("c", 2.0)
+    assert set(a) == {".png", ".svg"} and a == b and a[".svg"] != c[".svg"]
