@@ -11,7 +11,8 @@ Prints, for Llama-3.1-8B in bf16 on this GPU (GPU times from CUDA events, median
   harness's kernels or graphs;
 - LoRA at rank 64 (all seven projections): the extra decode time of 1 adapter at batch 1
   (target <= 1.0 ms) and of 8 distinct adapters at batch 64, context 512 (target <= 20 % of
-  the base step), with the shrinks on their side stream (as the harness runs) and in line;
+  the base step), for each part of the LoRA the side stream can run (gpu.lora `side`: the
+  shrink, shrink and expand, none), the device's default first;
 - a prefill of 16 x 512 tokens (eager, as the driver runs prefills above the graph limit)
   against 2 x decoder parameters x tokens / matmul rate; target <= 1.3x (the LM head and
   the embedding are left out of the bound: they run on 16 rows, not 8,192);
@@ -140,23 +141,27 @@ def main() -> None:
         torch.backends.cuda.preferred_blas_library(default_blas)
 
     print(f"\nLoRA rank {a.rank}, all projections (targets: 1 adapter <= 1.0 ms, 8 adapters <= 20 %):")
-    side = slots.shrink_stream
-    variants = {"shrink on a side stream": run}
-    if side is not None:  # A/B: the same graphs with every shrink in line
-        slots.shrink_stream = None
-        variants["shrink in line"] = DecodeRunner(model, kv, max_batch=max(batches))
-        slots.shrink_stream = side
+    default = slots.side
+    labels = {"shrink": "shrink on the side stream", "lora": "shrink and expand on the side stream",
+              "none": "all in line"}
+    variants = {default: run}
+    if slots.side_stream is not None:  # A/B: the same graphs with each part on the side stream
+        for mode in labels:
+            if mode not in variants:
+                slots.side = mode
+                variants[mode] = DecodeRunner(model, kv, max_batch=max(batches))
     for b, ctx, n in ((1, 512, 1), (64, 512, 8)):
         if b > max(batches):
             continue
         base = step_time(b, ctx, [-1] * b)
-        for label, runner in variants.items():
-            slots.shrink_stream = side if runner is run else None  # captured with this setting
+        for mode, runner in variants.items():
+            slots.side = mode  # graphs are captured on first use, with this setting
             lora = step_time(b, ctx, [i % n for i in range(b)], runner)
-            print(f"  {n} adapter(s), batch {b}, ctx {ctx}, {label}: base {base * 1e3:.2f} ms, "
+            print(f"  {n} adapter(s), batch {b}, ctx {ctx}, {labels[mode]}"
+                  f"{' (default)' if mode == default else ''}: base {base * 1e3:.2f} ms, "
                   f"with LoRA {lora * 1e3:.2f} ms, extra {(lora - base) * 1e3:.2f} ms "
                   f"({(lora / base - 1) * 100:.1f} %)")
-    slots.shrink_stream = side
+    slots.side = default
 
     kv.reset()
     pre = PrefillRunner(model, kv, max_tokens=0)

@@ -11,9 +11,12 @@ place from its slot, over the batch's per-adapter token segments (`meta`, built 
 batch), for a whole fused projection (q|k|v, gate|up) in one launch each: no padding to the
 longest segment, no gathered weights, no loop over adapters (S-LoRA / Punica, SGLang's
 Triton LoRA backend). Ranks below the slots' max rank only read their own rows.
-`project` runs a projection's base matmul and its LoRA; on a GPU the shrink (which only
-needs x) runs on a side stream concurrently with the base matmul, so of the two launches
-only the expand is on the step's critical path (a fork/join that CUDA-graph capture keeps).
+`project` runs a projection's base matmul and its LoRA; on a GPU part of the LoRA runs on a
+side stream concurrently with the base matmul (a fork/join that CUDA-graph capture keeps).
+`side` says which part: "shrink" (it only needs x; the expand adds into the matmul's output
+on the step's critical path), "lora" (shrink and expand into a delta buffer, which the step
+adds after the join: one small add on the critical path instead of the expand's launch
+latency) or "none" (both in line). The device's config table (`lora_side`) picks it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,10 @@ import torch
 
 from gpu.adapters import Segment, flat_layout, ordered_targets
 from gpu.kernels import FUSED, LoraMeta, LoraSlices, lora_apply, lora_expand, lora_shrink
+from gpu.kernels.configs import get_config
 from sim.core.model import ALL_TARGETS, ModelShape
+
+SIDE_PARTS = ("none", "shrink", "lora")
 
 
 class SgmvLora:
@@ -49,8 +55,17 @@ class SgmvLora:
             {f: sl for f in FUSED if (sl := LoraSlices.of(self, layer, f)) is not None}
             for layer in range(self.shape.layers)
         ]
-        # the stream `project` runs shrinks on (None: in line); set to None to turn it off
-        self.shrink_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        # what `project` runs on its side stream: "shrink", "lora" or "none" (module docstring)
+        cuda = self.device.type == "cuda"
+        self.side_stream = torch.cuda.Stream(self.device) if cuda else None
+        cfg = get_config("lora_side", torch.cuda.get_device_name(self.device) if cuda else None)
+        if cfg.get("part") not in SIDE_PARTS:
+            raise SystemExit(f"kernel configs: lora_side part must be one of {', '.join(SIDE_PARTS)}, "
+                             f"got {cfg.get('part')!r}")
+        self.side: str = cfg["part"] if cuda else "none"
+        # "lora" only up to this many tokens: above it the delta's add costs more than the
+        # expand's latency saves (a prefill's delta is as large as the projection's output)
+        self.side_max_rows: int = int(cfg.get("max_rows", 256))
 
     def has(self, module: str) -> bool:
         return module in self.targets
@@ -77,20 +92,30 @@ class SgmvLora:
     def project(
         self, x: torch.Tensor, w: torch.Tensor, layer: int, fused: str, meta: LoraMeta
     ) -> torch.Tensor:
-        """x @ w.t() plus this fused projection's LoRA (`apply`), with the shrink on
-        `shrink_stream` while the base matmul runs. h is allocated on the side stream and
-        freed after the expand on this one: the side stream's next shrink is queued behind
-        a wait on this stream, so its reuse of h's memory cannot overtake the expand."""
+        """x @ w.t() plus this fused projection's LoRA (`apply`), with the `side` part of the
+        LoRA on `side_stream` while the base matmul runs. h (and the delta) are allocated on
+        the side stream and freed after their last use on this one: the side stream's next
+        work is queued behind a wait on this stream, so reusing their memory cannot overtake
+        that use."""
         sl = self._slices[layer].get(fused)
-        side = self.shrink_stream
-        if sl is None or side is None or not x.is_cuda:
+        side = self.side_stream
+        if sl is None or side is None or self.side == "none" or not x.is_cuda:
             return self.apply(x @ w.t(), x, layer, fused, meta)
+        delta = self.side == "lora" and x.shape[0] <= self.side_max_rows
         main = torch.cuda.current_stream(x.device)
         side.wait_stream(main)
         with torch.cuda.stream(side):
             h = lora_shrink(x, self.pool, sl.a_offsets, self.max_rank, meta, self.tight)
+            if delta:
+                d = torch.zeros(x.shape[0], w.shape[0], device=x.device, dtype=x.dtype)
+                self._expand(h, sl, d, meta)
         y = x @ w.t()
         main.wait_stream(side)
+        if delta:
+            return y.add_(d)
+        return self._expand(h, sl, y, meta)
+
+    def _expand(self, h: torch.Tensor, sl: LoraSlices, y: torch.Tensor, meta: LoraMeta) -> torch.Tensor:
         return lora_expand(
             h, self.pool, sl.bt_offsets, sl.widths, y, meta, self.max_rank, sl.out_offsets, self.tight
         )

@@ -78,6 +78,7 @@ _HOPPER: dict[str, Config] = {
     "rope_kv": {"num_warps": 4},
     "silu_mul": {"BLOCK": 1024, "num_warps": 4},
     "prefill_pad_past": [448],
+    "lora_side": {"part": "shrink", "max_rows": 256},
 }
 
 CONFIGS: dict[str, dict[str, Config]] = {
@@ -100,6 +101,7 @@ CONFIGS: dict[str, dict[str, Config]] = {
         "rope_kv": {"num_warps": 4},
         "silu_mul": {"BLOCK": 256, "num_warps": 4},
         "prefill_pad_past": [],
+        "lora_side": {"part": "shrink"},
     },
 }
 

@@ -275,3 +275,39 @@ def test_the_triton_kernels_compute_what_the_references_do(tmp_path, triton_inte
         outs.append((pre, dec, kv.k[1].clone(), kv.v[1].clone()))
     for ref, tri in zip(*outs, strict=True):
         torch.testing.assert_close(tri, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_bad_lora_side_part_is_a_one_line_error(tmp_path, monkeypatch):
+    """The side-stream part comes from the config table or its JSON override: a value it
+    does not know is named in one line, never a traceback."""
+    bad = tmp_path / "cfg.json"
+    bad.write_text('{"lora_side": {"part": "sideways"}}')
+    monkeypatch.setenv("LORASIM_KERNEL_CONFIGS", str(bad))
+    with pytest.raises(SystemExit, match="lora_side part must be one of none, shrink, lora, got 'sideways'"):
+        LoraSlots(TINY, 1, 4, ALL_TARGETS, "cpu", torch.float32)
+    monkeypatch.delenv("LORASIM_KERNEL_CONFIGS")
+    assert LoraSlots(TINY, 1, 4, ALL_TARGETS, "cpu", torch.float32).side == "none"  # CPU: in line
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="side streams need a GPU")
+@pytest.mark.parametrize("part", ["none", "shrink", "lora"])
+def test_every_side_stream_part_projects_what_apply_does(part):
+    """`project` with the shrink, the whole LoRA or nothing on the side stream equals the
+    base matmul plus `apply` in line, at decode size (the delta path) and above
+    `side_max_rows` (the delta path falls back to the expand in place)."""
+    slots = LoraSlots.random(TINY, 3, 8, "cuda", torch.float32)
+    slots.side = part
+    g = torch.Generator(device="cuda").manual_seed(0)
+    for tokens in (5, slots.side_max_rows + 3):
+        tok_slots = [t % 4 - 1 for t in range(tokens)]  # base tokens between three adapters
+        meta = slots.meta(tok_slots)
+        for fused, modules in FUSED.items():
+            d_in = TINY.proj_dims(modules[0])[0]
+            d_out = sum(TINY.proj_dims(m)[1] for m in modules)
+            x = torch.randn(tokens, d_in, device="cuda", generator=g)
+            w = torch.randn(d_out, d_in, device="cuda", generator=g)
+            want = slots.apply(x @ w.t(), x, 0, fused, meta)
+            got = slots.project(x, w, 0, fused, meta)
+            torch.cuda.synchronize()
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=f"{part} {fused} {tokens}")
