@@ -8,7 +8,7 @@ L2), and updates y with a plain read-add-store (rows of a segment are distinct t
 atomics). Its two schedules follow the shrink's (lora_shrink_op): a fixed grid looping over
 the real segments' (slice, output tile, token tile) units for decode-sized batches, which sums exactly
 the partials the shrink defined (`sgmv_splits` of the same device count), and a grid of
-(token tiles x output tiles, slices, segments) for prefill. Modelled on vLLM's
+(output tiles, slices, token tiles of the real segments: `segment_tile`) for prefill. Modelled on vLLM's
 `lora_expand_op.py`.
 """
 
@@ -24,7 +24,9 @@ from gpu.kernels._common import config, launch_opts, upcast_dots
 from gpu.kernels.lora_meta import LoraMeta
 from gpu.kernels.lora_shrink_op import (
     adapter_base,
+    prefill_work_tiles,
     segment_loop,
+    segment_tile,
     sgmv_splits,
     sgmv_unit,
     shrink_plan,
@@ -157,28 +159,25 @@ def _expand_segments_kernel(
 @triton.jit
 def _expand_tiles_kernel(
     h_ptr, pool_ptr, y_ptr,
-    token_order, seg_start, seg_len, seg_slot, seg_rank, seg_scale,
+    token_order, seg_start, seg_len, seg_slot, seg_rank, seg_scale, seg_count,
     bt_off0, bt_off1, bt_off2, w0, w1, w2, o0, o1, o2,
     stride_hs, stride_hm, stride_slot, stride_ym,
-    MAX_RANK: tl.constexpr, SPLITS: tl.constexpr, N_TILES: tl.constexpr,
+    MAX_RANK: tl.constexpr, SPLITS: tl.constexpr, SEGS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, UPCAST: tl.constexpr,
     TIGHT: tl.constexpr,
 ):  # fmt: skip
-    pid = tl.program_id(0)
+    n0 = tl.program_id(0) * BLOCK_N
     sid = tl.program_id(1)
-    seg = tl.program_id(2)
-    slot = tl.load(seg_slot + seg)
-    length = tl.load(seg_len + seg)
-    m0 = (pid // N_TILES) * BLOCK_M
-    n0 = (pid % N_TILES) * BLOCK_N
+    seg, m0 = segment_tile(tl.program_id(2), seg_len, seg_count, BLOCK_M, SEGS)
     width = tl.where(sid == 0, w0, tl.where(sid == 1, w1, w2))
-    if (slot < 0) | (m0 >= length) | (n0 >= width):
+    if (seg < 0) | (n0 >= width):
         return
+    slot = tl.load(seg_slot + seg)
     rank = tl.load(seg_rank + seg)
     bt_base = adapter_base(pool_ptr, slot, stride_slot, sid, bt_off0, bt_off1, bt_off2, rank, TIGHT)
     _expand_tile(
         h_ptr + sid * MAX_RANK, bt_base, y_ptr,
-        token_order, tl.load(seg_start + seg), length, m0, n0, width, rank,
+        token_order, tl.load(seg_start + seg), tl.load(seg_len + seg), m0, n0, width, rank,
         tl.load(seg_scale + seg), SPLITS, tl.where(sid == 0, o0, tl.where(sid == 1, o1, o2)),
         stride_hs, stride_hm, stride_ym, SPLITS, BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
     )  # fmt: skip
@@ -238,10 +237,10 @@ def lora_expand(
             TIGHT=tight, **opts,
         )  # fmt: skip
         return y
-    _expand_tiles_kernel[(triton.cdiv(meta.max_len, cfg["BLOCK_M"]) * n_tiles, n, meta.max_segments)](
-        *common, bts[0], bts[1], bts[2], ws[0], ws[1], ws[2], os_[0], os_[1], os_[2],
+    _expand_tiles_kernel[(n_tiles, n, prefill_work_tiles(meta, cfg["BLOCK_M"]))](
+        *common, meta.seg_count, bts[0], bts[1], bts[2], ws[0], ws[1], ws[2], os_[0], os_[1], os_[2],
         h.stride(0), h.stride(1), pool.stride(0), y.stride(0),
-        MAX_RANK=max_rank, SPLITS=h.shape[0], N_TILES=n_tiles,
+        MAX_RANK=max_rank, SPLITS=h.shape[0], SEGS=triton.next_power_of_2(meta.max_segments),
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=bk, UPCAST=upcast_dots(y), TIGHT=tight, **opts,
     )  # fmt: skip
     return y

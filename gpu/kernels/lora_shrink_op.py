@@ -11,8 +11,12 @@ at `pool[slot] + a_offsets[j]`, its rows past the adapter's rank never read):
   adapter at batch 1 and eight at batch 64 both spread A's bytes over the SMs. A grid over
   (token tiles of the bucket x table segments) instead launched ~30x more programs than had
   work and read A with too few: that was most of the H100's 13.8 ms LoRA step.
-- *tiles* (prefill): grid (SPLIT_K x token tiles x rank tiles, slices, segments); token tiles
-  past a segment's length exit at once.
+- *tiles* (prefill): grid (SPLIT_K x rank tiles, slices, token tiles), the token tiles
+  numbered over the real segments one after another (`segment_tile`, from the segment
+  lengths on the device), so the grid is sized by the bucket's tokens plus one partial tile
+  a segment, not by (longest segment x segment capacity): a one-adapter 512-token prefill in
+  a graph with room for 64 segments launched 64x the programs of the real work, which cost
+  2x the LoRA time of a 4-segment graph (docs/gpu.md). Tiles past the last one exit at once.
 
 Split k writes its partial product to h[k] and the expand adds the partials as it reads
 them, so h needs no zero-fill (one more graph node a projection) and no atomics. Everything
@@ -71,6 +75,20 @@ def adapter_base(pool_ptr, slot, stride_slot, sid, off0, off1, off2, rank, TIGHT
     if TIGHT:
         off = tl.multiple_of(off * rank, 16)
     return pool_ptr + slot.to(tl.int64) * stride_slot + off
+
+
+@triton.jit
+def segment_tile(i, seg_len, seg_count, BLOCK_M: tl.constexpr, SEGS: tl.constexpr):
+    """Token tile i of the real segments, numbered segment after segment -> (segment, first
+    row of the tile in it); segment -1 past the last tile. SEGS: a power of two >= the
+    table's segment capacity (one vector load of the lengths, a prefix sum, no loop)."""
+    s = tl.arange(0, SEGS)
+    nseg = tl.load(seg_count)
+    tiles = (tl.load(seg_len + s, mask=s < nseg, other=0) + BLOCK_M - 1) // BLOCK_M
+    end = tl.cumsum(tiles, 0)
+    seg = tl.sum((end <= i).to(tl.int32), 0)
+    first = tl.sum(tl.where(s == seg, end - tiles, 0), 0)
+    return tl.where(seg < nseg, seg, -1), (i - first) * BLOCK_M
 
 
 def splits_host(nseg: int, per_seg: int, target: int, split_max: int) -> int:
@@ -149,29 +167,28 @@ def _shrink_segments_kernel(
 @triton.jit
 def _shrink_tiles_kernel(
     x_ptr, pool_ptr, h_ptr,
-    token_order, seg_start, seg_len, seg_slot, seg_rank,
+    token_order, seg_start, seg_len, seg_slot, seg_rank, seg_count,
     a_off0, a_off1, a_off2, K, stride_xm, stride_xk, stride_slot, stride_hs, stride_hm,
-    MAX_RANK: tl.constexpr, N_TILES: tl.constexpr,
+    MAX_RANK: tl.constexpr, SEGS: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr, UPCAST: tl.constexpr, TIGHT: tl.constexpr,
 ):  # fmt: skip
     pid = tl.program_id(0)
     sid = tl.program_id(1)
-    seg = tl.program_id(2)
-    slot = tl.load(seg_slot + seg)
-    length = tl.load(seg_len + seg)
+    seg, m0 = segment_tile(tl.program_id(2), seg_len, seg_count, BLOCK_M, SEGS)
+    if seg < 0:
+        return
     rank = tl.load(seg_rank + seg)
     pid_k = pid % SPLIT_K
-    pid_n = (pid // SPLIT_K) % N_TILES
-    m0 = (pid // (SPLIT_K * N_TILES)) * BLOCK_M
-    n0 = pid_n * BLOCK_N
-    if (slot < 0) | (m0 >= length) | (n0 >= rank):
+    n0 = (pid // SPLIT_K) * BLOCK_N
+    if n0 >= rank:
         return
+    slot = tl.load(seg_slot + seg)
     start = tl.load(seg_start + seg)
     a_base = adapter_base(pool_ptr, slot, stride_slot, sid, a_off0, a_off1, a_off2, rank, TIGHT)
     _shrink_tile(
-        x_ptr, a_base, h_ptr + pid_k * stride_hs, token_order, start, length, m0, n0, rank,
-        pid_k * BLOCK_K, SPLIT_K * BLOCK_K, K, stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
+        x_ptr, a_base, h_ptr + pid_k * stride_hs, token_order, start, tl.load(seg_len + seg), m0, n0,
+        rank, pid_k * BLOCK_K, SPLIT_K * BLOCK_K, K, stride_xm, stride_xk, stride_hm, sid * MAX_RANK,
         BLOCK_M, BLOCK_N, BLOCK_K, UPCAST,
     )  # fmt: skip
 
@@ -203,11 +220,10 @@ def partials_defined(h: torch.Tensor, x: torch.Tensor, n_slices: int, max_rank: 
 
 
 def prefill_work_tiles(meta: LoraMeta, block_m: int, by_tokens: bool = False) -> int:
-    """Token tiles with work on the tile grid, as its split-K choice counts them: at most the
-    tokens' tiles plus one partial tile a segment (the default), or, `by_tokens`, the tokens'
-    tiles alone. The default grows with the graph's segment *capacity*, not the batch's real
-    segments: a prefill graph sized for 64 segments gave a one-adapter 2048-token prefill
-    half the split of one sized for 16 (docs/gpu.md). Config key `SPLIT_BY_TOKENS`."""
+    """Token tiles the tile grid launches (`segment_tile`'s numbering): at most the tokens'
+    tiles plus one partial tile a segment of the table's capacity (the default), or,
+    `by_tokens`, the tokens' tiles alone, which is what the split-K choice counts with config
+    key `SPLIT_BY_TOKENS` (on an H100 it changed the split's time by at most 4 %)."""
     by_tok = triton.cdiv(meta.max_tokens, block_m)
     if by_tokens:
         return max(1, by_tok)
@@ -272,19 +288,17 @@ def lora_shrink(
     cfg, opts = launch_opts(config("shrink_prefill", x))
     bn = max(16, min(cfg["BLOCK_N"], triton.next_power_of_2(max_rank)))
     n_tiles = triton.cdiv(max_rank, bn)
-    m_tiles = triton.cdiv(max(meta.max_len, 1), cfg["BLOCK_M"])
-    # programs that can have work: a segment's tiles past its length exit at once, and all
-    # segments together hold at most max_tokens rows
-    tiles = prefill_work_tiles(meta, cfg["BLOCK_M"], cfg.get("SPLIT_BY_TOKENS", False))
-    split_k = _split_k_tiles(x, cfg, tiles * n_tiles * n, k)
+    tiles = prefill_work_tiles(meta, cfg["BLOCK_M"])
+    counted = prefill_work_tiles(meta, cfg["BLOCK_M"], cfg.get("SPLIT_BY_TOKENS", False))
+    split_k = _split_k_tiles(x, cfg, counted * n_tiles * n, k)
     h = torch.empty(split_k, t, n * max_rank, dtype=torch.float32, device=x.device)
     if meta.max_len == 0 or t == 0:
         return h
-    _shrink_tiles_kernel[(split_k * m_tiles * n_tiles, n, meta.max_segments)](
-        x, pool, h, *common,
+    _shrink_tiles_kernel[(split_k * n_tiles, n, tiles)](
+        x, pool, h, *common, meta.seg_count,
         offs[0], offs[1], offs[2],
         k, x.stride(0), x.stride(1), pool.stride(0), h.stride(0), h.stride(1),
-        MAX_RANK=max_rank, N_TILES=n_tiles,
+        MAX_RANK=max_rank, SEGS=triton.next_power_of_2(meta.max_segments),
         BLOCK_M=cfg["BLOCK_M"], BLOCK_N=bn, BLOCK_K=cfg["BLOCK_K"], SPLIT_K=split_k,
         UPCAST=upcast_dots(x), TIGHT=tight, **opts,
     )  # fmt: skip

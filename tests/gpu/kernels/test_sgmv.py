@@ -153,6 +153,22 @@ def test_sgmv_matches_reference(triton_device, case, fused, schedule):
     _close(yk, yr, torch.float32)
 
 
+@pytest.mark.parametrize("capacity", [4, 5, 64])
+def test_tile_grid_numbers_the_real_segments_tiles_at_any_capacity(triton_device, capacity, monkeypatch):
+    """The prefill grid walks the token tiles of the real segments one after another
+    (`segment_tile`): segments of several tiles, one-token ones and a table with room for
+    64 segments (16 times the real ones) give the reference's h and y."""
+    import gpu.kernels.lora_shrink_op as ks
+
+    monkeypatch.setattr(ks, "SEGMENT_LOOP_MAX_LEN", 0)
+    slots = make_slots(SMALL, RANKS, 64, triton_device, torch.float32)
+    tok = tok_slots_of(CASES["mixed_prefill"])
+    for fused in ("qkv", "down"):
+        hk, hr, yk, yr = _run(slots, tok, fused, 1, triton_device, torch.float32, max_segments=capacity)
+        _close(hk, hr, torch.float32)
+        _close(yk, yr, torch.float32)
+
+
 @pytest.fixture(params=[1, 3])
 def expand_groups(request, monkeypatch):
     """Segment-loop expand units of N_PER_UNIT output tiles (h summed once a unit): narrow
