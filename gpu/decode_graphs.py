@@ -167,5 +167,5 @@ class DecodeRunner:
         delta = None
         for li in range(m.shape.layers):
             delta = m.layer(li, x, kv, am, st.lora, delta)
-        kv.last_tok[st.rows] = m.logits(x.add_(delta)).argmax(-1)
+        kv.last_tok[st.rows] = m.logits(m.settle(x, delta)).argmax(-1)
         st.pos.add_(1)

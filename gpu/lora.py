@@ -14,9 +14,10 @@ Triton LoRA backend). Ranks below the slots' max rank only read their own rows.
 `project` runs a projection's base matmul and its LoRA; on a GPU part of the LoRA runs on a
 side stream concurrently with the base matmul (a fork/join that CUDA-graph capture keeps).
 `side` says which part: "shrink" (it only needs x; the expand adds into the matmul's output
-on the step's critical path), "lora" (shrink and expand into a delta buffer, which the step
-adds after the join: one small add on the critical path instead of the expand's launch
-latency) or "none" (both in line). The device's config table (`lora_side`) picks it.
+on the step's critical path), "lora" (shrink and expand into a delta buffer that the
+projection's consumer adds as it reads the output: RoPE, the norm, SiLU*mul; `project_pending`
+hands it over. No LoRA launch is left on the critical path, only the join) or "none" (both
+in line). The device's config table (`lora_side`) picks it.
 """
 
 from __future__ import annotations
@@ -92,15 +93,23 @@ class SgmvLora:
     def project(
         self, x: torch.Tensor, w: torch.Tensor, layer: int, fused: str, meta: LoraMeta
     ) -> torch.Tensor:
-        """x @ w.t() plus this fused projection's LoRA (`apply`), with the `side` part of the
-        LoRA on `side_stream` while the base matmul runs. h (and the delta) are allocated on
-        the side stream and freed after their last use on this one: the side stream's next
-        work is queued behind a wait on this stream, so reusing their memory cannot overtake
-        that use."""
+        """x @ w.t() plus this fused projection's LoRA (`apply`), the LoRA's delta added."""
+        y, d = self.project_pending(x, w, layer, fused, meta)
+        return y if d is None else y.add_(d)
+
+    def project_pending(
+        self, x: torch.Tensor, w: torch.Tensor, layer: int, fused: str, meta: LoraMeta
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(y, d): x @ w.t() plus this fused projection's LoRA is y + d, with the `side` part
+        of the LoRA on `side_stream` while the base matmul runs. d is the LoRA's delta where
+        the side stream computed it whole ("lora"; the caller's next op adds it, no launch of
+        its own), else None (the LoRA is in y). h and d are allocated on the side stream and
+        freed after their last use on this one: the side stream's next work is queued behind
+        a wait on this stream, so reusing their memory cannot overtake that use."""
         sl = self._slices[layer].get(fused)
         side = self.side_stream
         if sl is None or side is None or self.side == "none" or not x.is_cuda:
-            return self.apply(x @ w.t(), x, layer, fused, meta)
+            return self.apply(x @ w.t(), x, layer, fused, meta), None
         delta = self.side == "lora" and x.shape[0] <= self.side_max_rows
         main = torch.cuda.current_stream(x.device)
         side.wait_stream(main)
@@ -112,8 +121,8 @@ class SgmvLora:
         y = x @ w.t()
         main.wait_stream(side)
         if delta:
-            return y.add_(d)
-        return self._expand(h, sl, y, meta)
+            return y, d
+        return self._expand(h, sl, y, meta), None
 
     def _expand(self, h: torch.Tensor, sl: LoraSlices, y: torch.Tensor, meta: LoraMeta) -> torch.Tensor:
         return lora_expand(

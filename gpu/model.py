@@ -33,6 +33,9 @@ from gpu.lora import LoraSlots
 from gpu.staging import to_device
 from sim.core.model import ModelShape
 
+# a projection's output and the LoRA delta its consumer still has to add (None: none pending)
+Pending = tuple[torch.Tensor, torch.Tensor | None]
+
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -141,11 +144,21 @@ class LlamaModel:
         x1, x2 = x.chunk(2, dim=-1)
         return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
-    def _proj(self, x: torch.Tensor, li: int, name: str, lora: LoraMeta | None) -> torch.Tensor:
+    def _proj(self, x: torch.Tensor, li: int, name: str, lora: LoraMeta | None) -> Pending:
+        """(x @ W.t() with its LoRA, the LoRA delta the caller's next op must add or None):
+        the delta of gpu.lora's "lora" side part is added by the projection's consumer (RoPE,
+        the norm, SiLU*mul), not by a launch of its own."""
         w = self.layers[li][name]
         if lora is not None and self.lora is not None:
-            return self.lora.project(x, w, li, name, lora)
-        return x @ w.t()
+            return self.lora.project_pending(x, w, li, name, lora)
+        return x @ w.t(), None
+
+    @staticmethod
+    def settle(x: torch.Tensor, delta: Pending) -> torch.Tensor:
+        """x += the last layer's pending MLP output (its LoRA delta first added to it, rounded,
+        as the next layer's norm would), in place. -> x."""
+        y, extra = delta
+        return x.add_(y if extra is None else y.add_(extra))
 
     # ---- metadata ---------------------------------------------------------------------------
 
@@ -199,7 +212,7 @@ class LlamaModel:
             if before_layer is not None:
                 before_layer(li)
             delta = self.layer(li, x, kv, am, inp.lora, delta)
-        return self.logits(x.add_(delta).index_select(0, am.last))
+        return self.logits(self.settle(x, delta).index_select(0, am.last))
 
     def layer(
         self,
@@ -208,11 +221,11 @@ class LlamaModel:
         kv: PagedKV,
         am: AttnMeta,
         lora: LoraMeta | None,
-        delta: torch.Tensor | None = None,
-    ) -> torch.Tensor:
+        delta: Pending | None = None,
+    ) -> Pending:
         """Layer li of the residual stream x [T, hidden], updated in place, given the previous
         layer's pending MLP output `delta` (None for layer 0). -> this layer's pending delta
-        (x is complete only after `x.add_(delta)` of the last layer)."""
+        (x is complete only after `settle(x, delta)` of the last layer)."""
         q = self.pre_attention(li, x, kv, am.pos, am.kv_slot, lora, delta)
         return self.post_attention(li, x, self.attend(li, q, kv, am), lora)
 
@@ -235,29 +248,31 @@ class LlamaModel:
         pos: torch.Tensor,
         kv_slot: torch.Tensor,
         lora: LoraMeta | None,
-        delta: torch.Tensor | None = None,
+        delta: Pending | None = None,
     ) -> torch.Tensor:
         """Norm (adding the previous layer's pending `delta` into x in the same kernel),
         fused q|k|v with LoRA, RoPE at `pos`; writes k/v at the flat cache slots `kv_slot`.
         -> q [T, heads, hd]."""
         s = self.shape
         w = self.layers[li]["attn_norm"]
-        h = rms_norm(x, w) if delta is None else fused_add_rms_norm(delta, x, w)
-        qkv = self._proj(h, li, "qkv", lora)
+        h = rms_norm(x, w) if delta is None else fused_add_rms_norm(delta[0], x, w, extra=delta[1])
+        qkv, extra = self._proj(h, li, "qkv", lora)
         # one fused kernel: RoPE on q and k at `pos`, k and v written into the paged cache
         return rope_write_kv(
-            qkv, pos, self.cos, self.sin, kv.k[li], kv.v[li], kv_slot, s.heads, s.kv_heads, s.head_dim
-        )
+            qkv, pos, self.cos, self.sin, kv.k[li], kv.v[li], kv_slot, s.heads, s.kv_heads, s.head_dim,
+            extra,
+        )  # fmt: skip
 
     def post_attention(
         self, li: int, x: torch.Tensor, att: torch.Tensor, lora: LoraMeta | None
-    ) -> torch.Tensor:
+    ) -> Pending:
         """o_proj (added to `x` in place) and the MLP with LoRA. -> the MLP's output, the
         residual add left pending: the next layer's norm (or the caller, after the last
         layer) adds it, saving one elementwise launch a layer (as SGLang and vLLM do)."""
         lw = self.layers[li]
-        h = fused_add_rms_norm(self._proj(att, li, "o", lora), x, lw["mlp_norm"])  # x += o
-        return self._proj(silu_and_mul(self._proj(h, li, "gate_up", lora)), li, "down", lora)
+        o, extra = self._proj(att, li, "o", lora)
+        h = fused_add_rms_norm(o, x, lw["mlp_norm"], extra=extra)  # x += o
+        return self._proj(silu_and_mul(*self._proj(h, li, "gate_up", lora)), li, "down", lora)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         return rms_norm(x, self.norm) @ self.lm_head.t()

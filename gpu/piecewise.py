@@ -135,7 +135,7 @@ class PiecewiseGraphs:
         if i < m.shape.layers:
             st.q.copy_(m.pre_attention(i, st.x, self.kv, st.pos, st.kv_slot, st.lora, delta))
         else:
-            st.x.add_(delta)
+            m.settle(st.x, delta)
 
     def _get(self, key: tuple[int, bool]) -> Static:
         st = self._keys.get(key)

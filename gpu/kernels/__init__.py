@@ -137,12 +137,17 @@ def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tenso
 
 
 def fused_add_rms_norm(
-    x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor, eps: float = 1e-5
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    w: torch.Tensor,
+    eps: float = 1e-5,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """residual += x IN PLACE (rounded to its dtype; x is only read), then -> a new tensor
     rms_norm(residual, w, eps). x and residual [..., hidden] of one dtype. One kernel reads
-    x and residual once and writes residual and the output."""
-    return _impl(x, "norm").fused_add_rms_norm(x, residual, w, eps)
+    x and residual once and writes residual and the output. `extra` (x's shape and dtype):
+    x + extra, rounded, is added instead (a LoRA delta the side stream computed)."""
+    return _impl(x, "norm").fused_add_rms_norm(x, residual, w, eps, extra)
 
 
 def rope_write_kv(
@@ -156,20 +161,23 @@ def rope_write_kv(
     heads: int,
     kv_heads: int,
     head_dim: int,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Fused qkv [T, (heads + 2*kv_heads) * head_dim] (q | k | v) -> RoPE'd q [T, heads,
+    """Fused qkv [T, (heads + 2*kv_heads) * head_dim] (q | k | v; qkv + extra, rounded, when
+    `extra` of qkv's shape and dtype is given) -> RoPE'd q [T, heads,
     head_dim] (new, contiguous, qkv's dtype); RoPE'd k and raw v are written to the caches
     [num_pages, page_size, kv_heads, head_dim] at flat slot kv_slot[t] (page * page_size +
     offset; padding tokens at a scratch slot). Rotate-half at pos[t] with cos/sin [max_pos,
     head_dim / 2], fp32 math. One launch, no host sync."""
     return _impl(qkv, "rope_kv").rope_write_kv(
-        qkv, pos, cos, sin, k_cache, v_cache, kv_slot, heads, kv_heads, head_dim
+        qkv, pos, cos, sin, k_cache, v_cache, kv_slot, heads, kv_heads, head_dim, extra
     )
 
 
-def silu_and_mul(gu: torch.Tensor) -> torch.Tensor:
-    """gu [..., 2*I] = gate | up -> silu(gate) * up [..., I] in gu's dtype, fp32 math."""
-    return _impl(gu, "activation").silu_and_mul(gu)
+def silu_and_mul(gu: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """gu [..., 2*I] = gate | up -> silu(gate) * up [..., I] in gu's dtype, fp32 math; with
+    `extra` (gu's shape and dtype) of gu + extra, rounded."""
+    return _impl(gu, "activation").silu_and_mul(gu, extra)
 
 
 def lora_apply(

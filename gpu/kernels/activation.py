@@ -16,32 +16,52 @@ from gpu.kernels._common import config, launch_opts
 
 
 @triton.jit
-def _silu_and_mul_kernel(gu_ptr, out_ptr, stride_gu, stride_o, inter, BLOCK: tl.constexpr):
+def _load_sum(src, extra, mask, EXTRA: tl.constexpr):
+    """src's values, plus extra's rounded to src's dtype (as `src + extra` in torch), in fp32."""
+    v = tl.load(src, mask=mask, other=0.0)
+    if EXTRA:
+        e = tl.load(extra, mask=mask, other=0.0)
+        v = (v.to(tl.float32) + e.to(tl.float32)).to(src.dtype.element_ty)
+    return v.to(tl.float32)
+
+
+@triton.jit
+def _silu_and_mul_kernel(
+    gu_ptr, e_ptr, out_ptr, stride_gu, stride_e, stride_o, inter, BLOCK: tl.constexpr, EXTRA: tl.constexpr
+):
     row = tl.program_id(0).to(tl.int64)
     offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < inter
     src = gu_ptr + row * stride_gu + offs
-    g = tl.load(src, mask=mask, other=0.0).to(tl.float32)
-    u = tl.load(src + inter, mask=mask, other=0.0).to(tl.float32)
+    ext = e_ptr + row * stride_e + offs
+    g = _load_sum(src, ext, mask, EXTRA)
+    u = _load_sum(src + inter, ext + inter, mask, EXTRA)
     y = g / (1.0 + tl.exp(-g)) * u
     tl.store(out_ptr + row * stride_o + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def silu_and_mul(gu: torch.Tensor) -> torch.Tensor:
-    """gu [..., 2*I] = gate | up halves -> silu(gate) * up [..., I] in gu's dtype."""
+def silu_and_mul(gu: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """gu [..., 2*I] = gate | up halves -> silu(gate) * up [..., I] in gu's dtype; with
+    `extra` (gu's shape and dtype), of gu + extra rounded to that dtype."""
     two_i = gu.shape[-1]
     if two_i % 2:
         raise ValueError(f"last dim {two_i} is not gate|up halves")
+    if extra is not None and (extra.shape != gu.shape or extra.dtype != gu.dtype):
+        raise ValueError("extra must have gu's shape and dtype")
     inter = two_i // 2
     gu2 = gu.reshape(-1, two_i)
     if gu2.stride(1) != 1:
         gu2 = gu2.contiguous()
+    e2 = gu2 if extra is None else extra.reshape(-1, two_i)
+    if e2.stride(1) != 1:
+        e2 = e2.contiguous()
     out = torch.empty(gu2.shape[0], inter, dtype=gu.dtype, device=gu.device)
     if out.numel() == 0:
         return out.view(*gu.shape[:-1], inter)
     cfg, opts = launch_opts(config("silu_mul", gu))
     block = min(cfg["BLOCK"], triton.next_power_of_2(inter))
     _silu_and_mul_kernel[(gu2.shape[0], triton.cdiv(inter, block))](
-        gu2, out, gu2.stride(0), out.stride(0), inter, BLOCK=block, **opts
-    )
+        gu2, e2, out, gu2.stride(0), e2.stride(0), out.stride(0), inter, BLOCK=block,
+        EXTRA=extra is not None, **opts,
+    )  # fmt: skip
     return out.view(*gu.shape[:-1], inter)

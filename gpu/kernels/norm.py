@@ -3,7 +3,7 @@ norm alone, each ~2 us at decode sizes, twice a layer).
 
 One program per row with the whole hidden dim in one block (BLOCK = next power of two,
 masked), so each element is read once and written once: `rms_norm` reads x and writes out;
-`fused_add_rms_norm` reads x and residual, writes residual (= residual + x, rounded to its
+`fused_add_rms_norm` reads x (and a LoRA delta `extra` to add to it, if given) and residual, writes residual (= residual + x, rounded to its
 dtype, as `x.add_(delta)` rounds) and out. Numerics follow `LlamaModel._rms` exactly: fp32
 sum of squares, the normed value cast to the output dtype BEFORE the product with w (that
 product in fp32, rounded once, as torch's bf16 * bf16 does).
@@ -21,21 +21,27 @@ from gpu.kernels._common import config, launch_opts
 @triton.jit
 def _rms_norm_kernel(
     x_ptr,
+    e_ptr,
     res_ptr,
     w_ptr,
     out_ptr,
     stride_x,
+    stride_e,
     stride_r,
     stride_o,
     n_cols,
     eps,
     BLOCK: tl.constexpr,
     ADD: tl.constexpr,
+    EXTRA: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < n_cols
     x = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0)
+    if EXTRA:  # x + extra, rounded to x's dtype (as torch's `x + extra`)
+        e = tl.load(e_ptr + row * stride_e + offs, mask=mask, other=0.0)
+        x = (x.to(tl.float32) + e.to(tl.float32)).to(x_ptr.dtype.element_ty)
     if ADD:
         r_ptrs = res_ptr + row * stride_r + offs
         r = tl.load(r_ptrs, mask=mask, other=0.0)
@@ -59,19 +65,24 @@ def _rows(t: torch.Tensor, n: int, inplace: bool) -> torch.Tensor:
     return v
 
 
-def _launch(x: torch.Tensor, res: torch.Tensor | None, w: torch.Tensor, eps: float) -> torch.Tensor:
+def _launch(
+    x: torch.Tensor, res: torch.Tensor | None, w: torch.Tensor, eps: float, extra: torch.Tensor | None = None
+) -> torch.Tensor:
     n = x.shape[-1]
     if w.shape != (n,) or w.stride(0) != 1:
         raise ValueError(f"weight must be a contiguous [{n}] vector, got {tuple(w.shape)}")
+    if extra is not None and (extra.shape != x.shape or extra.dtype != x.dtype):
+        raise ValueError("extra must have x's shape and dtype")
     x2 = _rows(x, n, inplace=False)
+    e2 = _rows(extra, n, inplace=False) if extra is not None else x2
     r2 = _rows(res, n, inplace=True) if res is not None else x2
     out = torch.empty(x2.shape, dtype=x.dtype, device=x.device)
     if x2.shape[0] == 0:
         return out.view(x.shape)
     _, opts = launch_opts(config("rms_norm", x))
     _rms_norm_kernel[(x2.shape[0],)](
-        x2, r2, w, out, x2.stride(0), r2.stride(0), out.stride(0), n, eps,
-        BLOCK=triton.next_power_of_2(n), ADD=res is not None, **opts,
+        x2, e2, r2, w, out, x2.stride(0), e2.stride(0), r2.stride(0), out.stride(0), n, eps,
+        BLOCK=triton.next_power_of_2(n), ADD=res is not None, EXTRA=extra is not None, **opts,
     )  # fmt: skip
     return out.view(x.shape)
 
@@ -83,10 +94,15 @@ def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tenso
 
 
 def fused_add_rms_norm(
-    x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor, eps: float = 1e-5
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    w: torch.Tensor,
+    eps: float = 1e-5,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """residual += x in place (x is only read), then -> rms_norm(residual, w, eps) as a new
-    tensor. x and residual [..., hidden] of one dtype."""
+    """residual += x in place (x is only read; x + extra, rounded, when `extra` is given),
+    then -> rms_norm(residual, w, eps) as a new tensor. x, residual and extra [..., hidden]
+    of one dtype."""
     if x.shape != residual.shape or x.dtype != residual.dtype:
         raise ValueError("x and residual must have the same shape and dtype")
-    return _launch(x, residual, w, eps)
+    return _launch(x, residual, w, eps, extra)

@@ -167,10 +167,15 @@ def rms_norm(x: torch.Tensor, w: torch.Tensor, eps: float = 1e-5) -> torch.Tenso
 
 
 def fused_add_rms_norm(
-    x: torch.Tensor, residual: torch.Tensor, w: torch.Tensor, eps: float = 1e-5
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    w: torch.Tensor,
+    eps: float = 1e-5,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """residual += x in place, then -> rms_norm(residual, w, eps)."""
-    residual.add_(x)
+    """residual += x (x + extra, rounded, when given) in place, then -> rms_norm(residual, w,
+    eps)."""
+    residual.add_(x if extra is None else x + extra)
     return rms_norm(residual, w, eps)
 
 
@@ -185,10 +190,13 @@ def rope_write_kv(
     heads: int,
     kv_heads: int,
     head_dim: int,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Split qkv [T, (heads + 2*kv_heads) * head_dim] into q | k | v heads, rotate q and k at
+    """(qkv + extra, rounded, when given.) Split qkv [T, (heads + 2*kv_heads) * head_dim] into q | k | v heads, rotate q and k at
     pos (rotate-half: halves x1, x2 -> (x1*cos - x2*sin, x2*cos + x1*sin), fp32 math), write
     k and v at the flat slots kv_slot (`write_kv`). -> q [T, heads, head_dim] in qkv's dtype."""
+    if extra is not None:
+        qkv = qkv + extra
     q, k, v = qkv.split([heads * head_dim, kv_heads * head_dim, kv_heads * head_dim], dim=-1)
     c = cos[pos.long()].float().unsqueeze(1)
     s = sin[pos.long()].float().unsqueeze(1)
@@ -202,7 +210,10 @@ def rope_write_kv(
     return rope(q, heads).to(qkv.dtype)
 
 
-def silu_and_mul(gu: torch.Tensor) -> torch.Tensor:
-    """gu [..., 2*I] = gate | up -> silu(gate) * up [..., I], fp32 math, in gu's dtype."""
+def silu_and_mul(gu: torch.Tensor, extra: torch.Tensor | None = None) -> torch.Tensor:
+    """gu [..., 2*I] = gate | up (gu + extra, rounded, when given) -> silu(gate) * up [..., I],
+    fp32 math, in gu's dtype."""
+    if extra is not None:
+        gu = gu + extra
     gate, up = gu.float().chunk(2, dim=-1)
     return (torch.nn.functional.silu(gate) * up).to(gu.dtype)

@@ -21,9 +21,19 @@ from gpu.kernels._common import config, launch_opts
 
 
 @triton.jit
-def _rotate(src, dst, cos, sin, mask, HALF: tl.constexpr):
-    x1 = tl.load(src, mask=mask, other=0.0).to(tl.float32)
-    x2 = tl.load(src + HALF, mask=mask, other=0.0).to(tl.float32)
+def _load_sum(src, extra, mask, EXTRA: tl.constexpr):
+    """src's values (plus extra's, rounded to src's dtype as torch's `src + extra`), in fp32."""
+    v = tl.load(src, mask=mask, other=0.0)
+    if EXTRA:
+        e = tl.load(extra, mask=mask, other=0.0)
+        v = (v.to(tl.float32) + e.to(tl.float32)).to(src.dtype.element_ty)
+    return v.to(tl.float32)
+
+
+@triton.jit
+def _rotate(src, ext, dst, cos, sin, mask, HALF: tl.constexpr, EXTRA: tl.constexpr):
+    x1 = _load_sum(src, ext, mask, EXTRA)
+    x2 = _load_sum(src + HALF, ext + HALF, mask, EXTRA)
     ty = dst.dtype.element_ty
     tl.store(dst, (x1 * cos - x2 * sin).to(ty), mask=mask)
     tl.store(dst + HALF, (x2 * cos + x1 * sin).to(ty), mask=mask)
@@ -32,6 +42,7 @@ def _rotate(src, dst, cos, sin, mask, HALF: tl.constexpr):
 @triton.jit
 def _rope_write_kv_kernel(
     qkv_ptr,
+    e_ptr,
     pos_ptr,
     cos_ptr,
     sin_ptr,
@@ -40,6 +51,7 @@ def _rope_write_kv_kernel(
     k_ptr,
     v_ptr,
     stride_qkv,
+    stride_e,
     stride_cos,
     stride_sin,
     stride_qt,
@@ -57,6 +69,7 @@ def _rope_write_kv_kernel(
     HALF: tl.constexpr,
     BLOCK_HALF: tl.constexpr,
     PAGE_SIZE: tl.constexpr,
+    EXTRA: tl.constexpr,
 ):
     t = tl.program_id(0).to(tl.int64)
     g = tl.program_id(1)
@@ -66,30 +79,34 @@ def _rope_write_kv_kernel(
     cos = tl.load(cos_ptr + p * stride_cos + offs, mask=d_mask, other=0.0).to(tl.float32)
     sin = tl.load(sin_ptr + p * stride_sin + offs, mask=d_mask, other=0.0).to(tl.float32)
     row = qkv_ptr + t * stride_qkv
+    erow = e_ptr + t * stride_e  # the LoRA delta's row (unread without EXTRA)
 
     # q heads g*GROUP .. g*GROUP + GROUP-1 as a [BLOCK_G, BLOCK_HALF] tile
     hq = g * GROUP + tl.arange(0, BLOCK_G)
     q_mask = (tl.arange(0, BLOCK_G) < GROUP)[:, None] & d_mask[None, :]
+    q_col = hq[:, None] * (2 * HALF) + offs[None, :]
     _rotate(
-        row + hq[:, None] * (2 * HALF) + offs[None, :],
+        row + q_col, erow + q_col,
         q_ptr + t * stride_qt + hq[:, None] * stride_qh + offs[None, :],
-        cos[None, :], sin[None, :], q_mask, HALF,
+        cos[None, :], sin[None, :], q_mask, HALF, EXTRA,
     )  # fmt: skip
 
     slot = tl.load(slot_ptr + t).to(tl.int64)
     page = slot // PAGE_SIZE
     off = slot % PAGE_SIZE
-    k_src = row + (HEADS + g) * (2 * HALF) + offs
+    k_col = (HEADS + g) * (2 * HALF) + offs
     _rotate(
-        k_src,
+        row + k_col, erow + k_col,
         k_ptr + page * stride_kp + off * stride_kt + g * stride_kh + offs,
-        cos, sin, d_mask, HALF,
+        cos, sin, d_mask, HALF, EXTRA,
     )  # fmt: skip
-    v_src = k_src + KV_HEADS * (2 * HALF)
+    v_col = k_col + KV_HEADS * (2 * HALF)
     v_dst = v_ptr + page * stride_vp + off * stride_vt + g * stride_vh + offs
     ty = v_ptr.dtype.element_ty
-    tl.store(v_dst, tl.load(v_src, mask=d_mask, other=0.0).to(ty), mask=d_mask)
-    tl.store(v_dst + HALF, tl.load(v_src + HALF, mask=d_mask, other=0.0).to(ty), mask=d_mask)
+    tl.store(v_dst, _load_sum(row + v_col, erow + v_col, d_mask, EXTRA).to(ty), mask=d_mask)
+    tl.store(
+        v_dst + HALF, _load_sum(row + v_col + HALF, erow + v_col + HALF, d_mask, EXTRA).to(ty), mask=d_mask
+    )
 
 
 def rope_write_kv(
@@ -103,8 +120,10 @@ def rope_write_kv(
     heads: int,
     kv_heads: int,
     head_dim: int,
+    extra: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """qkv [T, (heads + 2*kv_heads) * head_dim] (q | k | v, head-major), pos [T] and kv_slot
+    """qkv [T, (heads + 2*kv_heads) * head_dim] (q | k | v, head-major; plus `extra` of its
+    shape and dtype, rounded to it, when given: a LoRA delta), pos [T] and kv_slot
     [T] integer tensors, cos/sin [max_pos, head_dim / 2], caches [num_pages, page_size,
     kv_heads, head_dim] (any page/token/head strides, unit dim stride). Writes RoPE'd k and
     v at each token's slot. -> RoPE'd q [T, heads, head_dim], contiguous, in qkv's dtype."""
@@ -119,17 +138,20 @@ def rope_write_kv(
     half = head_dim // 2
     if cos.shape[1] != half or sin.shape[1] != half or cos.stride(1) != 1 or sin.stride(1) != 1:
         raise ValueError(f"cos/sin must be [max_pos, {half}] with unit column stride")
+    if extra is not None and (extra.shape != qkv.shape or extra.dtype != qkv.dtype or extra.stride(1) != 1):
+        raise ValueError("extra must have qkv's shape and dtype and a unit column stride")
     q = torch.empty(t, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
     if t == 0:
         return q
     group = heads // kv_heads
     _, opts = launch_opts(config("rope_kv", qkv))
     _rope_write_kv_kernel[(t, kv_heads)](
-        qkv, pos.contiguous(), cos, sin, kv_slot.contiguous(), q, k_cache, v_cache,
-        qkv.stride(0), cos.stride(0), sin.stride(0), q.stride(0), q.stride(1),
+        qkv, qkv if extra is None else extra, pos.contiguous(), cos, sin, kv_slot.contiguous(),
+        q, k_cache, v_cache, qkv.stride(0), (qkv if extra is None else extra).stride(0), cos.stride(0), sin.stride(0), q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         HEADS=heads, KV_HEADS=kv_heads, GROUP=group, BLOCK_G=triton.next_power_of_2(group),
-        HALF=half, BLOCK_HALF=triton.next_power_of_2(half), PAGE_SIZE=page_size, **opts,
+        HALF=half, BLOCK_HALF=triton.next_power_of_2(half), PAGE_SIZE=page_size,
+        EXTRA=extra is not None, **opts,
     )  # fmt: skip
     return q

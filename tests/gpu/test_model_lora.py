@@ -311,3 +311,26 @@ def test_every_side_stream_part_projects_what_apply_does(part):
             got = slots.project(x, w, 0, fused, meta)
             torch.cuda.synchronize()
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=f"{part} {fused} {tokens}")
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="side streams need a GPU")
+@pytest.mark.parametrize("part", ["shrink", "lora"])
+def test_a_forward_with_each_side_part_equals_one_all_in_line(part):
+    """A prefill and a decode step through the model with the LoRA's side part `part` (for
+    "lora", its deltas added by RoPE, the norms and SiLU*mul) give the logits and cache of
+    the same forwards with everything in line."""
+    slots = LoraSlots.random(TINY, 2, 8, "cuda", torch.float32)
+    m = LlamaModel(TINY, device="cuda", dtype=torch.float32, seed=0, lora=slots)
+    toks = torch.randint(0, TINY.vocab, (9,), device="cuda")
+    outs = []
+    for side in ("none", part):
+        slots.side = side
+        kv = PagedKV(TINY, 3, 16, "cuda", torch.float32, page_size=4)
+        rows = [kv.row(i, 12) for i in range(3)]
+        pre = m.forward(StepInput(toks, rows, [0, 0, 0], [4, 3, 2], slots.meta([0] * 4 + [-1] * 3 + [1] * 2)), kv)
+        dec = m.forward(StepInput(toks[:3], rows, [4, 3, 2], [1, 1, 1], slots.meta([0, -1, 1])), kv)
+        torch.cuda.synchronize()
+        outs.append((pre, dec, kv.k[1].clone(), kv.v[1].clone()))
+    for ref, got in zip(*outs, strict=True):
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)

@@ -164,6 +164,55 @@ def test_rope_write_kv(triton_device, dtype, t, heads, kv_heads, d):
     assert torch.equal(v_cache[real], v_want[real])  # v is copied, every other slot untouched
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_an_extra_addend_is_the_rounded_sum_first(triton_device, dtype):
+    """Each consumer of a projection takes the side stream's LoRA delta as `extra`: the
+    result is the op applied to `y + extra` (rounded to the dtype, as torch adds), so the
+    step can skip that add's launch."""
+    from gpu.kernels.activation import silu_and_mul
+    from gpu.kernels.norm import fused_add_rms_norm
+    from gpu.kernels.rope_kv import rope_write_kv
+
+    g = torch.Generator().manual_seed(3)
+    # the interpreter truncates the rounded sum where a GPU rounds to nearest: in bf16 a
+    # value can land an ulp or two away before silu * up multiplies it
+    loose = dtype == torch.bfloat16 and triton_device == "cpu"
+
+    def close(a, b):
+        if loose:
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
+        else:
+            _close(a, b)
+
+    def rand(*shape, s=1.0):
+        return (torch.randn(*shape, generator=g) * s).to(triton_device, dtype)
+
+    gu, e = rand(5, 600, s=3), rand(5, 600)
+    close(silu_and_mul(gu, e), reference.silu_and_mul(gu + e))
+    x, e, res, w = rand(4, 96), rand(4, 96), rand(4, 96, s=4), rand(96).abs()
+    r1, r2 = res.clone(), res.clone()
+    out = fused_add_rms_norm(x, r1, w, 1e-6, e)
+    want = reference.fused_add_rms_norm(x + e, r2, w, 1e-6)
+    close(r1, r2)
+    close(out, want)
+    heads, kv_heads, d = 4, 2, 16
+    qkv, pos, cos, sin, k_cache, v_cache, slot = _qkv_case(6, heads, kv_heads, d, 4, dtype, triton_device, seed=6)
+    e = rand(*qkv.shape)
+    k_want, v_want = k_cache.clone(), v_cache.clone()
+    want = reference.rope_write_kv(qkv + e, pos, cos, sin, k_want, v_want, slot, heads, kv_heads, d)
+    q = rope_write_kv(qkv, pos, cos, sin, k_cache, v_cache, slot, heads, kv_heads, d, e)
+    close(q, want)
+    close(k_cache[:-1], k_want[:-1])  # the scratch page's content is unspecified
+    close(v_cache[:-1], v_want[:-1])
+    # the references take the same argument, with the same meaning
+    torch.testing.assert_close(reference.silu_and_mul(gu, gu), reference.silu_and_mul(gu + gu))
+    r3, r4 = res.clone(), res.clone()
+    torch.testing.assert_close(
+        reference.fused_add_rms_norm(x, r3, w, 1e-6, x), reference.fused_add_rms_norm(x + x, r4, w, 1e-6)
+    )
+    assert torch.equal(r3, r4)
+
+
 def test_dispatch_and_empty_batches(triton_device):
     """The public ops route here (Triton on this device) and accept zero tokens."""
     qkv, pos, cos, sin, k_cache, v_cache, slot = _qkv_case(
