@@ -43,6 +43,12 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   all four Hopper calibrations logged the 448-token prefill 23-33 % slower than the 512-token
   one. (832 rows was 6 % slower than 896 in the same sweep; one sample, within what a
   re-run could move, so it is kept.)
+- `lora_side`: which part of each projection's LoRA runs on the side stream, beside the base
+  matmul (gpu.lora). On an H100 (`bench_harness.py`, 2026-12-06, one host, one run) the whole
+  LoRA there, its delta added by the projection's consumer ("lora"), took the rank-64 LoRA
+  extra of a decode step from 0.96 to 0.43 ms (1 adapter, batch 1) and from 2.58 to 2.09 ms
+  (8 adapters, batch 64; all in line: 1.39 and 2.96 ms). The H200 keeps "shrink" until it is
+  measured there: its committed profile was calibrated with it.
 - ptxas -v on Triton's sm_90a PTX: no register spills except expand_prefill (156 B), which
   still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune, --tune-sgmv,
   --tune-sgmv-prefill) on a new GPU.
@@ -82,8 +88,9 @@ _HOPPER: dict[str, Config] = {
 }
 
 CONFIGS: dict[str, dict[str, Config]] = {
+    # the H200 keeps the shrink-only side part until it is measured (its profile prices that)
     "NVIDIA H200": _HOPPER,
-    "NVIDIA H100": _HOPPER,
+    "NVIDIA H100": {**_HOPPER, "lora_side": {"part": "lora", "max_rows": 256}},
     "default": {
         "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 2,
                           "PROGRAMS_PER_SM": 2, "num_warps": 4, "num_stages": 1},
