@@ -64,8 +64,9 @@ class SgmvLora:
             raise SystemExit(f"kernel configs: lora_side part must be one of {', '.join(SIDE_PARTS)}, "
                              f"got {cfg.get('part')!r}")
         self.side: str = cfg["part"] if cuda else "none"
-        # "lora" only up to this many tokens: above it the delta's add costs more than the
-        # expand's latency saves (a prefill's delta is as large as the projection's output)
+        # "lora" only up to this many tokens: a delta is as large as the projection's output,
+        # so zeroing it and reading it back costs a prefill what the expand's latency saves a
+        # decode step (256, every decode bucket, is a choice, not a measured crossover)
         self.side_max_rows: int = int(cfg.get("max_rows", 256))
 
     def has(self, module: str) -> bool:
@@ -110,17 +111,17 @@ class SgmvLora:
         side = self.side_stream
         if sl is None or side is None or self.side == "none" or not x.is_cuda:
             return self.apply(x @ w.t(), x, layer, fused, meta), None
-        delta = self.side == "lora" and x.shape[0] <= self.side_max_rows
+        whole = self.side == "lora" and x.shape[0] <= self.side_max_rows
         main = torch.cuda.current_stream(x.device)
         side.wait_stream(main)
         with torch.cuda.stream(side):
             h = lora_shrink(x, self.pool, sl.a_offsets, self.max_rank, meta, self.tight)
-            if delta:
+            if whole:
                 d = torch.zeros(x.shape[0], w.shape[0], device=x.device, dtype=x.dtype)
                 self._expand(h, sl, d, meta)
         y = x @ w.t()
         main.wait_stream(side)
-        if delta:
+        if whole:
             return y, d
         return self._expand(h, sl, y, meta), None
 
