@@ -13,16 +13,7 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts
-
-
-@triton.jit
-def _load_sum(src, extra, mask, EXTRA: tl.constexpr):
-    """src's values, plus extra's rounded to src's dtype (as `src + extra` in torch), in fp32."""
-    v = tl.load(src, mask=mask, other=0.0)
-    if EXTRA:
-        e = tl.load(extra, mask=mask, other=0.0)
-        v = (v.to(tl.float32) + e.to(tl.float32)).to(src.dtype.element_ty)
-    return v.to(tl.float32)
+from gpu.kernels.extra import load_sum
 
 
 @triton.jit
@@ -34,8 +25,8 @@ def _silu_and_mul_kernel(
     mask = offs < inter
     src = gu_ptr + row * stride_gu + offs
     ext = e_ptr + row * stride_e + offs
-    g = _load_sum(src, ext, mask, EXTRA)
-    u = _load_sum(src + inter, ext + inter, mask, EXTRA)
+    g = load_sum(src, ext, mask, EXTRA)
+    u = load_sum(src + inter, ext + inter, mask, EXTRA)
     y = g / (1.0 + tl.exp(-g)) * u
     tl.store(out_ptr + row * stride_o + offs, y.to(out_ptr.dtype.element_ty), mask=mask)
 

@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts
+from gpu.kernels.extra import load_sum
 
 
 @triton.jit
@@ -38,10 +39,7 @@ def _rms_norm_kernel(
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK)
     mask = offs < n_cols
-    x = tl.load(x_ptr + row * stride_x + offs, mask=mask, other=0.0)
-    if EXTRA:  # x + extra, rounded to x's dtype (as torch's `x + extra`)
-        e = tl.load(e_ptr + row * stride_e + offs, mask=mask, other=0.0)
-        x = (x.to(tl.float32) + e.to(tl.float32)).to(x_ptr.dtype.element_ty)
+    x = load_sum(x_ptr + row * stride_x + offs, e_ptr + row * stride_e + offs, mask, EXTRA)
     if ADD:
         r_ptrs = res_ptr + row * stride_r + offs
         r = tl.load(r_ptrs, mask=mask, other=0.0)

@@ -18,22 +18,13 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts
-
-
-@triton.jit
-def _load_sum(src, extra, mask, EXTRA: tl.constexpr):
-    """src's values (plus extra's, rounded to src's dtype as torch's `src + extra`), in fp32."""
-    v = tl.load(src, mask=mask, other=0.0)
-    if EXTRA:
-        e = tl.load(extra, mask=mask, other=0.0)
-        v = (v.to(tl.float32) + e.to(tl.float32)).to(src.dtype.element_ty)
-    return v.to(tl.float32)
+from gpu.kernels.extra import load_sum
 
 
 @triton.jit
 def _rotate(src, ext, dst, cos, sin, mask, HALF: tl.constexpr, EXTRA: tl.constexpr):
-    x1 = _load_sum(src, ext, mask, EXTRA)
-    x2 = _load_sum(src + HALF, ext + HALF, mask, EXTRA)
+    x1 = load_sum(src, ext, mask, EXTRA)
+    x2 = load_sum(src + HALF, ext + HALF, mask, EXTRA)
     ty = dst.dtype.element_ty
     tl.store(dst, (x1 * cos - x2 * sin).to(ty), mask=mask)
     tl.store(dst + HALF, (x2 * cos + x1 * sin).to(ty), mask=mask)
@@ -103,9 +94,9 @@ def _rope_write_kv_kernel(
     v_col = k_col + KV_HEADS * (2 * HALF)
     v_dst = v_ptr + page * stride_vp + off * stride_vt + g * stride_vh + offs
     ty = v_ptr.dtype.element_ty
-    tl.store(v_dst, _load_sum(row + v_col, erow + v_col, d_mask, EXTRA).to(ty), mask=d_mask)
+    tl.store(v_dst, load_sum(row + v_col, erow + v_col, d_mask, EXTRA).to(ty), mask=d_mask)
     tl.store(
-        v_dst + HALF, _load_sum(row + v_col + HALF, erow + v_col + HALF, d_mask, EXTRA).to(ty), mask=d_mask
+        v_dst + HALF, load_sum(row + v_col + HALF, erow + v_col + HALF, d_mask, EXTRA).to(ty), mask=d_mask
     )
 
 
