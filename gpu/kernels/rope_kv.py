@@ -135,10 +135,11 @@ def rope_write_kv(
     if t == 0:
         return q
     group = heads // kv_heads
+    e = qkv if extra is None else extra  # unread without EXTRA
     _, opts = launch_opts(config("rope_kv", qkv))
     _rope_write_kv_kernel[(t, kv_heads)](
-        qkv, qkv if extra is None else extra, pos.contiguous(), cos, sin, kv_slot.contiguous(),
-        q, k_cache, v_cache, qkv.stride(0), (qkv if extra is None else extra).stride(0), cos.stride(0), sin.stride(0), q.stride(0), q.stride(1),
+        qkv, e, pos.contiguous(), cos, sin, kv_slot.contiguous(), q, k_cache, v_cache,
+        qkv.stride(0), e.stride(0), cos.stride(0), sin.stride(0), q.stride(0), q.stride(1),
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         HEADS=heads, KV_HEADS=kv_heads, GROUP=group, BLOCK_G=triton.next_power_of_2(group),
