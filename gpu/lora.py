@@ -32,6 +32,20 @@ from sim.core.model import ALL_TARGETS, ModelShape
 SIDE_PARTS = ("none", "shrink", "lora")
 
 
+def side_part(device: torch.device) -> tuple[str, int]:
+    """(part, max_rows) of the device's `lora_side` config: which part of each projection's
+    LoRA the side stream runs, and up to how many tokens "lora" applies. A delta is as large
+    as the projection's output, so zeroing it and reading it back costs a prefill what the
+    expand's latency saves a decode step (256, every decode bucket, is a choice, not a
+    measured crossover). A part the table does not know is a one-line error."""
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    cfg = get_config("lora_side", name)
+    if cfg.get("part") not in SIDE_PARTS:
+        raise SystemExit(f"kernel configs: lora_side part must be one of {', '.join(SIDE_PARTS)}, "
+                         f"got {cfg.get('part')!r}")
+    return cfg["part"], int(cfg.get("max_rows", 256))
+
+
 class SgmvLora:
     """Batched LoRA over adapters held in `pool` rows: the segment table (`meta`) and the two
     SGMV launches of each fused projection (`project`, `apply`), shared by the slot pool and
@@ -59,15 +73,8 @@ class SgmvLora:
         # what `project` runs on its side stream: "shrink", "lora" or "none" (module docstring)
         cuda = self.device.type == "cuda"
         self.side_stream = torch.cuda.Stream(self.device) if cuda else None
-        cfg = get_config("lora_side", torch.cuda.get_device_name(self.device) if cuda else None)
-        if cfg.get("part") not in SIDE_PARTS:
-            raise SystemExit(f"kernel configs: lora_side part must be one of {', '.join(SIDE_PARTS)}, "
-                             f"got {cfg.get('part')!r}")
-        self.side: str = cfg["part"] if cuda else "none"
-        # "lora" only up to this many tokens: a delta is as large as the projection's output,
-        # so zeroing it and reading it back costs a prefill what the expand's latency saves a
-        # decode step (256, every decode bucket, is a choice, not a measured crossover)
-        self.side_max_rows: int = int(cfg.get("max_rows", 256))
+        part, self.side_max_rows = side_part(self.device)
+        self.side: str = part if cuda else "none"
 
     def has(self, module: str) -> bool:
         return module in self.targets

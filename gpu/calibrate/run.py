@@ -24,7 +24,7 @@ from gpu.calibrate.grids import GRIDS
 from gpu.calibrate.rates import report_rates
 from gpu.calibrate.serving_loop import measure_host_gap
 from gpu.decode_graphs import batch_buckets
-from gpu.kernels.configs import get_config
+from gpu.lora import side_part
 from gpu.prefill_graphs import DEFAULT_MAX_TOKENS, device_buckets, token_buckets
 from sim.core.model import ModelShape
 from sim.hw.profile import ComputeProfile, Grid, HardwareProfile, PcieProfile, Table
@@ -98,9 +98,9 @@ def calibrate(
         + ("" if cuda or not prefill_graph_tokens else ", no graphs on CPU")
     )
     if cuda:  # which part of each projection's LoRA the side stream runs (gpu.lora `side`)
-        side = get_config("lora_side", torch.cuda.get_device_name(dev))
-        rows = f" up to {side.get('max_rows', 256)} rows" if side["part"] == "lora" else ""
-        progress(f"  lora path: SGMV, the side stream runs {side['part']}{rows}")
+        part, max_rows = side_part(dev)
+        rows = f" up to {max_rows} rows" if part == "lora" else ""
+        progress(f"  lora path: SGMV, the side stream runs {part}{rows}")
     ct = measure_compute(
         shape, dev, grid, progress=progress, eager_decode=eager_decode,
         prefill_graph_tokens=prefill_graph_tokens,
