@@ -44,6 +44,7 @@ from sim.core.effects import (
     Now,
     PollForwards,
     PollLoads,
+    ReadHost,
     StartLoad,
     WaitForward,
     WaitLoad,
@@ -309,6 +310,8 @@ class CudaDriver:
             return self._idle(eff.until)
         if isinstance(eff, Evict):
             return self._evict(eff.adapters)
+        if isinstance(eff, ReadHost):
+            return self._read_host(eff)
         raise TypeError(f"unknown effect {eff!r}")
 
     # ---- loads ---------------------------------------------------------------------------
@@ -480,6 +483,21 @@ class CudaDriver:
                 lora.copy_modules(page, mods)
             marks.append(self.clock.mark(which))
         return marks
+
+    def _read_host(self, eff: ReadHost) -> float:
+        """Reload an adapter into the host tier on this (the scheduler's) thread, as SGLang's
+        scheduler process does; the GPU runs what is queued meanwhile."""
+        for name in eff.drop:
+            self.host.evict(name)
+        if eff.adapter is not None:
+            name = eff.adapter.name
+            self.host.evict(name)  # the engine has it unregistered: read the file afresh
+            t0 = self.clock.now()
+            self.host.get(name)
+            t1 = self.clock.now()
+            self._rows.append(("disk", t0, t1, "reload", name))
+            self.counters["disk_s"] += t1 - t0
+        return self.clock.now()
 
     def _evict(self, adapters: tuple[str, ...]) -> None:
         """Free evicted adapters' pages; a copy into them waits for the compute queued now."""

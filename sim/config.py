@@ -337,6 +337,14 @@ class ServingCfg(_Strict):
         "(docs/sglang_rules.md)",
     )
 
+    host_reload: Literal["arrival", "load"] = Field(
+        "arrival",
+        description="when an adapter missing from the host tier (max_loaded_loras) is read from "
+        "disk: arrival: a request naming it waits, before the scheduler sees it, while it is "
+        "reloaded, one reload at a time, the scheduler launching nothing during the read; the "
+        "least recently named adapter is unloaded once no request holds it (SGLang's "
+        "tokenizer manager today); load: its GPU load reads it first (docs/sglang_rules.md)",
+    )
     adapter_memory: Literal["slots", "unified"] = Field(
         "slots",
         description="slots: adapters in (batch + prefetch) max-rank slots beside a KV cache of "

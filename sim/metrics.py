@@ -344,6 +344,7 @@ def summarize(
     out["hit_rate"] = float(hits.astype(bool).mean()) if len(hits) else np.nan
     out["loads"] = int(counters.get("loads", 0))
     out["bytes_moved"] = int(counters.get("bytes_moved", 0))
+    out["disk_reads"] = int(counters.get("disk_reads", 0))  # host-tier misses read from disk
 
     busy = 0.0
     blocking = 0.0

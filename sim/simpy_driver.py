@@ -39,6 +39,7 @@ from sim.core.effects import (
     Now,
     PollForwards,
     PollLoads,
+    ReadHost,
     StartLoad,
     WaitForward,
     WaitLoad,
@@ -187,6 +188,15 @@ class SimPyDriver:
             return self.fwd_result.pop(eff.ticket)
         if isinstance(eff, Evict):
             return None  # freeing pages takes no modelled time
+        if isinstance(eff, ReadHost):
+            if eff.adapter is None:
+                return env.now  # freeing host memory takes no modelled time
+            # the scheduler's thread reads the file; the GPU finishes what it has queued
+            dt = self.hw.copy.disk_time(eff.adapter.nbytes)
+            yield env.timeout(dt)
+            self.timeline.append(("disk", env.now - dt, env.now, "reload", str(eff.adapter.name)))
+            self.counters["disk_s"] += dt
+            return env.now
         if isinstance(eff, Idle):
             yield from self._release_done()
             if self.unpolled or self.fwd_unpolled:

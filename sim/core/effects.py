@@ -171,7 +171,18 @@ class Evict:
     adapters: tuple[str, ...]
 
 
-Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | PollForwards | Idle | Evict
+@dataclass(frozen=True)
+class ReadHost:
+    """-> float: when done. Read `adapter` from disk into the host tier on the scheduler's
+    thread, first freeing the host copies of `drop` (`serving.host_reload: arrival`, as SGLang
+    reloads an evicted adapter when a request names it: its scheduler process reads the file
+    between iterations and launches nothing meanwhile). `adapter` None: only the drop."""
+
+    adapter: AdapterSpec | None
+    drop: tuple[str, ...] = ()
+
+
+Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | PollForwards | Idle | Evict | ReadHost
 
 
 @dataclass

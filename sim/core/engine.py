@@ -17,6 +17,7 @@ woken at each arrival while a decode runs, to start that request's copy under th
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Generator
 from typing import Any
 
@@ -31,6 +32,7 @@ from sim.core.effects import (
     Now,
     PollForwards,
     PollLoads,
+    ReadHost,
     StartLoad,
     WaitForward,
     WaitLoad,
@@ -108,6 +110,13 @@ class Engine:
         self.last_job: LoadJob | None = None
         self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras)
         self.host_mode = policy.host_mode(serving)
+        # serving.host_reload "arrival": requests whose adapter is being reloaded into the host
+        # tier, in arrival order (SGLang serves the reloads one at a time), and the reload at
+        # their head: read yet, and the adapter it pushed out, draining
+        self.reload_at_arrival = serving.host_reload == "arrival" and self.host.capacity < len(trace.adapters)
+        self.held: deque[RequestState] = deque()
+        self._head_read = False
+        self._draining: str | None = None
         self.pending_jobs: list[LoadJob] = []
         self.inflight: dict[int, Key] = {}  # async load id -> adapter
         self.blocking_in_batch: set[Key] = set()  # loaded on the compute stream for this batch
@@ -118,6 +127,7 @@ class Engine:
             "bytes_moved": 0,
             "prefetch_wasted": 0,
             "disk_reads": 0,
+            "reload_s": 0.0,
             "evictions": 0,
             "stall_s": 0.0,
             "iterations": 0,
@@ -188,7 +198,10 @@ class Engine:
         if adapter is None:
             return True
         spec = self.adapters[adapter]
-        from_disk, host_dropped = self.host.access(adapter)
+        if self.cfg.host_reload == "load":
+            from_disk, host_dropped = self.host.access(adapter)
+        else:  # reloaded at arrival; only a policy's guess (a prefetch) can miss RAM
+            from_disk, host_dropped = not self.host.in_ram(adapter), None
         lid = self._next_lid
         self._next_lid += 1
         job = LoadJob(
@@ -252,6 +265,8 @@ class Engine:
             self.now = yield Now()
             arrived = self._admit_arrivals()
             self._watch_progress(bool(arrived))
+            if self.held:
+                yield from self._reload_held()
             done = yield PollLoads()
             for lid in done:
                 if lid not in self.inflight:
@@ -378,11 +393,59 @@ class Engine:
             yield from self._start_pending_loads()
 
     def _admit_arrivals(self) -> list[RequestState]:
-        """Queue the requests that have arrived by now and tell the policy of each."""
-        arrived = self.sched.admit_arrivals(self.now)
+        """Queue the requests that have arrived by now and tell the policy of each; with
+        reloads at arrival, hold those whose adapter is not registered in the host tier."""
+        arrived = self.sched.admit_arrivals(self.now, self._hold if self.reload_at_arrival else None)
         for st in arrived:
             self.policy.on_arrival(st, self.now)
         return arrived
+
+    def _hold(self, st: RequestState) -> bool:
+        """Arrival with `host_reload: arrival`: the request's adapter moves up the host tier's
+        recency, or, not registered, the request waits for its reload (`_reload_held`)."""
+        if st.adapter is None or self.host.touch(st.adapter):
+            return False
+        self.held.append(st)
+        return True
+
+    def _reload_held(self) -> Generator[Effect, Any, None]:
+        """SGLang's reload of an evicted adapter (`_resolve_lora_path` -> `load_lora_adapter`
+        under `lora_update_lock`), one at a time, for the held request at the head: read the
+        file (the scheduler launches nothing meanwhile), register it, unregister the least
+        recently used adapter and wait until no request holds that one
+        (`wait_for_unload`), then free it, also on the GPU (a reload gets a new lora_id, so
+        the old GPU copy is never used again). Only then does the request reach the waiting
+        queue; a request whose adapter was registered meanwhile (SGLang: "already loaded")
+        goes straight in."""
+        while self.held:
+            st = self.held[0]
+            if not self._head_read and st.adapter not in self.host:
+                t0 = self.now
+                self.now = yield ReadHost(self.adapters[st.adapter])
+                self.counters["disk_reads"] += 1
+                self.counters["reload_s"] += self.now - t0
+                self._head_read = True
+                self._draining = self.host.register(st.adapter)
+            victim = self._draining
+            if victim is not None:
+                if self.sched.has_live(victim):
+                    return  # looked at again after a request finishes
+                self.host.drop(victim)
+                self._forget_on_gpu(victim)
+                yield ReadHost(None, (victim,))
+            self._head_read, self._draining = False, None
+            self.held.popleft()
+            self.sched.enqueue(st)
+            self.policy.on_arrival(st, self.now)
+
+    def _forget_on_gpu(self, a: str) -> None:
+        """Drop an unloaded adapter's GPU copy (no request holds it, so nothing protects it)."""
+        if not self.pool.is_ready(a) or a in self.pool.pinned:
+            return
+        self.pool.evict(a)
+        if not self.unified:  # unified: counted and reported by _drain_evictions
+            self.counters["evictions"] += 1
+            self.policy.on_evict(a)
 
     def _start_pending_loads(self) -> Generator[Effect, Any, None]:
         """Issue the copies the policy asked for since the last call; with unified memory,

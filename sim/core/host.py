@@ -1,6 +1,14 @@
 """Host (CPU memory) tier: `max_loaded_loras` adapters registered in RAM, LRU.
 
-A GPU load of an adapter missing here must first read it from disk (SGLang reloads it).
+Two ways a miss is read from disk (`serving.host_reload`):
+- "arrival" (SGLang today, `TokenizerManager._resolve_lora_path`): a request naming an
+  adapter that is not registered waits before the scheduler sees it while the adapter is
+  reloaded (`register`), and every arriving request moves its adapter's recency (`touch`).
+  Reloads run one at a time (SGLang's `lora_update_lock`). The registry's least recently used
+  adapter is unregistered at once but stays in RAM, *draining*, until no request that already
+  holds it is left (`LoRARegistry.wait_for_unload`); then it is dropped (`drop`).
+- "load": the GPU load of a missing adapter reads it first (`access`), recency moving at GPU
+  loads: the simulator's model before SGLang's reload path was followed.
 """
 
 from __future__ import annotations
@@ -16,16 +24,22 @@ class HostTier:
         # Adapters registered at start-up, in population order, up to capacity.
         for n in list(names)[: self.capacity]:
             self._lru[n] = None
+        self.draining: set[str] = set()  # unregistered, still in RAM until their requests end
         self.disk_reads = 0
 
     def __contains__(self, name: str) -> bool:
+        """Registered (a request naming it is served without a reload)."""
         return name in self._lru
 
     def __len__(self) -> int:
         return len(self._lru)
 
+    def in_ram(self, name: str) -> bool:
+        return name in self._lru or name in self.draining
+
     def access(self, name: str) -> tuple[bool, str | None]:
-        """Use `name` for a GPU load. Returns (read from disk first, adapter dropped from RAM)."""
+        """"load" mode: use `name` for a GPU load. Returns (read from disk first, adapter
+        dropped from RAM)."""
         if name in self._lru:
             self._lru.move_to_end(name)
             return False, None
@@ -35,3 +49,25 @@ class HostTier:
         self._lru[name] = None
         self.disk_reads += 1
         return True, dropped
+
+    def touch(self, name: str) -> bool:
+        """"arrival" mode: a request names `name`. True if registered (its recency moves)."""
+        if name in self._lru:
+            self._lru.move_to_end(name)
+            return True
+        return False
+
+    def register(self, name: str) -> str | None:
+        """"arrival" mode: `name` was read from disk. Returns the least recently used adapter
+        it pushes out of the registry (now draining), if the registry was full."""
+        self._lru[name] = None
+        self.disk_reads += 1
+        if len(self._lru) <= self.capacity:
+            return None
+        victim, _ = self._lru.popitem(last=False)
+        self.draining.add(victim)
+        return victim
+
+    def drop(self, name: str) -> None:
+        """A draining adapter's last request ended: free its RAM."""
+        self.draining.discard(name)

@@ -144,6 +144,8 @@ class InvariantChecker:
             places[st.rid] += 1
         for st in sched.waiting:
             places[st.rid] += 1
+        for st in engine.held:  # waiting for its adapter's reload into the host tier
+            places[st.rid] += 1
         for st in sched.running:
             places[st.rid] += 1
         for rid in sched.prefilling:
@@ -183,6 +185,19 @@ class InvariantChecker:
                 fail(f"request {st.rid} waiting but already admitted")
             if st.req.arrival > engine.now:
                 fail(f"request {st.rid} waiting before its arrival {st.req.arrival}")
+
+        # host tier (reloads at arrival): a request the scheduler holds has its adapter in RAM,
+        # registered or draining, and at most max_loaded_loras are registered
+        if engine.reload_at_arrival:
+            host = engine.host
+            if len(host) > host.capacity:
+                fail(f"{len(host)} adapters registered in the host tier > max_loaded_loras {host.capacity}")
+            for st in (*sched.waiting, *sched.running):
+                if st.adapter is not None and not host.in_ram(st.adapter):
+                    fail(f"request {st.rid} queued or running but adapter {st.adapter!r} is not in host RAM")
+            for st in engine.held:
+                if st.finished_at is not None or st.admitted_at is not None:
+                    fail(f"request {st.rid} held for a reload but already admitted")
 
         # KV cache: exactly the reservations of admitted, unfinished requests
         live = [st for st in sched.states if st.admitted_at is not None and st.finished_at is None]

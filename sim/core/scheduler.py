@@ -101,7 +101,10 @@ class Scheduler:
         )
 
     # -- queue -----------------------------------------------------------------------------
-    def admit_arrivals(self, now: float) -> list[RequestState]:
+    def admit_arrivals(self, now: float, hold: Callable[[RequestState], bool] | None = None) -> list[RequestState]:
+        """Queue the requests that have arrived by now; those `hold` answers True for are
+        live but kept out of the waiting queue until `enqueue` (an adapter being reloaded
+        into the host tier). Returns the queued ones."""
         new = []
         pending, made = self.pending, self._made
         while pending and pending[0].arrival <= now:
@@ -114,10 +117,21 @@ class Scheduler:
             self._live[req.rid] = st
             self._seq[req.rid] = self._arrived
             self._arrived += 1
-            self.waiting.append(st)
-            self.waiting_per_adapter[st.adapter] += 1
+            if hold is not None and hold(st):
+                continue
+            self.enqueue(st)
             new.append(st)
         return new
+
+    def enqueue(self, st: RequestState) -> None:
+        """Put an arrived request at the end of the waiting queue."""
+        self.waiting.append(st)
+        self.waiting_per_adapter[st.adapter] += 1
+
+    def has_live(self, a: Key) -> bool:
+        """Whether any queued, prefilling or running request uses adapter `a` (SGLang's
+        registry counter of requests holding it, which an unload waits to reach zero)."""
+        return self.waiting_per_adapter[a] > 0 or self.in_use[a] > 0
 
     def next_arrival(self) -> float | None:
         return self.pending[0].arrival if self.pending else None
