@@ -67,7 +67,8 @@ class LoRADrainer:
         for st in waiting:
             s = self._of(st.adapter)
             s.waiting += 1
-            s.max_wait_s = max(s.max_wait_s, now - st.req.arrival)
+            entered = st.req.arrival if st.queued_at is None else st.queued_at
+            s.max_wait_s = max(s.max_wait_s, now - entered)
         for st in running:
             s = self._of(st.adapter)
             s.max_remaining_tokens = max(s.max_remaining_tokens, st.req.output_len - st.decoded)

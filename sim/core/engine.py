@@ -435,6 +435,7 @@ class Engine:
                 yield ReadHost(None, (victim,))
             self._head_read, self._draining = False, None
             self.held.popleft()
+            st.queued_at = self.now
             self.sched.enqueue(st)
             self.policy.on_arrival(st, self.now)
 

@@ -115,6 +115,9 @@ class RequestState:
     decode_steps: int = 0
     waited_on_adapter: float = 0.0
     skipped: int = 0  # times the scan skipped it for want of an adapter slot
+    # when it reached the waiting queue, if later than its arrival (held for a host-tier
+    # reload): SGLang's wait_queue_entry_time, which the drainer's starvation clock reads
+    queued_at: float | None = None
 
     @property
     def rid(self) -> int:

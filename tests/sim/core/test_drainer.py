@@ -35,6 +35,17 @@ def test_starving_needs_a_wait_past_the_threshold():
     assert list(d.draining().values()) == ["c"]
 
 
+def test_the_starvation_clock_starts_when_the_request_reaches_the_queue():
+    # held for a host-tier reload until 2 s: SGLang's wait_queue_entry_time, not the arrival
+    d = LoRADrainer(2, wait_threshold_s=3.0)
+    held = req("c", arrival=0.0)
+    held.queued_at = 2.0
+    d.update([held], [req("a"), req("b")], now=4.0)
+    assert d.draining() == {}
+    d.update([held], [req("a"), req("b")], now=5.01)
+    assert list(d.draining().values()) == ["c"]
+
+
 def test_no_drain_while_a_batch_slot_is_free():
     d = LoRADrainer(3, wait_threshold_s=1.0)
     d.update([req("c")], [req("a"), req("b")], now=10.0)  # 2 running adapters < 3 slots
