@@ -127,7 +127,6 @@ class Engine:
             "bytes_moved": 0,
             "prefetch_wasted": 0,
             "disk_reads": 0,
-            "reload_s": 0.0,
             "evictions": 0,
             "stall_s": 0.0,
             "iterations": 0,
@@ -420,10 +419,8 @@ class Engine:
         while self.held:
             st = self.held[0]
             if not self._head_read and st.adapter not in self.host:
-                t0 = self.now
                 self.now = yield ReadHost(self.adapters[st.adapter])
                 self.counters["disk_reads"] += 1
-                self.counters["reload_s"] += self.now - t0
                 self._head_read = True
                 self._draining = self.host.register(st.adapter)
             victim = self._draining
