@@ -94,6 +94,12 @@ class HardwareCfg(_Strict):
         description="what if: multiplies the LoRA compute of every forward, analytic or from a "
         "profile's LoRA tables (0: LoRA computes for free; 0.5: kernels twice as fast)",
     )
+    lora_prefill_scale: float | None = Field(
+        None,
+        ge=0,
+        description="what if: the same factor for prefill forwards alone (default: "
+        "lora_compute_scale), to price decode and prefill LoRA kernels apart",
+    )
     pin_cache: Literal["warm", "cold"] = "warm"
     host_work: Literal["scheduler", "background"] = Field(
         "scheduler",

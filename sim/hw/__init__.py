@@ -74,7 +74,7 @@ def load_hardware(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
         spec = _spec(cfg)
         copy = CopyModel.from_spec(spec, cfg.pin_cache)
         return _assemble(
-            cfg, copy, RooflineCompute(shape, spec, cfg.lora_compute_scale), cfg.contention,
+            cfg, copy, RooflineCompute(shape, spec, cfg.lora_compute_scale, cfg.lora_prefill_scale), cfg.contention,
             cfg.launch_fraction or 0.0,
             cfg.forward_overhead_us or 0.0,
         )
@@ -154,7 +154,7 @@ def _from_profile(cfg: HardwareCfg, shape: ModelShape) -> Hardware:
     comp = prof.compute
     if cfg.attention_ms_per_mcell is not None:
         comp = replace(comp, attention_ms_per_mcell=cfg.attention_ms_per_mcell)
-    compute = ProfileCompute(comp, cfg.lora_compute_scale)
+    compute = ProfileCompute(comp, cfg.lora_compute_scale, cfg.lora_prefill_scale)
     hw = _assemble(cfg, copy, compute, contention, launch, overhead, comp.wake_us)
     frac = p.pin_tail_fraction if cfg.pin_tail_fraction is None else cfg.pin_tail_fraction
     if frac > 0 and p.pin_tail_ms > 0:

@@ -69,9 +69,12 @@ class RooflineCompute:
     """Analytic roofline. LoRA adapters are assumed to target all seven projections
     (BatchItem carries only the rank), which is the common and the costliest case."""
 
-    def __init__(self, shape: ModelShape, spec: GpuSpec, lora_scale: float = 1.0):
+    def __init__(self, shape: ModelShape, spec: GpuSpec, lora_scale: float = 1.0,
+                 lora_prefill_scale: float | None = None):
         self.shape, self.spec = shape, spec
-        self.lora_scale = lora_scale  # what-if factor on the LoRA compute (hardware.lora_compute_scale)
+        # what-if factors on the LoRA compute (hardware.lora_compute_scale / lora_prefill_scale)
+        self.lora_scale = lora_scale
+        self.lora_prefill_scale = lora_scale if lora_prefill_scale is None else lora_prefill_scale
         s = shape
         self.F = spec.eff_flops
         self.B = spec.eff_hbm
@@ -108,7 +111,8 @@ class RooflineCompute:
         if ranks:
             flops = sum(2 * i.new_tokens * i.rank * self.lora_io for i in items if i.adapter in ranks)
             nbytes = sum(r * self.lora_io * d for r in ranks.values())
-            t += self.lora_scale * (self._roof1(flops, nbytes) + self.lora_launch)
+            scale = self.lora_prefill_scale if batch.kind == "prefill" else self.lora_scale
+            t += scale * (self._roof1(flops, nbytes) + self.lora_launch)
         return t
 
     def _attention_sums(self, batch: Batch) -> tuple[float, float, float, int]:
@@ -155,9 +159,11 @@ class ProfileCompute:
     request's new tokens over its own keys), not calibration's requests of 512 tokens. Linear
     extrapolation beyond the measured range."""
 
-    def __init__(self, profile: ComputeProfile, lora_scale: float = 1.0):
+    def __init__(self, profile: ComputeProfile, lora_scale: float = 1.0, lora_prefill_scale: float | None = None):
         self.p = profile
-        self.lora_scale = lora_scale  # what-if factor on the LoRA tables (hardware.lora_compute_scale)
+        # what-if factors on the LoRA tables (hardware.lora_compute_scale / lora_prefill_scale)
+        self.lora_scale = lora_scale
+        self.lora_prefill_scale = lora_scale if lora_prefill_scale is None else lora_prefill_scale
         self._dlora = profile.decode_lora()
         # the tables as arrays once, and the LoRA extra per (kind, size, adapters, rank): the
         # engine's estimator prices forwards at scheduling points (lookahead), so on the GPU a
@@ -209,7 +215,7 @@ class ProfileCompute:
                 vals = [float(interp_linear(n, dl.adapters, row)) for row in dl.seconds]
                 v = max(0.0, self._in_rank(rank, dl.ranks, vals))
             self._lora_cache[key] = v
-        return self.lora_scale * v
+        return (self.lora_prefill_scale if batch.kind == "prefill" else self.lora_scale) * v
 
     def forward_time(self, batch: Batch) -> float:
         if not batch.items:

@@ -63,6 +63,7 @@ LEAVES: dict[str, list] = {
     "hardware.copy_overhead_us": NONNEG_NUM,
     "hardware.disk_gbps": POS_NUM[:3],
     "hardware.lora_compute_scale": NONNEG_NUM,
+    "hardware.lora_prefill_scale": NONNEG_NUM,
     "adapters.count": POS_INT,
     "adapters.rank": POS_INT,
     "adapters.targets": [["bogus_proj"], [], 5, "some"],
@@ -90,6 +91,7 @@ LEAVES: dict[str, list] = {
     "serving.eviction": ["random", 0],
     "serving.lora_drain_wait_threshold": [-0.5, "soon", math.inf, [1]],
     "serving.lora_refused": ["break", 0],
+    "serving.host_reload": ["tokenizer", 0],
     "policies": [["bogus"], [], "lru", [1]],
 }
 MAPPINGS = ["", "model", "hardware", "adapters", "workload", "workload.arrival",

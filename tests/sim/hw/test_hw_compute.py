@@ -375,3 +375,21 @@ def test_lora_compute_scale_scales_only_the_lora_part_of_a_forward():
             assert full > base
             assert free == pytest.approx(base)
             assert half == pytest.approx(base + (full - base) / 2)
+
+
+def test_lora_prefill_scale_prices_prefill_lora_apart_from_decode_lora():
+    """hardware.lora_prefill_scale: its factor on prefill forwards, lora_compute_scale's on
+    decodes; unset, lora_compute_scale covers both."""
+    for make in (
+        lambda k, p: RooflineCompute(ModelShape(), preset("h200"), k, p),
+        lambda k, p: ProfileCompute(PROF, k, p),
+    ):
+        pre, dec = prefill(256, 0, "a", 64), decode(8, 512, adapters=4)
+        pre_base, dec_base = make(1.0, None).forward_time(prefill(256)), make(1.0, None).forward_time(decode(8, 512))
+        pre_lora = make(1.0, None).forward_time(pre) - pre_base
+        dec_lora = make(1.0, None).forward_time(dec) - dec_base
+        split = make(0.5, 2.0)
+        assert split.forward_time(pre) == pytest.approx(pre_base + 2.0 * pre_lora)
+        assert split.forward_time(dec) == pytest.approx(dec_base + 0.5 * dec_lora)
+        assert make(0.5, None).forward_time(pre) == pytest.approx(pre_base + 0.5 * pre_lora)
+
