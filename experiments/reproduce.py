@@ -85,6 +85,11 @@ class GpuModel:
     preset: str | None = None
     profile: Path | None = None
 
+    @property
+    def kind(self) -> str:
+        """"measured" (a calibrated profile) or "analytic" (a preset, or the stated costs)."""
+        return "measured" if self.profile is not None else "analytic"
+
     def scenario(self, sc: dict[str, Any]) -> dict[str, Any]:
         sc = copy.deepcopy(sc)
         hw = dict(sc.get("hardware") or {})

@@ -43,18 +43,21 @@ def _mark(ok: bool | None) -> str:
     return "–" if ok is None else ("yes" if ok else "**no**")
 
 
-def _verdict_table(vs: list[Verdict]) -> list[str]:
+def _verdict_table(vs: list[Verdict], rep: Reproduction, model: GpuModel) -> list[str]:
+    """One row a metric; a miss says what the simulator lacks there (the file's `missing`), or
+    that it is not found."""
     lines = [
         "| metric | published baseline → feature | simulated baseline → feature | direction | "
-        "\\|error\\| baseline / feature | criterion | pass |",
-        "|---|---:|---:|:-:|---:|---|:-:|",
+        "\\|error\\| baseline / feature | criterion | pass | missing mechanism |",
+        "|---|---:|---:|:-:|---:|---|:-:|---|",
     ]
     for v in vs:
         eb, ef = v.errors
+        why = "" if v.passed else (rep.spec.missing_for(v.metric, model.kind) or "not found")
         lines.append(
             f"| {METRICS[v.metric]} | {_arrow(*v.pub)} | {_arrow(*v.sim)} | "
             f"{'right' if v.direction_ok else '**wrong**'} | {eb:.0%} / {ef:.0%} | {_criterion(v.metric)} | "
-            f"{_mark(v.passed)} |"
+            f"{_mark(v.passed)} | {why} |"
         )
     return lines
 
@@ -135,7 +138,7 @@ def _section(table: pd.DataFrame, rep: Reproduction, models: list[GpuModel]) -> 
             c = s.stated_costs
             lines += [f"Every load {fmt(c.load_ms)} ms, every prefill {fmt(c.prefill_ms)} ms, every decode step "
                       f"{fmt(c.decode_ms)} ms, as the source states them.", ""]
-        lines += _verdict_table(verdicts(table, rep.name, m.key))
+        lines += _verdict_table(verdicts(table, rep.name, m.key), rep, m)
         if m is not STATED:
             lines += ["", _load_line(table, rep, m.key)]
         lines.append("")
@@ -163,7 +166,9 @@ def render(table: pd.DataFrame, reps: list[Reproduction], models: list[GpuModel]
         "",
         "Pass criteria (issue #27), on baseline and feature alike: the change from baseline to feature "
         f"goes the published way on every metric; {crit}. \\|error\\| = \\|simulated − published\\| / "
-        "published. Each run is the scenario's one seed, as the sources report one run.",
+        "published. Each run is the scenario's one seed, as the sources report one run. A miss says "
+        "in its last column which mechanism the simulator lacks there, as a what-if variant or a GPU "
+        "run measured it (the reproduction file's `missing`), or that none is found.",
         "",
         "## Summary",
         "",

@@ -117,12 +117,34 @@ class ReproductionFile(_Strict):
     stated_costs: StatedCosts | None = None
     variants: list[VariantCfg] = Field(default_factory=list)
     findings: list[str] = Field(default_factory=list)
+    missing: dict[str, str] = Field(
+        default_factory=dict,
+        description="metric (`metric@analytic` / `metric@measured` for one kind of GPU model) -> the "
+        "mechanism a miss on it lacks, as a variant or a run measured it; shown beside the miss",
+    )
 
     @model_validator(mode="after")
     def _one_scenario(self):
         if (self.scenario is None) == (self.scenario_file is None):
             raise ValueError("give exactly one of `scenario` (a mapping) or `scenario_file` (a path)")
         return self
+
+    @model_validator(mode="after")
+    def _missing_keys(self):
+        for k, text in self.missing.items():
+            metric, _, kind = k.partition("@")
+            if metric not in self.published.baseline:
+                raise ValueError(f"missing: {k!r} names no published metric; expected one of "
+                                 f"{sorted(self.published.baseline)}")
+            if kind not in ("", "analytic", "measured"):
+                raise ValueError(f"missing: {k!r}: a suffix must be @analytic or @measured")
+            if not text.strip():
+                raise ValueError(f"missing: {k!r} is empty; say which mechanism is missing")
+        return self
+
+    def missing_for(self, metric: str, kind: str) -> str | None:
+        """What a miss on `metric` lacks under a GPU model of `kind` ("analytic" | "measured")."""
+        return self.missing.get(f"{metric}@{kind}") or self.missing.get(metric)
 
 
 @dataclass(frozen=True)

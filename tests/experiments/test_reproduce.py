@@ -92,6 +92,24 @@ def test_reproduce_writes_table_and_page_with_published_next_to_simulated(folder
     assert {v.metric for v in vs} == {"ttft_mean_ms", "tpot_median_ms"}
 
 
+def test_a_miss_says_which_mechanism_is_missing_or_that_none_is_found(folder, tmp_path):
+    import copy
+
+    spec = copy.deepcopy(GOOD)  # published numbers the tiny run cannot meet: every row misses
+    spec["published"] = {"baseline": {"ttft_mean_ms": 1e6, "tpot_median_ms": 1e6},
+                         "feature": {"ttft_mean_ms": 2e6, "tpot_median_ms": 2e6}}
+    spec["missing"] = {"ttft_mean_ms": "a slower engine", "ttft_mean_ms@measured": "a slower profile"}
+    (folder / "tiny.yaml").write_text(yaml.safe_dump(spec))
+    docs = tmp_path / "repro.md"
+    reproduce(folder, tmp_path / "out", docs, profiles=[PROFILE], progress=False)
+    lines = docs.read_text().splitlines()
+    ttft = [ln for ln in lines if ln.startswith("| mean TTFT |")]
+    tpot = [ln for ln in lines if ln.startswith("| median TPOT |")]
+    assert ttft[0].endswith("| **no** | a slower engine |")  # analytic, then the measured profile
+    assert ttft[1].endswith("| **no** | a slower profile |")
+    assert all(ln.endswith("| **no** | not found |") for ln in tpot) and len(tpot) == 2
+
+
 def test_stated_costs_give_the_sglang_docs_worst_case_exactly(tmp_path):
     res = reproduce(WORST, tmp_path / "out", None, profiles=[], progress=False)
     (v,) = verdicts(res.table, "sglang-docs-overlap-worst-case", STATED.key)

@@ -84,6 +84,9 @@ def _bad(**change):
     (_bad(scenario_file="other.yaml"), "(top level)", "exactly one of"),
     (_bad(variants=[{"name": "v", "why": "w", "set": {"serving.x@both": 1}}]), "variants[0].set", "@baseline"),
     (_bad(colour="red"), "colour", "Extra inputs"),
+    (_bad(missing={"e2e_mean_ms": "x"}), "(top level)", "names no published metric"),
+    (_bad(missing={"ttft_mean_ms@gpu": "x"}), "(top level)", "@analytic or @measured"),
+    (_bad(missing={"ttft_mean_ms": " "}), "(top level)", "say which mechanism"),
 ])
 def test_bad_reproduction_file_names_file_and_key(tmp_path, data, key, says):
     path = write(tmp_path, data)
