@@ -192,7 +192,7 @@ class SimPyDriver:
             if eff.adapter is None:
                 return env.now  # freeing host memory takes no modelled time
             # the scheduler's thread reads the file; the GPU finishes what it has queued
-            dt = self.hw.copy.disk_time(eff.adapter.nbytes)
+            dt = self.hw.copy.read_time(eff.adapter.nbytes, eff.pinned)
             yield env.timeout(dt)
             self.timeline.append(("disk", env.now - dt, env.now, "reload", str(eff.adapter.name)))
             self.counters["disk_s"] += dt

@@ -9,7 +9,9 @@
   a whole adapter pinned module by module, as a per-module pin-per-load does: its time beyond
   bytes / warm bandwidth, per tensor, is `pin_per_tensor_us`. Unpinning: freeing those
   copies after the copies ran.
-- Disk: reading an adapter-sized file with the page cache dropped (best effort).
+- Disk: reading an adapter-sized file with the page cache dropped (best effort), and the
+  host-tier reload the CUDA driver does (a PEFT folder read into a host buffer, `HostPool`):
+  what a reload costs the harness, and what a profile prices (`disk_gbps`).
 - Contention: a GEMM loop's time with and without a side-stream copy in flight.
 - One adapter copied flat and per module (the back-to-back copy gap) and the host time that
   issuing its per-module copies takes.
@@ -27,7 +29,7 @@ from typing import NamedTuple
 
 import torch
 
-from gpu.adapters import flat_layout, module_views, ordered_targets
+from gpu.adapters import HostPool, flat_layout, module_views, ordered_targets, write_peft_adapter
 from gpu.calibrate.fit import copy_gap_us, lower_envelope
 from gpu.calibrate.grids import GB, KB, MB
 from gpu.calibrate.timer import Timer
@@ -171,6 +173,24 @@ def measure_disk(nbytes: int, folder: str | None = None) -> float:
         with open(path, "rb", buffering=0) as f:
             f.readinto(buf)
         return size / max(time.perf_counter() - t0, 1e-9) / 1e9
+
+
+def measure_reload(shape: ModelShape, rank: int, reps: int = 3) -> float:
+    """GB/s of the CUDA driver's host-tier reload: a rank-`rank` all-projection PEFT folder read
+    into a pageable host buffer (`HostPool.get`: safetensors read, then laid out flat), as a
+    request naming an unregistered adapter makes it happen; median of `reps`. The file was just
+    written, so it is read from the page cache, as the harness's shared adapter files are."""
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d) / "adapter"
+        write_peft_adapter(folder, shape, rank, ALL_TARGETS)
+        pool = HostPool(shape, {"a": folder}, mode="pageable")
+        times = []
+        for _ in range(reps):
+            pool.evict("a")
+            t0 = time.perf_counter()
+            ad = pool.get("a")
+            times.append(time.perf_counter() - t0)
+        return ad.nbytes / max(statistics.median(times), 1e-9) / 1e9
 
 
 def measure_contention(device: torch.device, quick: bool) -> float:

@@ -176,10 +176,12 @@ class ReadHost:
     """-> float: when done. Read `adapter` from disk into the host tier on the scheduler's
     thread, first freeing the host copies of `drop` (`serving.host_reload: arrival`, as SGLang
     reloads an evicted adapter when a request names it: its scheduler process reads the file
-    between iterations and launches nothing meanwhile). `adapter` None: only the drop."""
+    between iterations and launches nothing meanwhile). `adapter` None: only the drop.
+    `pinned`: the host tier keeps its copies pinned (`host_mode` "pinned"): pin it once read."""
 
     adapter: AdapterSpec | None
     drop: tuple[str, ...] = ()
+    pinned: bool = False
 
 
 Effect = Now | StartLoad | WaitLoad | PollLoads | Forward | WaitForward | PollForwards | Idle | Evict | ReadHost

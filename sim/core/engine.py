@@ -419,7 +419,7 @@ class Engine:
         while self.held:
             st = self.held[0]
             if not self._head_read and st.adapter not in self.host:
-                self.now = yield ReadHost(self.adapters[st.adapter])
+                self.now = yield ReadHost(self.adapters[st.adapter], pinned=self.host_mode == "pinned")
                 self.counters["disk_reads"] += 1
                 self._head_read = True
                 self._draining = self.host.register(st.adapter)

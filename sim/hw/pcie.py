@@ -124,10 +124,15 @@ class CopyModel:
     def disk_time(self, nbytes: int) -> float:
         return nbytes / (self.disk_gbps * 1e9)
 
+    def read_time(self, nbytes: int, pinned: bool) -> float:
+        """A host-tier miss read into host memory, then pinned there once if the host copies
+        are kept pinned (the overlap path; `host_mode` "pinned"), as the CUDA driver does."""
+        return self.disk_time(nbytes) + (self.pin_time(nbytes) if pinned else 0.0)
+
     def cost(self, nbytes: int, n_copies: int, host_mode: HostMode, from_disk: bool = False) -> LoadCost:
         pin_s = self.pin_time(nbytes, n_copies) if host_mode == "pin_per_load" else 0.0
         release_s = n_copies * self.unpin_per_tensor_us * 1e-6 if host_mode == "pin_per_load" else 0.0
-        disk_s = self.disk_time(nbytes) if from_disk else 0.0
+        disk_s = self.read_time(nbytes, host_mode == "pinned") if from_disk else 0.0
         source = "pageable" if host_mode == "pageable" else "pinned"
         issue_s = n_copies * self.issue_us * 1e-6
         dma_s = max(self.dma_time(nbytes, n_copies, source), issue_s)

@@ -655,3 +655,25 @@ def test_prefill_graphs_hold_the_prefill_planes_adapters_not_every_slot(monkeypa
     monkeypatch.setitem(GRIDS, "quick", quick)
     calibrate(MODEL_PRESETS["tiny"], quick=True, device="cpu", progress=lambda _: None)
     assert seen and set(seen) == {max(quick["prefill_lora_adapters"])}
+
+
+def test_reload_rate_is_the_drivers_own_read_of_a_peft_folder():
+    """A profile prices a host-tier reload at what the CUDA driver's reload (HostPool.get)
+    takes per byte, not at a raw file read."""
+    from gpu.adapters import HostPool
+    from gpu.calibrate import measure_reload
+
+    shape = MODEL_PRESETS["tiny"]
+    real, seen = HostPool.get, []
+
+    def slow_get(self, name):  # every reload now takes at least 50 ms
+        time.sleep(0.05)
+        ad = real(self, name)
+        seen.append(ad.nbytes)
+        return ad
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(HostPool, "get", slow_get)
+        gbps = measure_reload(shape, rank=4, reps=2)
+    assert len(seen) == 2 and 0 < gbps * 1e9 * 0.05 <= seen[0]
+

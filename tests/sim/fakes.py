@@ -24,7 +24,7 @@ class FixedCopy:
         self.load_s, self.pin_s, self.disk_s, self.issue_s = load_s, pin_s, disk_s, issue_s
         self.release_s = release_s
 
-    def disk_time(self, nbytes: int) -> float:
+    def read_time(self, nbytes: int, pinned: bool) -> float:
         return self.disk_s
 
     def load_time(self, job) -> Cost:

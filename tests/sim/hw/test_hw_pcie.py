@@ -72,6 +72,16 @@ def test_pin_and_disk_only_when_asked():
     assert H200.load_time(job(host_mode="pageable")).pin_s == 0
 
 
+def test_a_miss_read_into_pinned_host_memory_is_pinned_once_there():
+    m = CopyModel(pinned_gbps=50, pageable_gbps=10, copy_overhead_us=5, pin_warm_gbps=20, pin_cold_gbps=1, disk_gbps=2)
+    nbytes = 1_000_000
+    assert m.read_time(nbytes, pinned=False) == pytest.approx(nbytes / 2e9)
+    assert m.read_time(nbytes, pinned=True) == pytest.approx(nbytes / 2e9 + m.pin_time(nbytes))
+    a = AdapterSpec("x", 8, ("q_proj",), nbytes, 2)
+    assert m.load_time(job("flat", "pinned", from_disk=True, adapter=a)).disk_s == pytest.approx(
+        m.read_time(nbytes, pinned=True))
+
+
 def test_more_copies_of_the_same_bytes_cost_more():
     times = [H200.dma_time(ADAPTER.nbytes, n) for n in (1, 16, 448, 4096)]
     assert times == sorted(times) and times[0] < times[-1]
