@@ -120,6 +120,7 @@ def random_scenario(seed: int, index: int) -> dict[str, Any]:
         serving["adapter_memory"] = "unified"  # idle_cache runs unified in every workload
     if chance(0.3):
         serving["max_loaded_loras"] = int(rng.integers(mlpb, max(mlpb, n_adapters) + 3))
+        serving["host_reload"] = pick(["arrival", "load"])
 
     hardware: dict[str, Any] = {"preset": pick(HW)}
     if chance(0.3):
