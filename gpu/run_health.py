@@ -130,7 +130,7 @@ class HealthLog:
 
     COLUMNS = ["scenario", "policy", "run", "ratio", "slowdown", "worst_at_s", "degraded", "dropped",
                "pins", "pin_median_ms", "pin_mean_ms", "pin_slow_share", "quiet_pins", "quiet_pin_median_ms",
-               "issue_median_ms"]
+               "issue_median_ms", "reloads", "reload_median_ms"]
 
     def __init__(self) -> None:
         self.rows: list[dict] = []
@@ -174,7 +174,7 @@ class HealthLog:
     def add_simulator(self, sc: Scenario, pol: str, timeline: pd.DataFrame) -> None:
         """The simulator's own host work for this cell, to read the GPU runs' against."""
         pins = host_stats(timeline)
-        if pins["pins"] or not pd.isna(pins["issue_median_ms"]):
+        if pins["pins"] or pins["reloads"] or not pd.isna(pins["issue_median_ms"]):
             self.rows.append({"scenario": sc.name, "policy": pol, "run": "simulator", "ratio": float("nan"),
                               "slowdown": float("nan"), "worst_at_s": float("nan"), "degraded": False,
                               "dropped": False, **pins})
@@ -195,22 +195,26 @@ class HealthLog:
             return "" if pd.isna(v) else format(v, fmt)
 
         lines = ["| scenario | policy | run | GPU / profile | slowdown | left out | pins | pin median ms "
-                 "| pin mean ms | slow pins | after quiet: pins, median ms | copy issue median ms |",
-                 "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+                 "| pin mean ms | slow pins | after quiet: pins, median ms | copy issue median ms "
+                 "| host-tier reloads, median ms |",
+                 "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
         for r in df.itertuples():
             quiet = f"{r.quiet_pins}, {r.quiet_pin_median_ms:.1f}" if r.quiet_pins else "0"
             pins = (f"{r.pins} | {r.pin_median_ms:.1f} | {r.pin_mean_ms:.1f} | {100 * r.pin_slow_share:.0f} % | {quiet}"
                     if r.pins else " | | | | ")
+            reloads = f"{r.reloads}, {r.reload_median_ms:.0f}" if r.reloads else ""
             lines.append(f"| {r.scenario} | {r.policy} | {r.run} | {num(r.ratio, '.3f')} | "
                          f"{num(r.slowdown, '.2f')} | {'yes' if r.dropped else ''} | {pins} | "
-                         f"{num(r.issue_median_ms, '.2f')} |")
+                         f"{num(r.issue_median_ms, '.2f')} | {reloads} |")
         lines += ["", "GPU / profile: the run's forward time over the profile's price of the same "
                   "batches. Slowdown: its slowest window of forwards (0.5 s of priced work) over its "
                   "median window; a run above the threshold is left out of the mean (gpu.run_health). "
                   "Pins: the pin-per-load pins of the run (lru, slora); the `simulator` row shows "
                   "what the profile prices. Slow pins: over 1.5 x the run's median. After quiet: "
                   f"the pins that began {QUIET_S:g} s or more after the previous pin ended. Copy issue: the "
-                  "host time issuing a load's copies (runs recorded since round 11)."]
+                  "host time issuing a load's copies (runs recorded since round 11). Host-tier reloads: "
+                  "adapters read from disk when a request named an unregistered one (`disk` rows of kind "
+                  "`reload`), which the profile prices at `pcie.disk_gbps`."]
         atomic_write_text(out / "health.md", "\n".join(lines) + "\n")
 
 
@@ -241,9 +245,13 @@ def issue_times(timeline: pd.DataFrame) -> np.ndarray:
 
 
 def host_stats(timeline: pd.DataFrame) -> dict:
-    """`pin_stats` and the median `issue` row (ms): the host work of a run's loads."""
+    """`pin_stats`, the median `issue` row (ms) and the host-tier reloads (count, median ms):
+    the host work of a run's loads."""
     d = issue_times(timeline)
-    return {**pin_stats(timeline), "issue_median_ms": float(np.median(d)) * 1e3 if len(d) else float("nan")}
+    r = timeline[timeline["kind"] == "reload"]
+    rd = (r["end"] - r["start"]).to_numpy(float)
+    return {**pin_stats(timeline), "issue_median_ms": float(np.median(d)) * 1e3 if len(d) else float("nan"),
+            "reloads": len(rd), "reload_median_ms": float(np.median(rd)) * 1e3 if len(rd) else float("nan")}
 
 
 QUIET_S = 1.0  # a pin this long after the previous pin ended follows quiet

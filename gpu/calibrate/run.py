@@ -74,9 +74,9 @@ def calibrate(
     rank = min(rank, 8) if quick else rank
     warm, cold, pin_tensor = measure_pin_cost(shape, dev, rank, grid["pin_bytes"])
     cold_read = measure_disk(grid["pin_bytes"])
-    # what a profile prices a host-tier reload at: the driver's own reload path (a rank-16
-    # adapter: a smaller file, the same per-byte work)
-    disk = measure_reload(shape, min(rank, 16))
+    # what a profile prices a host-tier reload at: the driver's own reload path, on an adapter
+    # of the copy check's rank
+    disk = measure_reload(shape, rank)
     contention = measure_contention(dev, quick)
     progress(
         f"  overhead {overhead:.2f} us/copy, pin warm {warm:.2f} cold {cold:.2f} GB/s"

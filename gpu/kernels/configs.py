@@ -49,6 +49,15 @@ Why these numbers (H100/H200, bf16, head_dim 128, rank <= 64):
   extra of a decode step from 0.96 to 0.43 ms (1 adapter, batch 1) and from 2.58 to 2.09 ms
   (8 adapters, batch 64; all in line: 1.39 and 2.96 ms). The H200 keeps "shrink" until it is
   measured there: its committed profile was calibrated with it.
+- The H100's prefill SGMV configs come from `bench_kernels.py --tune-sgmv-prefill --reps 10`
+  (2026-12-07): 32-token tiles instead of 64, the shrink with 128-wide K steps and a split of
+  up to 8, both with 4 warps. Over its three sweep cases (32 layers' launches) the shrink went
+  from 34355 to 31859 us and the expand from 31726 to 29880 us; its `--sgmv-capacity` table,
+  same run, took 4 adapters x 512 tokens from 14426 to 11853 us, 1 x 2048 from 14232 to
+  11643 and 16 x 128 from 15096 to 12332 (graph capacity 16), but one adapter x 512 from 5347
+  to 5804 (capacity 4: 5141 to 5905). The calibration that followed logs the rank-64 prefill
+  LoRA plane 11 % lower in sum than the seventh session's, one adapter at 256-512 tokens
+  13 % higher. The H200 keeps the first configs until it is tuned.
 - ptxas -v on Triton's sm_90a PTX: no register spills except expand_prefill (156 B), which
   still measured fastest. Re-tune from benchmarks/bench_kernels.py (--tune, --tune-sgmv,
   --tune-sgmv-prefill) on a new GPU.
@@ -88,9 +97,18 @@ _HOPPER: dict[str, Config] = {
 }
 
 CONFIGS: dict[str, dict[str, Config]] = {
-    # the H200 keeps the shrink-only side part until it is measured (its profile prices that)
+    # the H200 keeps the shrink-only side part and the first prefill SGMV configs until they
+    # are measured there (its profile prices those)
     "NVIDIA H200": _HOPPER,
-    "NVIDIA H100": {**_HOPPER, "lora_side": {"part": "lora", "max_rows": 256}},
+    "NVIDIA H100": {
+        **_HOPPER,
+        "lora_side": {"part": "lora", "max_rows": 256},
+        # bench_kernels.py --tune-sgmv-prefill --reps 10 (2026-12-07, see the docstring)
+        "shrink_prefill": {"BLOCK_M": 32, "BLOCK_N": 64, "BLOCK_K": 128, "SPLIT_K": 8,
+                           "PROGRAMS_PER_SM": 2, "num_warps": 4, "num_stages": 3},
+        "expand_prefill": {"BLOCK_M": 32, "BLOCK_N": 256, "BLOCK_K": 64,
+                           "num_warps": 4, "num_stages": 2},
+    },
     "default": {
         "shrink_decode": {"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32, "SPLIT_K": 2,
                           "PROGRAMS_PER_SM": 2, "num_warps": 4, "num_stages": 1},

@@ -675,5 +675,5 @@ def test_reload_rate_is_the_drivers_own_read_of_a_peft_folder():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(HostPool, "get", slow_get)
         gbps = measure_reload(shape, rank=4, reps=2)
-    assert len(seen) == 2 and 0 < gbps * 1e9 * 0.05 <= seen[0]
+    assert len(seen) == 3 and 0 < gbps * 1e9 * 0.05 <= seen[0]  # one untimed read, then two
 

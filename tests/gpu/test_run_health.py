@@ -70,6 +70,10 @@ def test_pin_stats_measure_the_slow_share():
     assert s["pin_mean_ms"] == pytest.approx(21.0) and s["pin_slow_share"] == pytest.approx(0.1)
     # pins 0.985 s apart are not after quiet; the one 11.9 s after the last is
     assert s["quiet_pins"] == 1 and s["quiet_pin_median_ms"] == pytest.approx(75.0)
+    assert h["reloads"] == 0
+    rows += [("disk", 40, 40.2, "reload", "a"), ("disk", 41, 41.3, "reload", "b"), ("disk", 42, 42.25, "blocking", "c")]
+    h = host_stats(pd.DataFrame(rows, columns=["lane", "start", "end", "kind", "label"]))
+    assert h["reloads"] == 2 and h["reload_median_ms"] == pytest.approx(250.0)  # a GPU load's read is not one
 
 
 def test_prices_rebuild_each_forward_from_the_records():
