@@ -116,6 +116,8 @@ def random_scenario(seed: int, index: int) -> dict[str, Any]:
         "host_mode": pick(["auto", "pinned", "pageable", "pin_per_load"]),
         "eviction": pick(["lru", "fifo"]),
     }
+    if chance(0.2) and mlpb > 1:
+        serving["pinned_loras"] = int(rng.integers(1, mlpb))
     if chance(0.3):
         serving["adapter_memory"] = "unified"  # idle_cache runs unified in every workload
     if chance(0.3):

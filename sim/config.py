@@ -343,6 +343,15 @@ class ServingCfg(_Strict):
         "(docs/sglang_rules.md)",
     )
 
+    pinned_loras: int = Field(
+        0,
+        ge=0,
+        description="SGLang's pinned adapters (`pinned: true` in --lora-paths): the population's "
+        "first N (with zipf or skewed use, the most used) are copied to the GPU at start-up and "
+        "never evicted from it or unloaded from host RAM; each keeps its batch slot, so a batch may "
+        "hold at most max_loras_per_batch - N other adapters (the base model counts); at most "
+        "max_loras_per_batch - 1, as in SGLang",
+    )
     host_reload: Literal["arrival", "load"] = Field(
         "arrival",
         description="when an adapter missing from the host tier (max_loaded_loras) is read from "
@@ -364,6 +373,11 @@ class ServingCfg(_Strict):
             raise ValueError(
                 f"max_loaded_loras ({self.max_loaded_loras}) must be >= max_loras_per_batch "
                 f"({self.max_loras_per_batch}), as in SGLang"
+            )
+        if self.pinned_loras > self.max_loras_per_batch - 1:
+            raise ValueError(
+                f"pinned_loras ({self.pinned_loras}) must be <= max_loras_per_batch - 1 "
+                f"({self.max_loras_per_batch - 1}): SGLang does not let pinned adapters take every slot"
             )
         return self
 

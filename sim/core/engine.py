@@ -108,7 +108,14 @@ class Engine:
         self.sched.on_finish = self.records.add
         self.pending_evicts: list[str] = []  # unified: evicted since the last Evict effect
         self.last_job: LoadJob | None = None
-        self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras)
+        # SGLang's pinned adapters (serving.pinned_loras): the population's first N, copied at
+        # start-up (`run`), never evicted from the GPU or unloaded from host RAM
+        self.pinned: frozenset[str] = (
+            frozenset(a.name for a in trace.adapters[: serving.pinned_loras])
+            if getattr(policy, "uses_slots", True) else frozenset()
+        )
+        self.pool.pinned |= self.pinned
+        self.host = HostTier([a.name for a in trace.adapters], serving.max_loaded_loras, self.pinned)
         self.host_mode = policy.host_mode(serving)
         # serving.host_reload "arrival": requests whose adapter is being reloaded into the host
         # tier, in arrival order (SGLang serves the reloads one at a time), and the reload at
@@ -259,6 +266,9 @@ class Engine:
     def run(self) -> Generator[Effect, Any, None]:
         sched, policy = self.sched, self.policy
         launched: list[tuple[int, PrefillPlan]] = []  # prefills launched ahead (wait=False)
+        for a in sorted(self.pinned):  # start-up: SGLang loads pinned adapters before serving
+            self.new_load(a, set(), "load", "prefetch")
+        yield from self._start_pending_loads()
         while not sched.all_done():
             self.counters["iterations"] += 1
             self.now = yield Now()
@@ -362,6 +372,11 @@ class Engine:
 
             if sched.all_done():  # the last launched prefill was retired above
                 break
+            if self.held:  # a request retired above may have been the last one a drain waited for
+                n = len(self.held)
+                yield from self._reload_held()
+                if len(self.held) < n:
+                    continue
             # nothing runnable: sleep until an arrival or a load finishes
             nxt = sched.next_arrival()
             if nxt is None and not self.inflight:

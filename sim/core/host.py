@@ -18,8 +18,11 @@ from collections.abc import Sequence
 
 
 class HostTier:
-    def __init__(self, names: Sequence[str], capacity: int | None):
+    def __init__(self, names: Sequence[str], capacity: int | None, pinned: frozenset[str] = frozenset()):
+        """`pinned`: never unloaded (SGLang's LRU skips pinned adapters); registered first."""
         self.capacity = capacity if capacity is not None else len(names)
+        self.pinned = pinned
+        names = [n for n in names if n in pinned] + [n for n in names if n not in pinned]
         self._lru: OrderedDict[str, None] = OrderedDict()
         # Adapters registered at start-up, in population order, up to capacity.
         for n in list(names)[: self.capacity]:
@@ -45,7 +48,8 @@ class HostTier:
             return False, None
         dropped = None
         if len(self._lru) >= self.capacity:
-            dropped, _ = self._lru.popitem(last=False)
+            dropped = self._least_recent()
+            del self._lru[dropped]
         self._lru[name] = None
         self.disk_reads += 1
         return True, dropped
@@ -64,9 +68,14 @@ class HostTier:
         self.disk_reads += 1
         if len(self._lru) <= self.capacity:
             return None
-        victim, _ = self._lru.popitem(last=False)
+        victim = self._least_recent()
+        del self._lru[victim]
         self.draining.add(victim)
         return victim
+
+    def _least_recent(self) -> str:
+        """`lru_lora_name(exclude_pinned=True)` (config validation keeps one unpinned)."""
+        return next(n for n in self._lru if n not in self.pinned)
 
     def drop(self, name: str) -> None:
         """A draining adapter's last request ended: free its RAM."""

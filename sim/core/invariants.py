@@ -186,6 +186,13 @@ class InvariantChecker:
             if st.req.arrival > engine.now:
                 fail(f"request {st.rid} waiting before its arrival {st.req.arrival}")
 
+        # pinned adapters (serving.pinned_loras): on the GPU from start-up on, and registered
+        for a in engine.pinned:
+            if not pool.is_resident(a):
+                fail(f"pinned adapter {a!r} is not on the GPU")
+            if a not in engine.host:
+                fail(f"pinned adapter {a!r} was unloaded from the host tier")
+
         # host tier (reloads at arrival): a request the scheduler holds has its adapter in RAM,
         # registered or draining, and at most max_loaded_loras are registered
         if engine.reload_at_arrival:

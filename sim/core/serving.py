@@ -33,6 +33,7 @@ class ServingKnobs:
     lora_refused: Literal["skip", "stop"] = "skip"  # after a failed LoRA check (ServingCfg.lora_refused)
     adapter_memory: Literal["slots", "unified"] = "slots"  # sim.core.memory
     host_reload: Literal["arrival", "load"] = "arrival"  # when a host-tier miss is read (sim.core.host)
+    pinned_loras: int = 0  # the population's first N, never evicted (ServingCfg.pinned_loras)
     # unified only, filled from the model and the adapters by the runner (`sim.runner.serving_knobs`)
     kv_bytes_per_token: int = 0
     slot_bytes: int = 0

@@ -89,14 +89,22 @@ class Policy:
 
     def fits_batch(self, adapter: Key, batch_adapters: set[Key], extra: set[Key] = frozenset()) -> bool:
         """SGLang's validate_lora_batch: distinct adapters of running + batch (+ extra)
-        must not exceed max_loras_per_batch. Unified memory has no such limit (only bytes)."""
+        must not exceed max_loras_per_batch, and, with pinned adapters, those not pinned must
+        fit the slots the pinned ones leave. Unified memory has no such limit (only bytes)."""
         e = self.e
         if e.unified:
             return True
         s = e.sched.adapters_in_use() | batch_adapters
         if extra:
             s |= extra
-        return len(s) <= e.cfg.max_loras_per_batch - (adapter not in s)
+        n = len(s) + (adapter not in s)
+        if n > e.cfg.max_loras_per_batch:
+            return False
+        pinned = e.pinned
+        if not pinned:
+            return True
+        in_batch = len(pinned & s) + (adapter in pinned and adapter not in s)
+        return n - in_batch <= e.cfg.max_loras_per_batch - len(pinned)
 
     def admit(self, st: RequestState, batch_adapters: set[Key]) -> bool:
         raise NotImplementedError

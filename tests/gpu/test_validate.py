@@ -26,6 +26,22 @@ def test_policy_runs_to_completion_on_the_driver(tmp_path, policy):
         assert res.summary["loads"] > 0
 
 
+@pytest.mark.parametrize("policy", ["lru", "overlap"])
+def test_a_pinned_adapter_and_host_tier_reloads_run_on_the_driver(tmp_path, policy):
+    """The CUDA driver runs SGLang's pinned adapter (copied at start-up, never evicted) and the
+    reloads at arrival (`ReadHost` on the scheduler's thread) as the core decides them."""
+    from sim.workload import generate_trace
+
+    sc = parse_scenario({**SCENARIO, "serving": {**SCENARIO["serving"], "pinned_loras": 1}})
+    trace = generate_trace(sc)
+    res = run_gpu(sc, policy, trace, GpuOptions(device="cpu", adapter_dir=str(tmp_path)))
+    assert res.summary["completed"] == len(trace.requests) and res.summary["disk_reads"] > 0
+    tl = res.timeline
+    assert (tl[(tl.lane == "disk") & (tl.kind == "reload")].end > 0).any()
+    first = tl[tl.lane == "pcie"].sort_values("start").iloc[0]
+    assert first.label == trace.adapters[0].name  # the pinned adapter's start-up copy comes first
+
+
 def test_validation_table_and_cli(tmp_path):
     path = tmp_path / "sc.yaml"
     path.write_text(yaml.safe_dump(SCENARIO))

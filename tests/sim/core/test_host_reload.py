@@ -5,7 +5,7 @@ request holds it (docs/sglang_rules.md)."""
 
 import pytest
 
-from sim.config import ServingCfg
+from sim.config import ServingCfg, parse_scenario
 from sim.core.host import HostTier
 from sim.runner import simulate
 from tests.sim.fakes import fixed_hw, make_trace, scenario
@@ -66,3 +66,26 @@ def test_nothing_changes_while_every_adapter_fits_the_host_tier():
     a = _run("arrival", reqs, 3, max_loras_per_batch=1, max_loaded_loras=3)
     b = _run("load", reqs, 3, max_loras_per_batch=1, max_loaded_loras=3)
     assert list(a.records.ttft) == list(b.records.ttft) and a.summary["disk_reads"] == 0
+
+
+@pytest.mark.parametrize("policy", ["overlap", "lookahead", "idle_cache"])
+def test_a_drain_ended_by_a_prefill_launched_ahead_releases_the_held_request(policy):
+    """`lorasim check` found this deadlock: the last request of the adapter a reload unloads
+    finished in a prefill launched ahead, retired after the loop had looked at the held
+    requests, and with nothing else to run the engine stopped instead of looking again."""
+    sc = parse_scenario({
+        "seed": 2021628122, "model": {"preset": "llama-3.2-1b"}, "hardware": {"preset": "cpu"},
+        "adapters": {"count": 6, "rank": 1},
+        "workload": {"num_requests": 40, "arrival": {"process": "poisson", "rate": float("inf")},
+                     "adapter_choice": {"dist": "phased", "phases": [{"requests": 14, "adapters": [4, 6]}],
+                                        "base_fraction": 0.2037958390702204},
+                     "input_len": {"dist": "fixed", "len": 13},
+                     "output_len": {"dist": "random", "len": 1, "range_ratio": 0.04179767158072423}},
+        "serving": {"max_loras_per_batch": 2, "max_running_requests": 2, "max_prefill_tokens": 3491,
+                    "chunked_prefill_size": 296, "kv_cache_tokens": 1400, "copy_mode": "flat",
+                    "host_mode": "pin_per_load", "max_loaded_loras": 2, "host_reload": "arrival"},
+        "policies": [policy],
+    })
+    res = simulate(sc, policy)
+    assert res.summary["completed"] == 40 and res.summary["disk_reads"] > 0
+
