@@ -24,8 +24,8 @@ class HostTier:
         self.pinned = pinned
         names = [n for n in names if n in pinned] + [n for n in names if n not in pinned]
         self._lru: OrderedDict[str, None] = OrderedDict()
-        # Adapters registered at start-up, in population order, up to capacity.
-        for n in list(names)[: self.capacity]:
+        # Adapters registered at start-up: the pinned ones, then population order, up to capacity.
+        for n in names[: self.capacity]:
             self._lru[n] = None
         self.draining: set[str] = set()  # unregistered, still in RAM until their requests end
         self.disk_reads = 0
