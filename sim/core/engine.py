@@ -6,7 +6,10 @@
         effect = gen.send(result)      # StopIteration when every request has finished
         result = driver.handle(effect)
 
-Each iteration: see arrivals, poll finished async loads, let the policy form a prefill batch
+Start-up copies the pinned adapters (`serving.pinned_loras`). Each iteration: see arrivals
+(with `serving.host_reload: arrival`, one naming an adapter missing from the host tier is held
+while the scheduler's thread reloads it, `_reload_held`), poll finished async loads, let the
+policy form a prefill batch
 (it may start or plan loads while the queue is scanned), run it (blocking loads first, on the
 compute stream), else one or more decode steps of all running requests, else sleep until
 something can change. Decode runs are fast-forwarded up to the first finish, the next
