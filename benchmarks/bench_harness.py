@@ -51,22 +51,9 @@ def _kv_pages(shape, dev, reserve_gib: float) -> int | None:
 def gemm_time(model: LlamaModel, batch: int, reps: int) -> float:
     """GPU seconds of a decode step's weight matmuls alone at `batch` rows (each layer's
     qkv, o, gate_up, down and the LM head, as `x @ W.t()` like the model), from one graph."""
-    from gpu.calibrate.rates import graph_seconds
+    from gpu.calibrate.rates import graph_seconds, weight_matmuls
 
-    dev, dt = model.device, model.dtype
-    ins = {}
-    for name, w in model.layers[0].items():
-        if w.dim() == 2:
-            ins[name] = torch.randn(batch, w.shape[1], device=dev, dtype=dt)
-    x = torch.randn(batch, model.lm_head.shape[1], device=dev, dtype=dt)
-
-    def run() -> None:
-        for layer in model.layers:
-            for name, inp in ins.items():
-                inp @ layer[name].t()
-        x @ model.lm_head.t()
-
-    return graph_seconds(run, reps)
+    return graph_seconds(weight_matmuls(model, batch, lm_head=True), reps)
 
 
 def main() -> None:

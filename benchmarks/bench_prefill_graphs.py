@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
 from gpu.calibrate import Timer
-from gpu.calibrate.rates import graph_seconds
+from gpu.calibrate.rates import graph_seconds, weight_matmuls
 from gpu.kv_cache import PagedKV
 from gpu.lora import LoraSlots
 from gpu.model import LlamaModel, StepInput, default_device, default_dtype
@@ -53,10 +51,8 @@ def bench_gemms(model: LlamaModel, buckets: list[int], reps: int, timer: Timer) 
     seconds = {}
     for m in buckets:
         t = 0.0
-        for name in names:
-            w = layer[name]
-            x = torch.randn(m, w.shape[1], device=w.device, dtype=w.dtype)
-            fn = lambda x=x, w=w: x @ w.t()  # noqa: E731 - as LlamaModel._proj runs it
+        for name in names:  # each projection on its own, in the first layer
+            fn = weight_matmuls(model, m, names=(name,), all_layers=False)
             t += graph_seconds(fn, reps) if cuda else timer.median(fn, reps, warmup=1)
         seconds[m] = t * len(model.layers)
     per_row = 2 * sum(layer[n].numel() for n in names) * len(model.layers)

@@ -41,6 +41,29 @@ def graph_seconds(fn: Callable[[], object], reps: int, inner: int = 1) -> float:
     return statistics.median(times)
 
 
+def weight_matmuls(
+    model, rows: int, *, names: tuple[str, ...] | None = None, all_layers: bool = True, lm_head: bool = False
+) -> Callable[[], None]:
+    """A call running `model`'s weight matmuls at `rows` rows, `x @ W.t()` as the model runs
+    them: a layer's 2-D weights (or only `names`), in every layer or the first alone, then
+    the LM head if asked; random inputs made once. What the benchmarks time against the
+    weights' HBM floor (bench_harness) and by prefill bucket (bench_prefill_graphs --gemms)."""
+    dev, dt = model.device, model.dtype
+    ins = {n: torch.randn(rows, w.shape[1], device=dev, dtype=dt)
+           for n, w in model.layers[0].items() if w.dim() == 2 and (names is None or n in names)}
+    layers = model.layers if all_layers else model.layers[:1]
+    head = torch.randn(rows, model.lm_head.shape[1], device=dev, dtype=dt) if lm_head else None
+
+    def run() -> None:
+        for layer in layers:
+            for n, x in ins.items():
+                x @ layer[n].t()
+        if head is not None:
+            head @ model.lm_head.t()
+
+    return run
+
+
 def measure_hbm_read(device: torch.device, reps: int = 20, gib: float = 4.0) -> float:
     """HBM read bandwidth in bytes/s: the best of a reduction over a `gib` GiB bf16 buffer
     (reads it once) and a copy of it (reads and writes it, counted both ways), far beyond

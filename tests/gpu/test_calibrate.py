@@ -677,3 +677,29 @@ def test_reload_rate_is_the_drivers_own_read_of_a_peft_folder():
         gbps = measure_reload(shape, rank=4, reps=2)
     assert len(seen) == 3 and 0 < gbps * 1e9 * 0.05 <= seen[0]  # one untimed read, then two
 
+
+def test_weight_matmuls_runs_each_weight_of_the_layers_asked_for_and_the_head():
+    """The one definition of a step's weight matmuls both benchmarks time."""
+    from torch.overrides import TorchFunctionMode
+
+    from gpu.calibrate.rates import weight_matmuls
+    from gpu.model import LlamaModel
+
+    model = LlamaModel(MODEL_PRESETS["tiny"], device="cpu")
+    n_weights = sum(1 for w in model.layers[0].values() if w.dim() == 2)
+
+    class CountMatmuls(TorchFunctionMode):
+        n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if getattr(func, "__name__", "") in ("matmul", "__matmul__"):
+                CountMatmuls.n += 1
+            return func(*args, **(kwargs or {}))
+
+    for fn, want in ((weight_matmuls(model, 3, lm_head=True), len(model.layers) * n_weights + 1),
+                     (weight_matmuls(model, 3, names=("o",), all_layers=False), 1)):
+        CountMatmuls.n = 0
+        with CountMatmuls():
+            fn()
+        assert CountMatmuls.n == want
+
