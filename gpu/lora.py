@@ -26,6 +26,7 @@ import torch
 
 from gpu.adapters import Segment, flat_layout, ordered_targets
 from gpu.kernels import FUSED, LoraMeta, LoraSlices, lora_apply, lora_expand, lora_shrink
+from gpu.kernels._common import device_name_of
 from gpu.kernels.configs import get_config
 from sim.core.model import ALL_TARGETS, ModelShape
 
@@ -38,8 +39,7 @@ def side_part(device: torch.device) -> tuple[str, int]:
     as the projection's output, so zeroing it and reading it back costs a prefill what the
     expand's latency saves a decode step (256, every decode bucket, is a choice, not a
     measured crossover). A part the table does not know is a one-line error."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    cfg = get_config("lora_side", name)
+    cfg = get_config("lora_side", device_name_of(device))
     if cfg.get("part") not in SIDE_PARTS:
         raise SystemExit(f"kernel configs: lora_side part must be one of {', '.join(SIDE_PARTS)}, "
                          f"got {cfg.get('part')!r}")

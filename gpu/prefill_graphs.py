@@ -24,6 +24,7 @@ from dataclasses import replace
 import torch
 
 from gpu import PREFILL_GRAPH_TOKENS
+from gpu.kernels._common import device_name_of
 from gpu.kernels.configs import device_configs
 from gpu.kv_cache import PagedKV
 from gpu.model import LlamaModel, StepInput
@@ -53,8 +54,7 @@ def pad_past(device_name: str | None) -> tuple[int, ...]:
 def device_buckets(max_tokens: int, device: torch.device) -> list[int]:
     """The token buckets a PrefillRunner on `device` graphs, as calibrate records them in the
     profile (`compute.prefill_buckets`) for the simulator to pad the same way."""
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
-    return token_buckets(max_tokens, pad_past(name))
+    return token_buckets(max_tokens, pad_past(device_name_of(device)))
 
 
 class PrefillRunner(PiecewiseGraphs):

@@ -24,8 +24,13 @@ def _device_name(index: int) -> str:
     return torch.cuda.get_device_name(index)
 
 
+def device_name_of(device: torch.device) -> str | None:
+    """The CUDA device's name, the key of the config tables; None off CUDA."""
+    return _device_name(device.index or 0) if device.type == "cuda" else None
+
+
 def device_name(t: torch.Tensor) -> str | None:
-    return _device_name(t.device.index or 0) if t.is_cuda else None
+    return device_name_of(t.device)
 
 
 def config(op: str, t: torch.Tensor) -> Config:

@@ -13,7 +13,7 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts
-from gpu.kernels.extra import load_sum
+from gpu.kernels.extra import check_extra, load_sum
 
 
 @triton.jit
@@ -37,8 +37,7 @@ def silu_and_mul(gu: torch.Tensor, extra: torch.Tensor | None = None) -> torch.T
     two_i = gu.shape[-1]
     if two_i % 2:
         raise ValueError(f"last dim {two_i} is not gate|up halves")
-    if extra is not None and (extra.shape != gu.shape or extra.dtype != gu.dtype):
-        raise ValueError("extra must have gu's shape and dtype")
+    check_extra(extra, gu, "gu")
     inter = two_i // 2
     gu2 = gu.reshape(-1, two_i)
     if gu2.stride(1) != 1:

@@ -4,8 +4,19 @@ input as they load it, so the delta needs no launch of its own."""
 
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
+
+
+def check_extra(extra: torch.Tensor | None, t: torch.Tensor, name: str, unit_stride: bool = False) -> None:
+    """An op's `extra` must match its input `t` (named `name` in the error) in shape and dtype
+    (and, with `unit_stride`, have a unit column stride)."""
+    if extra is None:
+        return
+    if extra.shape != t.shape or extra.dtype != t.dtype or (unit_stride and extra.stride(1) != 1):
+        tail = " and a unit column stride" if unit_stride else ""
+        raise ValueError(f"extra must have {name}'s shape and dtype{tail}")
 
 
 @triton.jit

@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts
-from gpu.kernels.extra import load_sum
+from gpu.kernels.extra import check_extra, load_sum
 
 
 @triton.jit
@@ -69,8 +69,7 @@ def _launch(
     n = x.shape[-1]
     if w.shape != (n,) or w.stride(0) != 1:
         raise ValueError(f"weight must be a contiguous [{n}] vector, got {tuple(w.shape)}")
-    if extra is not None and (extra.shape != x.shape or extra.dtype != x.dtype):
-        raise ValueError("extra must have x's shape and dtype")
+    check_extra(extra, x, "x")
     x2 = _rows(x, n, inplace=False)
     e2 = _rows(extra, n, inplace=False) if extra is not None else x2
     r2 = _rows(res, n, inplace=True) if res is not None else x2

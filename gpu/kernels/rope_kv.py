@@ -18,7 +18,7 @@ import triton
 import triton.language as tl
 
 from gpu.kernels._common import config, launch_opts
-from gpu.kernels.extra import load_sum
+from gpu.kernels.extra import check_extra, load_sum
 
 
 @triton.jit
@@ -129,8 +129,7 @@ def rope_write_kv(
     half = head_dim // 2
     if cos.shape[1] != half or sin.shape[1] != half or cos.stride(1) != 1 or sin.stride(1) != 1:
         raise ValueError(f"cos/sin must be [max_pos, {half}] with unit column stride")
-    if extra is not None and (extra.shape != qkv.shape or extra.dtype != qkv.dtype or extra.stride(1) != 1):
-        raise ValueError("extra must have qkv's shape and dtype and a unit column stride")
+    check_extra(extra, qkv, "qkv", unit_stride=True)
     q = torch.empty(t, heads, head_dim, dtype=qkv.dtype, device=qkv.device)
     if t == 0:
         return q

@@ -254,3 +254,18 @@ def test_llama_8b_shapes_bf16_cuda():
     _close(rope_kv.rope_write_kv(qkv, pos, cos, sin, k_cache, v_cache, slot, 32, 8, 128), want)
     _close(k_cache[:-1], k_want[:-1])
     assert torch.equal(v_cache[:-1], v_want[:-1])
+
+
+def test_an_extra_addend_of_the_wrong_shape_or_dtype_is_refused_naming_the_input():
+    from gpu.kernels.extra import check_extra
+
+    x = torch.zeros(4, 8, dtype=torch.float32)
+    check_extra(None, x, "x")
+    check_extra(torch.zeros(4, 8), x, "x", unit_stride=True)
+    with pytest.raises(ValueError, match="extra must have x's shape and dtype$"):
+        check_extra(torch.zeros(4, 9), x, "x")
+    with pytest.raises(ValueError, match="extra must have gu's shape and dtype$"):
+        check_extra(torch.zeros(4, 8, dtype=torch.float64), x, "gu")
+    with pytest.raises(ValueError, match="and a unit column stride"):
+        check_extra(torch.zeros(8, 4).t(), x, "qkv", unit_stride=True)
+
